@@ -1,0 +1,1 @@
+"""Modal encoders: title/knowledge text (shared BERT), image (patches, CNN grid, regions)."""

@@ -1,0 +1,1 @@
+"""Catalog ETL: readers, the declarative mapping, validation and the catalog build."""

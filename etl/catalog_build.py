@@ -1,0 +1,129 @@
+"""The catalog build: the one on-disk artifact every later stage reads.
+
+``k3m import`` writes it (see :mod:`etl.build`); the KG stores, the learning code and the
+embedding scripts only ever read it through :class:`CatalogBuild`.
+
+Layout of ``BUILD_DIR`` (format version 1)::
+
+    manifest.json    format version, source files with sha256, resolved mapping, counts,
+                     image size, seed and split fractions, package versions
+    summary.json     the import report: rows_read, items, rejected{reason: n}, triples,
+                     properties, values, images{ok, missing, bad, refused}, dropped_values,
+                     seconds
+    rejects.jsonl    one line per rejected row: source, line, reason, raw
+    items.parquet    one row per item, row number == item index:
+                       item_id (str), title (str, null = missing), category (str, null),
+                       category_index (int32, -1 = none), group (str, null),
+                       split (str: train | valid | test), has_image (bool)
+    properties.json  property vocabulary: list of names, position == property index
+    values.json      value vocabulary: list of value strings, position == value index
+                     (values are shared across properties: "Blue" is one node whether it
+                     is a baseColour or a colour1; the property lives on the edge)
+    categories.json  category vocabulary, position == category_index
+    triples.npy      int32 [T, 3] = (item, property, value), sorted, unique
+    triple_split.npy int8 [T]: 0 train, 1 valid, 2 test (held-out facts for link
+                     prediction; only train triples are model input during pretraining)
+    images.npy       uint8 [N, H, W, 3], resized once at import (aspect kept, padded
+                     white); rows of items without an image are zero and has_image=False
+
+Every file is written into a temporary sibling directory which is renamed onto
+``BUILD_DIR`` only when complete, so an interrupted import never looks finished.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "valid", "test")
+TRIPLE_TRAIN, TRIPLE_VALID, TRIPLE_TEST = 0, 1, 2
+
+
+class BuildError(RuntimeError):
+    """A build directory is missing, incomplete or of another format version."""
+
+
+@dataclass(frozen=True)
+class CatalogBuild:
+    """Read-only view of a catalog build. Arrays are memory-mapped and loaded lazily."""
+
+    path: Path
+
+    @classmethod
+    def open(cls, path: str | Path) -> "CatalogBuild":
+        path = Path(path)
+        manifest = path / "manifest.json"
+        if not manifest.is_file():
+            raise BuildError(f"{path}: not a catalog build (no manifest.json); run `k3m import` first")
+        version = json.loads(manifest.read_text())["format_version"]
+        if version != FORMAT_VERSION:
+            raise BuildError(f"{path}: build format {version}, this code reads {FORMAT_VERSION}")
+        return cls(path)
+
+    # -- metadata -------------------------------------------------------------------
+    @cached_property
+    def manifest(self) -> dict:
+        return json.loads((self.path / "manifest.json").read_text())
+
+    @cached_property
+    def summary(self) -> dict:
+        return json.loads((self.path / "summary.json").read_text())
+
+    @cached_property
+    def properties(self) -> list[str]:
+        return json.loads((self.path / "properties.json").read_text())
+
+    @cached_property
+    def values(self) -> list[str]:
+        return json.loads((self.path / "values.json").read_text())
+
+    @cached_property
+    def categories(self) -> list[str]:
+        return json.loads((self.path / "categories.json").read_text())
+
+    # -- tables ---------------------------------------------------------------------
+    @cached_property
+    def items(self):
+        """pandas DataFrame, one row per item (row number == item index)."""
+        import pandas as pd
+
+        return pd.read_parquet(self.path / "items.parquet")
+
+    @property
+    def num_items(self) -> int:
+        return int(self.manifest["counts"]["items"])
+
+    @cached_property
+    def triples(self) -> np.ndarray:
+        return np.load(self.path / "triples.npy", mmap_mode="r")
+
+    @cached_property
+    def triple_split(self) -> np.ndarray:
+        return np.load(self.path / "triple_split.npy", mmap_mode="r")
+
+    @cached_property
+    def images(self) -> np.ndarray:
+        return np.load(self.path / "images.npy", mmap_mode="r")
+
+    @cached_property
+    def has_image(self) -> np.ndarray:
+        return self.items["has_image"].to_numpy(dtype=bool)
+
+    def item_indices(self, split: str) -> np.ndarray:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return np.flatnonzero(self.items["split"].to_numpy() == split)
+
+    def train_triples(self) -> np.ndarray:
+        """Triples the model may see as input (held-out link-prediction facts removed)."""
+        return np.asarray(self.triples[np.asarray(self.triple_split) == TRIPLE_TRAIN])
+
+    @cached_property
+    def item_triple_offsets(self) -> np.ndarray:
+        """CSR offsets: triples of item i are rows offsets[i]:offsets[i+1] (triples are sorted)."""
+        counts = np.bincount(np.asarray(self.triples[:, 0]), minlength=self.num_items)
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)

@@ -1,0 +1,1 @@
+"""K3M: knowledge-perceived multi-modal pretraining, embeddings, queries and evaluation."""

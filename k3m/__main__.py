@@ -1,0 +1,5 @@
+import sys
+
+from k3m.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The product knowledge graph: RDF and Bolt/Cypher stores, graph views for learning."""
