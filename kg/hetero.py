@@ -1,0 +1,69 @@
+"""PyG HeteroData views of the product KG: per-batch star graphs item -has-> value.
+
+Node types: ``item`` (the batch's items, in batch order; ``item_index`` = build rows) and
+``value`` (the distinct values the batch's triples point at; ``value_id`` = global value
+ids). Edge type ``('item', 'has', 'value')`` carries the property id of each triple in
+``edge_attr`` and ``edge_property``; ``('value', 'rev_has', 'item')`` is its reverse.
+Items without triples are still nodes, with no edges (their c* = c in the model).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch_geometric.data import HeteroData
+
+HAS = ("item", "has", "value")
+REV_HAS = ("value", "rev_has", "item")
+
+
+def star_graph(
+    pair_item: torch.Tensor,
+    pair_property: torch.Tensor,
+    pair_value: torch.Tensor,
+    num_items: int,
+    item_index: torch.Tensor | None = None,
+) -> HeteroData:
+    """Edges from batch positions ``pair_item`` to global values ``pair_value``.
+
+    Edge ``j`` corresponds to input pair ``j`` (order kept), which lets the model line up
+    edges with the property/value spans of the knowledge text.
+    """
+    pair_item = torch.as_tensor(pair_item, dtype=torch.long)
+    pair_property = torch.as_tensor(pair_property, dtype=torch.long)
+    pair_value = torch.as_tensor(pair_value, dtype=torch.long)
+    value_id, value_local = torch.unique(pair_value, return_inverse=True)
+
+    data = HeteroData()
+    data["item"].num_nodes = int(num_items)
+    if item_index is not None:
+        data["item"].item_index = torch.as_tensor(item_index, dtype=torch.long)
+    data["value"].num_nodes = int(value_id.numel())
+    data["value"].value_id = value_id
+    edge_index = torch.stack([pair_item, value_local.view(-1)]) if pair_item.numel() else torch.empty(2, 0, dtype=torch.long)
+    data[HAS].edge_index = edge_index
+    data[HAS].edge_attr = pair_property
+    data[HAS].edge_property = pair_property
+    data[REV_HAS].edge_index = edge_index.flip(0)
+    data[REV_HAS].edge_attr = pair_property
+    return data
+
+
+def item_value_graph(build, item_indices, train_only: bool = True) -> HeteroData:
+    """Star graph of the given build items over their triples (train split by default)."""
+    item_indices = np.asarray(item_indices, dtype=np.int64)
+    offsets = build.item_triple_offsets
+    triples = np.asarray(build.triples)
+    split = np.asarray(build.triple_split)
+    rows = [np.arange(offsets[i], offsets[i + 1]) for i in item_indices]
+    rows = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+    if train_only:
+        rows = rows[split[rows] == 0]
+    position = {int(item): pos for pos, item in enumerate(item_indices)}
+    pair_item = np.fromiter((position[int(i)] for i in triples[rows, 0]), dtype=np.int64, count=len(rows))
+    return star_graph(
+        torch.from_numpy(pair_item),
+        torch.from_numpy(triples[rows, 1].astype(np.int64)),
+        torch.from_numpy(triples[rows, 2].astype(np.int64)),
+        num_items=len(item_indices),
+        item_index=torch.from_numpy(item_indices),
+    )
