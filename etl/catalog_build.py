@@ -5,17 +5,24 @@ embedding scripts only ever read it through :class:`CatalogBuild`.
 
 Layout of ``BUILD_DIR`` (format version 1)::
 
-    manifest.json    format version, source files with sha256, resolved mapping, counts,
-                     image size, seed and split fractions, package versions
-    summary.json     the import report: rows_read, items, rejected{reason: n}, triples,
-                     properties, values, images{ok, missing, bad, refused}, dropped_values,
-                     seconds
-    rejects.jsonl    one line per rejected row: source, line, reason, raw
+    manifest.json    format version, source files with sha256, image roots, resolved mapping,
+                     counts, image size, seed, limit, split fractions and sizes, package versions
+    summary.json     the import report: rows_read, items, rejected_rows, rejected{reason: n},
+                     triples, properties, values, pairs (distinct property-value), categories,
+                     splits{train, valid, test} (items), triple_splits{...} (triples),
+                     images{ok, missing, bad, refused}, image_reasons{"status:reason": n},
+                     dropped_values{reason: n}, titles_missing, blank_lines,
+                     unsafe_archive_members (zip members never served for their names), seconds.
+                     rows_read == items + rejected_rows; ok+missing+bad+refused == items
+    rejects.jsonl    one line per rejected row: source, line, reason, detail, raw
+                     (raw_truncated: true when raw was cut at 65,536 characters)
     items.parquet    one row per item, row number == item index:
                        item_id (str), title (str, null = missing), category (str, null),
                        category_index (int32, -1 = none), group (str, null),
-                       split (str: train | valid | test), has_image (bool)
+                       split (str: train | valid | test), has_image (bool),
+                       image_status (str: ok | missing | bad | refused)
     properties.json  property vocabulary: list of names, position == property index
+                     (all vocabularies are sorted by code point)
     values.json      value vocabulary: list of value strings, position == value index
                      (values are shared across properties: "Blue" is one node whether it
                      is a baseColour or a colour1; the property lives on the edge)
@@ -25,6 +32,12 @@ Layout of ``BUILD_DIR`` (format version 1)::
                      prediction; only train triples are model input during pretraining)
     images.npy       uint8 [N, H, W, 3], resized once at import (aspect kept, padded
                      white); rows of items without an image are zero and has_image=False
+
+Splits: an item's split comes from a seeded hash of its group key (the mapping's ``group``,
+e.g. the normalised title, so listings of one product never cross splits) or, without one,
+of its id. A triple is held out (valid/test) only where its item keeps a train triple and its
+(property, value) still occurs among train triples. Re-running an import gives byte-identical
+files except ``summary.json``'s ``seconds``.
 
 Every file is written into a temporary sibling directory which is renamed onto
 ``BUILD_DIR`` only when complete, so an interrupted import never looks finished.

@@ -1,0 +1,394 @@
+"""``import_catalog``: catalog files + mapping -> a catalog build (format: etl/catalog_build.py).
+
+One streaming pass: rows are read, mapped, checked and interned; each item's image is
+located (safely) under its image root, then read and decoded in batches (by a small process
+pool for large catalogs) straight into the image store file. Vocabularies are sorted and
+triples remapped at the end, splits are drawn from seeded hashes, and the finished
+directory is renamed onto ``out``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from array import array
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from etl.catalog_build import FORMAT_VERSION, SPLITS
+from etl.extract import Extractor, RowRejected
+from etl.image_store import ImageStoreWriter, decode_into_store
+from etl.images import NO_IMAGE, OK, UNDECODABLE, ImageRoot, open_root
+from etl.mapping import Mapping, load_mapping
+from etl.readers import read_rows
+from etl.report import ImportReport
+from etl.splits import SplitSettings, item_splits, string_hashes, triple_splits
+
+PACKAGES = ("k3m-pkg", "numpy", "pyarrow", "Pillow", "PyYAML")
+# spawn and forkserver re-import the caller's __main__, which breaks scripts without a main
+# guard and scripts read from stdin; the workers only use Pillow, numpy, zipfile and os, so a
+# plain fork is safe where it exists.
+START_METHOD = "fork" if sys.platform == "linux" else "spawn"
+
+
+class ImportFailed(RuntimeError):
+    """The import cannot run (bad output directory, missing source or image root)."""
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    limit: int | None = None  # read only the first N rows (over all sources)
+    image_size: int = 64
+    seed: int = 0
+    strict: bool = False  # any rejected row aborts the import
+    images: str | None = None  # image root (zip or directory) overriding the mapping's
+    workers: int = 2  # image-decoding processes; 0 decodes in this process
+    image_batch: int = 1024  # images per decoding task
+    split: SplitSettings = field(default_factory=SplitSettings)
+
+    def __post_init__(self):
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"limit must be >= 0, got {self.limit}")
+        if not 8 <= self.image_size <= 1024:
+            raise ValueError(f"image_size must be within 8..1024, got {self.image_size}")
+        if self.workers < 0 or self.image_batch < 1:
+            raise ValueError("workers must be >= 0 and image_batch >= 1")
+
+
+def import_catalog(
+    sources: Iterable[str | Path],
+    mapping: str | Path | Mapping,
+    out: str | Path,
+    *,
+    limit: int | None = None,
+    image_size: int = 64,
+    seed: int = 0,
+    strict: bool = False,
+    **settings,
+) -> dict:
+    """Import ``sources`` with ``mapping`` (a built-in name, a YAML file or a Mapping) into the
+    catalog build ``out``; returns the summary (also written to ``out/summary.json``).
+
+    Further keyword arguments are :class:`ImportSettings` fields (``images``, ``workers``, ``split``).
+    """
+    settings = ImportSettings(limit=limit, image_size=image_size, seed=seed, strict=strict, **settings)
+    mapping = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
+    sources = [Path(s) for s in sources]
+    if not sources:
+        raise ImportFailed("no source files given")
+    for source in sources:
+        if not source.is_file():
+            raise ImportFailed(f"{source}: no such source file")
+    out = Path(out)
+    if out.exists() and not (out / "manifest.json").is_file() and any(out.iterdir()):
+        raise ImportFailed(f"{out}: exists and is not a catalog build; refusing to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        summary = _Import(sources, mapping, partial, settings).run()
+        _replace(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return summary
+
+
+def _replace(partial: Path, out: Path) -> None:
+    """Swap the finished directory in; at no moment does ``out`` hold a partial build."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        partial.rename(out)
+        shutil.rmtree(old)
+    else:
+        partial.rename(out)
+
+
+class _Import:
+    def __init__(self, sources: list[Path], mapping: Mapping, work: Path, settings: ImportSettings):
+        self.sources = sources
+        self.mapping = mapping
+        self.work = work
+        self.settings = settings
+        self.report = ImportReport(work / "rejects.jsonl", strict=settings.strict)
+        self.extract = Extractor(mapping, self.report.dropped_values)
+        # items, in read order
+        self.item_ids: list[str] = []
+        self.titles: list[str | None] = []
+        self.categories: list[str | None] = []
+        self.groups: list[str | None] = []
+        self.image_status: list[str] = []
+        self.index_of: dict[str, int] = {}  # item id -> item index, to refuse duplicates
+        self.item_line = array("q")  # where each item was read, for duplicate reports
+        self.item_source = array("I")
+        self.category_names: dict[str, str] = {}  # one string object per category
+        # triples with provisional (first-seen) vocabulary ids
+        self.property_ids: dict[str, int] = {}
+        self.value_ids: dict[str, int] = {}
+        self.t_item, self.t_property, self.t_value = array("i"), array("i"), array("i")
+        self.roots: dict[Path | None, ImageRoot] = {}
+
+    # -- the pass over the rows -----------------------------------------------------------
+    def run(self) -> dict:
+        started = time.perf_counter()
+        store = ImageStoreWriter(self.work / "images.npy", self.settings.image_size)
+        images = _ImagePipeline(store, self.settings, self._image_decoded)
+        try:
+            self._read_all(images)
+            store.finish(images.finish())
+        except BaseException:
+            images.abort()
+            raise
+        finally:
+            self.report.close()
+            for root in self.roots.values():
+                root.close()
+        return self._write(started)
+
+    def _read_all(self, images: "_ImagePipeline") -> None:
+        limit = self.settings.limit
+        report = self.report
+        for source_index, source in enumerate(self.sources):
+            root = self._root(source)
+            for row in read_rows(source, self.mapping, report.reader_counts):
+                if limit is not None and report.rows_read >= limit:
+                    return
+                report.rows_read += 1
+                if row.record is None:
+                    report.reject(row, row.reason, row.detail)
+                    continue
+                try:
+                    item = self.extract(row.record)
+                except RowRejected as exc:
+                    report.reject(row, exc.reason, exc.detail)
+                    continue
+                first = self.index_of.get(item.item_id)
+                if first is not None:
+                    where = f"{self.sources[self.item_source[first]]}:{self.item_line[first]}"
+                    report.reject(row, "duplicate_id", f"id {item.item_id!r} already read at {where}")
+                    continue
+                self._add(item, source_index, row.line)
+                located = root.locate(item.image_ref)
+                if located.status == "found":
+                    self.image_status.append("pending")
+                    images.add(located.source)
+                else:
+                    self.image_status.append(located.status)
+                    report.image(located.status, located.reason)
+                    images.add(None)
+
+    def _add(self, item, source_index: int, line: int) -> None:
+        index = len(self.item_ids)
+        self.index_of[item.item_id] = index
+        self.item_source.append(source_index)
+        self.item_line.append(line)
+        self.item_ids.append(item.item_id)
+        self.titles.append(item.title)
+        category = item.category
+        self.categories.append(category if category is None else self.category_names.setdefault(category, category))
+        self.groups.append(item.group)
+        self.report.items += 1
+        self.report.titles_missing += item.title is None
+        for prop, value in item.pairs:
+            self.t_item.append(index)
+            self.t_property.append(self.property_ids.setdefault(prop, len(self.property_ids)))
+            self.t_value.append(self.value_ids.setdefault(value, len(self.value_ids)))
+
+    def _image_decoded(self, start: int, statuses: np.ndarray) -> None:
+        for offset in np.flatnonzero(statuses != NO_IMAGE):
+            if statuses[offset] == OK:
+                self.image_status[start + offset] = "ok"
+                self.report.image("ok")
+            else:
+                self.image_status[start + offset] = "bad"
+                self.report.image("bad", "undecodable" if statuses[offset] == UNDECODABLE else "unreadable")
+
+    def _root(self, source: Path) -> ImageRoot:
+        spec = self.mapping.image
+        if self.settings.images is not None:
+            path = Path(self.settings.images)
+        elif spec is not None and (spec.archive or spec.dir):
+            path = source.parent / (spec.archive or spec.dir)
+        else:
+            path = None
+        if path not in self.roots:
+            try:
+                self.roots[path] = open_root(path)
+            except FileNotFoundError as exc:
+                raise ImportFailed(str(exc)) from None
+        return self.roots[path]
+
+    # -- writing the build ----------------------------------------------------------------
+    def _write(self, started: float) -> dict:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        properties, property_remap = _sorted_vocabulary(self.property_ids)
+        values, value_remap = _sorted_vocabulary(self.value_ids)
+        triples = np.stack([
+            np.frombuffer(self.t_item, dtype=np.int32),
+            property_remap[np.frombuffer(self.t_property, dtype=np.int32)],
+            value_remap[np.frombuffer(self.t_value, dtype=np.int32)],
+        ], axis=1).astype(np.int32).reshape(-1, 3)
+        triples = triples[np.lexsort((triples[:, 2], triples[:, 1], triples[:, 0]))]
+
+        categories = sorted({c for c in self.categories if c is not None})
+        category_index = {c: i for i, c in enumerate(categories)}
+        split_keys = [f"g:{g}" if g is not None else f"i:{i}" for g, i in zip(self.groups, self.item_ids)]
+        item_split = item_splits(split_keys, self.settings.seed, self.settings.split)
+        seed = self.settings.seed
+        triple_split = triple_splits(
+            triples, string_hashes(self.item_ids, seed), string_hashes(properties, seed),
+            string_hashes(values, seed), self.settings.split,
+        )
+
+        table = pa.table({
+            "item_id": pa.array(self.item_ids, pa.string()),
+            "title": pa.array(self.titles, pa.string()),
+            "category": pa.array(self.categories, pa.string()),
+            "category_index": pa.array([category_index.get(c, -1) if c is not None else -1 for c in self.categories], pa.int32()),
+            "group": pa.array(self.groups, pa.string()),
+            "split": pa.array(np.array(SPLITS)[item_split], pa.string()),
+            "has_image": pa.array([s == "ok" for s in self.image_status], pa.bool_()),
+            "image_status": pa.array(self.image_status, pa.string()),
+        })
+        pq.write_table(table, self.work / "items.parquet")
+        for name, vocabulary in (("properties", properties), ("values", values), ("categories", categories)):
+            (self.work / f"{name}.json").write_text(json.dumps(vocabulary, ensure_ascii=False), encoding="utf-8")
+        np.save(self.work / "triples.npy", triples)
+        np.save(self.work / "triple_split.npy", triple_split)
+
+        counts = {
+            "items": len(self.item_ids),
+            "triples": int(len(triples)),
+            "properties": len(properties),
+            "values": len(values),
+            "pairs": int(len(np.unique(triples[:, 1].astype(np.int64) * max(len(values), 1) + triples[:, 2]))),
+            "categories": len(categories),
+            "images": int(sum(s == "ok" for s in self.image_status)),
+        }
+        splits = {name: int((item_split == k).sum()) for k, name in enumerate(SPLITS)}
+        held_out = {name: int((triple_split == k).sum()) for k, name in enumerate(SPLITS)}
+        self._write_json("manifest.json", self._manifest(counts, splits, held_out))
+        summary = self.report.summary(
+            **{k: counts[k] for k in ("triples", "properties", "values", "pairs", "categories")},
+            splits=splits, triple_splits=held_out,
+            # archive members whose names could escape the root: never served, counted here
+            unsafe_archive_members=sum(root.unsafe_members for root in self.roots.values()),
+        )
+        summary["seconds"] = round(time.perf_counter() - started, 3)
+        self._write_json("summary.json", summary)
+        return summary
+
+    def _manifest(self, counts: dict, splits: dict, held_out: dict) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "sources": [_file_entry(s) for s in self.sources],
+            "image_roots": [
+                {"root": root.description, "unsafe_members": root.unsafe_members,
+                 **(_file_entry(path) if path is not None and path.is_file() else {})}
+                for path, root in self.roots.items()
+            ],
+            "mapping": self.mapping.to_dict(),
+            "counts": counts,
+            "image_size": self.settings.image_size,
+            "seed": self.settings.seed,
+            "limit": self.settings.limit,
+            "split_fractions": asdict(self.settings.split),
+            "splits": splits,
+            "triple_splits": held_out,
+            "packages": {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}},
+        }
+
+    def _write_json(self, name: str, data: dict) -> None:
+        (self.work / name).write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+class _ImagePipeline:
+    """Reads and decodes images into the store in batches, in worker processes for large catalogs.
+
+    Every item gets a row (None = no image). The first batch decodes in this process
+    so small imports never pay for starting workers.
+    """
+
+    def __init__(self, store: ImageStoreWriter, settings: ImportSettings, on_decoded):
+        self.store = store
+        self.workers = settings.workers
+        self.batch_size = settings.image_batch
+        self.on_decoded = on_decoded
+        self.batch: list[tuple[str, str, str] | None] = []
+        self.rows = 0  # rows handed out so far == item index of the current batch's first row
+        self.pending: deque[tuple[int, Future | np.ndarray]] = deque()
+        self.pool: ProcessPoolExecutor | None = None
+
+    def add(self, source: tuple[str, str, str] | None) -> None:
+        self.batch.append(source)
+        if len(self.batch) >= self.batch_size:
+            self._submit()
+
+    def _submit(self) -> None:
+        if not self.batch:
+            return
+        job = (self.store.path, self.store.size, self.rows, self.batch)
+        if self.workers and self.rows and self.pool is None:
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context(START_METHOD))
+        result = self.pool.submit(decode_into_store, job) if self.pool else decode_into_store(job)
+        self.pending.append((self.rows, result))
+        self.rows += len(self.batch)
+        self.batch = []
+        while len(self.pending) > 2 * max(self.workers, 1):  # bounds the work queued ahead
+            self._drain_one()
+
+    def _drain_one(self) -> None:
+        start, result = self.pending.popleft()
+        self.on_decoded(start, result.result() if isinstance(result, Future) else result)
+
+    def finish(self) -> int:
+        """Waits for every batch; returns the number of rows."""
+        self._submit()
+        while self.pending:
+            self._drain_one()
+        if self.pool is not None:
+            self.pool.shutdown()
+        return self.rows
+
+    def abort(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def _sorted_vocabulary(ids: dict[str, int]) -> tuple[list[str], np.ndarray]:
+    """Names sorted by code point, and provisional id -> sorted position."""
+    names = sorted(ids)
+    remap = np.empty(len(ids), dtype=np.int32)
+    for position, name in enumerate(names):
+        remap[ids[name]] = position
+    return names, remap
+
+
+def _file_entry(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None

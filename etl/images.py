@@ -1,0 +1,195 @@
+"""Finding item images safely and decoding them to fixed-size uint8 arrays.
+
+An image reference (from the mapping's path template or image column) is a path under an
+image root: a zip archive or a directory. References that could escape the root (absolute
+paths, ``..``, drive letters, NUL, symlinks pointing outside a directory root) are refused;
+zip members with such names are never served. Remote URLs are never fetched.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from etl.extract import is_remote
+
+DRIVE = re.compile(r"^[A-Za-z]:")
+NO_IMAGE, OK, UNDECODABLE, UNREADABLE = 0, 1, 2, 3  # per-row outcome of decode_batch
+
+
+@dataclass
+class Located:
+    """Outcome of looking an image up: ``found`` with the ``source`` to read it from, or
+    ``missing``/``refused`` with a reason."""
+
+    status: str  # "found" | "missing" | "refused"
+    reason: str | None = None
+    source: tuple[str, str, str] | None = None  # (root kind, root path, member or file), see read_image
+
+
+def safe_relative(ref: str) -> str | None:
+    """``ref`` as a clean relative POSIX path, or None if it could leave its root."""
+    if not ref or "\x00" in ref or ref.startswith(("/", "\\")) or DRIVE.match(ref):
+        return None
+    parts = [p for p in re.split(r"[/\\]", ref) if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return "/".join(parts)
+
+
+class ImageRoot:
+    """Base: where references are looked up. Lookup checks safety and existence only; the
+    bytes are read later by :func:`read_image`, possibly in a worker process."""
+
+    description: str
+    unsafe_members = 0  # archive members refused for their names
+
+    def locate(self, ref: str | None) -> Located:
+        if ref is None:
+            return Located("missing", "no_image_reference")
+        if is_remote(ref):
+            return Located("missing", "remote_url_not_fetched")
+        rel = safe_relative(ref)
+        if rel is None:
+            return Located("refused", "escapes_image_root")
+        return self._find(rel)
+
+    def _find(self, rel: str) -> Located:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class NoImageRoot(ImageRoot):
+    """The mapping names no image root: only remote URLs or nothing can be referenced."""
+
+    description = "none"
+
+    def _find(self, rel: str) -> Located:
+        return Located("missing", "no_image_root")
+
+
+class ZipImageRoot(ImageRoot):
+    def __init__(self, path: Path):
+        self.path = path
+        self.description = f"zip:{path}"
+        try:
+            self.zip = zipfile.ZipFile(path)
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise FileNotFoundError(f"{path}: image archive cannot be opened: {exc}") from None
+        _OPEN_ZIPS[str(path)] = (os.getpid(), self.zip)  # read_image here reuses the parsed index
+        # Only members whose own names are safe can ever be served.
+        self.members = set()
+        self.unsafe_members = 0
+        for info in self.zip.infolist():
+            if info.is_dir():
+                continue
+            if safe_relative(info.filename) == info.filename:
+                self.members.add(info.filename)
+            else:
+                self.unsafe_members += 1
+
+    def _find(self, rel: str) -> Located:
+        if rel not in self.members:
+            return Located("missing", "not_in_archive")
+        return Located("found", source=("zip", str(self.path), rel))
+
+    def close(self) -> None:
+        _OPEN_ZIPS.pop(str(self.path), None)
+        self.zip.close()
+
+
+class DirImageRoot(ImageRoot):
+    def __init__(self, path: Path):
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: image directory not found")
+        self.path = path
+        self.resolved = path.resolve()
+        self.description = f"dir:{path}"
+
+    def _find(self, rel: str) -> Located:
+        candidate = self.path / rel
+        if not candidate.exists():
+            return Located("missing", "not_found")
+        resolved = candidate.resolve()
+        if not resolved.is_relative_to(self.resolved):
+            return Located("refused", "link_outside_image_root")
+        if not resolved.is_file():
+            return Located("missing", "not_a_file")
+        return Located("found", source=("dir", str(self.path), str(resolved)))
+
+
+def open_root(path: Path | None) -> ImageRoot:
+    if path is None:
+        return NoImageRoot()
+    if path.is_dir():
+        return DirImageRoot(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: image root not found")
+    return ZipImageRoot(path)
+
+
+# Archives opened by this process, by path. The pid guards forked workers: a ZipFile inherited
+# through fork shares its file offset with the parent and must not be read from.
+_OPEN_ZIPS: dict[str, tuple[int, zipfile.ZipFile]] = {}
+
+
+def read_image(source: tuple[str, str, str]) -> bytes | None:
+    """The bytes of a located image; None if they cannot be read (a damaged archive member)."""
+    kind, root, key = source
+    try:
+        if kind == "dir":
+            return Path(key).read_bytes()
+        owner, archive = _OPEN_ZIPS.get(root, (None, None))
+        if owner != os.getpid():
+            archive = zipfile.ZipFile(root)
+            _OPEN_ZIPS[root] = (os.getpid(), archive)
+        return archive.read(key)
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError, zlib.error):
+        return None
+
+
+def decode_image(data: bytes, size: int) -> np.ndarray | None:
+    """RGB uint8 [size, size, 3]: scaled to fit (aspect kept), centred on white; None if undecodable."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when far larger
+            image = image.convert("RGB")
+            width, height = image.size
+            scale = size / max(width, height)
+            new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+            if (new_w, new_h) != (width, height):
+                # BOX (area average) when shrinking: antialiased and the cheapest filter that is
+                resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+                image = image.resize((new_w, new_h), resample)
+            pixels = np.asarray(image)
+    except Exception:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...) on bad data
+        return None
+    canvas = np.full((size, size, 3), 255, dtype=np.uint8)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    canvas[top : top + new_h, left : left + new_w] = pixels
+    return canvas
+
+
+def decode_batch(sources: list[tuple[str, str, str] | None], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read and decode a batch (None = no image): pixels [n, size, size, 3] (zeros where
+    absent) and a status per row: NO_IMAGE, OK, UNDECODABLE or UNREADABLE."""
+    out = np.zeros((len(sources), size, size, 3), dtype=np.uint8)
+    status = np.full(len(sources), NO_IMAGE, dtype=np.int8)
+    for i, source in enumerate(sources):
+        if source is None:
+            continue
+        data = read_image(source)
+        pixels = decode_image(data, size) if data is not None else None
+        if pixels is not None:
+            out[i] = pixels
+        status[i] = OK if pixels is not None else UNDECODABLE if data is not None else UNREADABLE
+    return out, status
