@@ -1,8 +1,9 @@
 """The `k3m` console script: one entry point, one subcommand per stage.
 
 Each stage module exposes ``add_parser(subparsers)`` which registers its subcommand and
-sets ``func`` (called with the parsed args, returns an exit code). Stage modules keep
-heavy imports (torch, drivers) inside their functions so `k3m --help` stays fast.
+sets ``func`` (called with the parsed args, returns an exit code). Only the module of the
+command being run is imported: stages pull in torch or database drivers, and
+`k3m import` or `k3m --help` should not pay for that.
 """
 from __future__ import annotations
 
@@ -10,37 +11,37 @@ import argparse
 import importlib
 import sys
 
-# (module, what it adds) in the order the data walks: catalog -> build -> model -> graph
-STAGES = [
-    "etl.cli",  # k3m import
-    "kg.cli",  # k3m kg load|serve|stop|sparql|cypher|stats|export
-    "k3m.pretrain",  # k3m pretrain
-    "k3m.evaluate",  # k3m evaluate
-    "k3m.embed",  # k3m embed
-    "k3m.query",  # k3m query similar|complete|export|cypher
-]
+# command -> (module, one-line help), in the order the data walks: catalog -> graph
+STAGES: dict[str, tuple[str, str]] = {
+    "import": ("etl.cli", "import catalog files into a catalog build"),
+    "kg": ("kg.cli", "load a build into RDF / the graph database, query them, serve, stats"),
+    "pretrain": ("k3m.pretrain", "pretrain K3M on a catalog build"),
+    "embed": ("k3m.embed", "write item embeddings to the build and the graph"),
+    "query": ("k3m.query", "Cypher-driven query scripts over item embeddings"),
+    "evaluate": ("k3m.evaluate", "downstream tasks under missing/noisy modalities, against baselines"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser for ``command``; other commands get a placeholder with their help."""
     parser = argparse.ArgumentParser(
         prog="k3m",
         description="K3M product knowledge graph: import catalogs, build the KG, pretrain, embed, query, evaluate.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in STAGES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a stage not built yet in this checkout
-            if exc.name == name:
-                continue
-            raise
-        module.add_parser(sub)
+    for name, (module_name, help_text) in STAGES.items():
+        if name == command:
+            importlib.import_module(module_name).add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in STAGES else None)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 
