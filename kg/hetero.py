@@ -49,17 +49,21 @@ def star_graph(
 
 
 def item_value_graph(build, item_indices, train_only: bool = True) -> HeteroData:
-    """Star graph of the given build items over their triples (train split by default)."""
-    item_indices = np.asarray(item_indices, dtype=np.int64)
-    offsets = build.item_triple_offsets
+    """Star graph of the given build items over their triples (train split by default).
+
+    Item ``j`` of the result is ``item_indices[j]`` (repeats allowed, each gets its own
+    edges); an item without (train) triples is a node with no edges, never another item's.
+    """
+    item_indices = np.asarray(item_indices, dtype=np.int64).reshape(-1)
+    offsets = np.asarray(build.item_triple_offsets)
     triples = np.asarray(build.triples)
-    split = np.asarray(build.triple_split)
-    rows = [np.arange(offsets[i], offsets[i + 1]) for i in item_indices]
-    rows = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+    starts, counts = offsets[item_indices], offsets[item_indices + 1] - offsets[item_indices]
+    # Row ids of every selected item's triples, and the batch position each belongs to.
+    pair_item = np.repeat(np.arange(len(item_indices), dtype=np.int64), counts)
+    rows = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()), dtype=np.int64)
     if train_only:
-        rows = rows[split[rows] == 0]
-    position = {int(item): pos for pos, item in enumerate(item_indices)}
-    pair_item = np.fromiter((position[int(i)] for i in triples[rows, 0]), dtype=np.int64, count=len(rows))
+        keep = np.asarray(build.triple_split)[rows] == 0
+        rows, pair_item = rows[keep], pair_item[keep]
     return star_graph(
         torch.from_numpy(pair_item),
         torch.from_numpy(triples[rows, 1].astype(np.int64)),

@@ -1,0 +1,259 @@
+"""`k3m kg ...`: load the PKG into RDF and the graph database, serve, query, inspect, export.
+
+    k3m kg load BUILD [--rdf] [--graph]        (neither flag: both)
+    k3m kg serve [--port N] [--detach]         embedded ArcadeDB on 127.0.0.1
+    k3m kg stop
+    k3m kg sparql BUILD "QUERY" [--json]
+    k3m kg cypher "QUERY" [--param k=v]... [--param-json k=JSON]... [--json]
+    k3m kg stats BUILD [--json]
+    k3m kg export BUILD --format turtle|ntriples|dgl -o OUT
+
+Graph commands use Neo4j when NEO4J_URI (+ NEO4J_USER, NEO4J_PASSWORD) is set, otherwise
+the embedded server: the one `k3m kg serve` keeps running, or one started for the command.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from kg.paths import DATA_DIR_ENV
+
+
+def add_parser(subparsers) -> None:
+    kg = subparsers.add_parser("kg", help="product knowledge graph: RDF store, graph database, stats, export")
+    sub = kg.add_subparsers(dest="kg_command", metavar="KG_COMMAND")
+    sub.required = True
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, help=f"state directory (default ${DATA_DIR_ENV} or ./data)")
+
+    p = sub.add_parser("load", parents=[common], help="load a catalog build into the RDF store and/or the graph database")
+    p.add_argument("build", type=Path)
+    p.add_argument("--rdf", action="store_true", help="write the Oxigraph RDF store")
+    p.add_argument("--graph", action="store_true", help="write the graph database over Bolt")
+    p.add_argument("--base-iri", default=None, help="RDF base IRI (default https://k3m.example/)")
+    p.add_argument("--store", type=Path, help="RDF store directory (default under the data directory)")
+    p.add_argument("--database", help="graph database name (embedded: created when missing)")
+    p.add_argument("--items-per-batch", type=int, default=None, help="items per graph transaction")
+    p.set_defaults(func=_load)
+
+    p = sub.add_parser("serve", parents=[common], help="run the embedded ArcadeDB server (Bolt on 127.0.0.1)")
+    p.add_argument("--port", type=int, help="Bolt port (default: a free one)")
+    p.add_argument("--database", default=None, help="default database (default k3m)")
+    p.add_argument("--heap", default=None, help="JVM heap, e.g. 2g")
+    p.add_argument("--detach", action="store_true", help="start it and return; `k3m kg stop` ends it")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("stop", parents=[common], help="stop the embedded server of the data directory")
+    p.set_defaults(func=_stop)
+
+    p = sub.add_parser("sparql", parents=[common], help="run a SPARQL query on a build's RDF store")
+    p.add_argument("build", type=Path)
+    p.add_argument("query")
+    p.add_argument("--json", action="store_true", help="SPARQL 1.1 JSON results (N-Triples for CONSTRUCT)")
+    p.add_argument("--store", type=Path)
+    p.set_defaults(func=_sparql)
+
+    p = sub.add_parser("cypher", parents=[common], help="run a parameterized Cypher query")
+    p.add_argument("query")
+    p.add_argument("--param", action="append", default=[], metavar="K=V", help="string parameter $K")
+    p.add_argument("--param-json", action="append", default=[], metavar="K=JSON", help="typed parameter $K (JSON)")
+    p.add_argument("--database")
+    p.add_argument("--json", action="store_true", help="rows as a JSON list")
+    p.set_defaults(func=_cypher)
+
+    p = sub.add_parser("stats", parents=[common], help="degree distributions and vocabulary statistics of the PKG")
+    p.add_argument("build", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_stats)
+
+    p = sub.add_parser("export", parents=[common], help="export the PKG as Turtle, N-Triples or a DGL graph")
+    p.add_argument("build", type=Path)
+    p.add_argument("--format", choices=["turtle", "ntriples", "dgl"], required=True)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--store", type=Path)
+    p.set_defaults(func=_export)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+def _load(args) -> int:
+    from etl.catalog_build import CatalogBuild
+
+    _apply_data_dir(args)
+    build = CatalogBuild.open(args.build)
+    both = not (args.rdf or args.graph)
+    reports = {}
+    if args.rdf or both:
+        from kg.rdf_iris import DEFAULT_BASE_IRI
+        from kg.rdf_store import RdfSettings, load_rdf
+
+        report = load_rdf(build, args.store, RdfSettings(base_iri=args.base_iri or DEFAULT_BASE_IRI))
+        reports["rdf"] = report.as_dict()
+    if args.graph or both:
+        from kg.graph_db import connect
+        from kg.graph_load import GraphLoadSettings, load_graph
+
+        settings = GraphLoadSettings(**({"items_per_batch": args.items_per_batch} if args.items_per_batch else {}))
+        with connect(database=args.database) as db:
+            report = load_graph(build, db, settings, progress=_progress)
+            reports["graph"] = {**report.as_dict(), "server": db.capabilities.agent, "database": db.database}
+    print(json.dumps(reports, indent=1))
+    return 0
+
+
+def _serve(args) -> int:
+    from kg import embedded_server
+    from kg.embedded_server import ServerSettings
+
+    _apply_data_dir(args)
+    options = {k: v for k, v in (("bolt_port", args.port), ("database", args.database), ("heap", args.heap)) if v}
+    server = embedded_server.start(settings=ServerSettings(**options, stop_with_caller=not args.detach))
+    print(f"embedded graph server: {server.uri} database={server.database} pid={server.pid}", file=sys.stderr)
+    print(f"  user root, password in {server.home / 'password'} (mode 0600)", file=sys.stderr)
+    if args.detach:
+        print("  stop it with `k3m kg stop`", file=sys.stderr)
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print("  Ctrl-C stops it", file=sys.stderr)
+    stop.wait()
+    server.stop()
+    return 0
+
+
+def _stop(args) -> int:
+    from kg import embedded_server
+
+    _apply_data_dir(args)
+    stopped = embedded_server.stop()
+    print("embedded graph server stopped" if stopped else "no embedded graph server running", file=sys.stderr)
+    return 0
+
+
+def _sparql(args) -> int:
+    from etl.catalog_build import CatalogBuild
+    from kg.rdf_store import RdfStoreError, open_rdf, sparql, store_dir
+
+    _apply_data_dir(args)
+    build = CatalogBuild.open(args.build)
+    try:
+        graph = open_rdf(args.store or store_dir(build))
+    except RdfStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = sparql(graph, args.query)
+    if result.type in ("SELECT", "ASK") and args.json:
+        sys.stdout.write(result.serialize(format="json").decode() + "\n")
+    elif result.type == "CONSTRUCT":
+        sys.stdout.write(result.graph.serialize(format="nt" if args.json else "turtle"))
+    elif result.type == "ASK":
+        print("true" if result.askAnswer else "false")
+    else:
+        print("\t".join(str(v) for v in result.vars))
+        for row in result:
+            print("\t".join("" if v is None else str(v) for v in row))
+    return 0
+
+
+def _cypher(args) -> int:
+    from kg.graph_db import connect
+
+    _apply_data_dir(args)
+    params = {}
+    for spec in args.param:
+        key, value = _split_param(spec)
+        params[key] = value
+    for spec in args.param_json:
+        key, value = _split_param(spec)
+        params[key] = json.loads(value)
+    with connect(database=args.database) as db:
+        rows = db.run(args.query, **params)
+    rows = [{k: _jsonable(v) for k, v in row.items()} for row in rows]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
+    elif rows:
+        columns = list(rows[0])
+        print("\t".join(columns))
+        for row in rows:
+            print("\t".join(json.dumps(row[c], ensure_ascii=False) if not isinstance(row[c], str) else row[c] for c in columns))
+    return 0
+
+
+def _stats(args) -> int:
+    from etl.catalog_build import CatalogBuild
+    from kg.nx_graph import pkg_multidigraph, pkg_stats
+
+    stats = pkg_stats(pkg_multidigraph(CatalogBuild.open(args.build)))
+    if args.json:
+        print(json.dumps(stats, ensure_ascii=False, indent=1))
+        return 0
+    print(f"items {stats['items']}  values {stats['values']}  properties {stats['properties']}  triples {stats['triples']}")
+    print(f"items without triples {stats['items_without_triples']}  unused values {stats['values_unused']}  "
+          f"weakly connected components {stats['weakly_connected_components']}")
+    for name in ("triples_per_item", "properties_per_item", "items_per_value", "values_per_property"):
+        d = stats[name]
+        hist = "  ".join(f"{k}:{v}" for k, v in d["histogram"].items())
+        print(f"{name:<20} min {d['min']}  median {d['median']}  mean {d['mean']}  max {d['max']}  | {hist}")
+    print("top values: " + ", ".join(f"{v['text']} ({v['items']})" for v in stats["top_values"]))
+    return 0
+
+
+def _export(args) -> int:
+    from etl.catalog_build import CatalogBuild
+
+    _apply_data_dir(args)
+    build = CatalogBuild.open(args.build)
+    if args.format == "dgl":
+        from kg.dgl_export import DGLUnavailable, save_dgl
+
+        try:
+            save_dgl(build, args.output)
+        except DGLUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    else:
+        from kg.rdf_store import RdfStoreError, export_rdf, store_dir
+
+        try:
+            export_rdf(args.store or store_dir(build), args.output, args.format)
+        except RdfStoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+def _apply_data_dir(args) -> None:
+    if args.data_dir is not None:
+        os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
+
+
+def _split_param(spec: str) -> tuple[str, str]:
+    key, sep, value = spec.partition("=")
+    if not sep or not key.isidentifier():
+        raise SystemExit(f"error: parameter {spec!r} is not NAME=VALUE")
+    return key, value
+
+
+def _progress(done: int, total: int) -> None:
+    print(f"\r[k3m] graph: {done}/{total} items written", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+
+def _jsonable(value):
+    """Rows come from Record.data() (nodes already plain property dicts); temporal and
+    spatial values become their string form."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)

@@ -1,0 +1,170 @@
+"""A Bolt connection to the graph database: a real Neo4j when configured, else the embedded one.
+
+Resolution order in :func:`connect`: explicit ``uri`` argument, then ``NEO4J_URI`` (with
+``NEO4J_USER``, ``NEO4J_PASSWORD`` and optional ``NEO4J_DATABASE``), then the embedded
+ArcadeDB server for the data directory, reused when running or started for the lifetime of
+the connection. Queries only ever take values as parameters.
+
+    with connect() as db:
+        db.run("MATCH (i:Item {id: $id}) RETURN i.title AS title", id="15970")
+        db.write_batches("UNWIND $rows AS r MERGE (:Value {text: r})", texts, batch_size=5000)
+        if db.capabilities.native_vector_index: ...
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+from kg import embedded_server
+from kg.embedded_server import EmbeddedServer, ServerSettings
+
+ENV_URI, ENV_USER, ENV_PASSWORD, ENV_DATABASE = "NEO4J_URI", "NEO4J_USER", "NEO4J_PASSWORD", "NEO4J_DATABASE"
+
+# Counter names of neo4j.SummaryCounters that report changes.
+COUNTERS = (
+    "nodes_created", "nodes_deleted", "relationships_created", "relationships_deleted",
+    "properties_set", "labels_added", "labels_removed", "indexes_added", "constraints_added",
+)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the connected server accepts, probed at connect time (never guessed from names).
+
+    native_vector_index: Neo4j 5.11+ ``CREATE VECTOR INDEX`` and
+        ``db.index.vector.queryNodes`` exist (ArcadeDB's Bolt refuses them).
+    vector_similarity_function: ``vector.similarity.cosine(a, b)`` can be called (both).
+    """
+
+    agent: str
+    native_vector_index: bool
+    vector_similarity_function: bool
+
+
+class GraphDB:
+    """A neo4j Driver bound to one database, with batched writes and capability flags."""
+
+    def __init__(self, driver, database: str | None, server: EmbeddedServer | None = None, owns_server: bool = False):
+        self.driver = driver
+        self.database = database
+        self.server = server  # the embedded server behind this connection, if any
+        self._owns_server = owns_server
+        self.capabilities = self._probe()
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.server is not None
+
+    def run(self, query: str, /, **params: Any) -> list[dict]:
+        """Run one query in an auto-committed transaction; rows as plain dicts."""
+        records, _, _ = self.driver.execute_query(query, params, database_=self.database)
+        return [record.data() for record in records]
+
+    def write(self, query: str, /, **params: Any) -> Counter:
+        """Run one write query in its own transaction (retried on transient errors); counters."""
+        return self.write_transaction(lambda tx: _consume(tx.run(query, params)))
+
+    def write_transaction(self, work: Callable[[Any], Counter]) -> Counter:
+        """Run ``work(tx)`` as one managed write transaction: all of it commits or none."""
+        with self.driver.session(database=self.database) as session:
+            return session.execute_write(work)
+
+    def write_batches(self, query: str, rows: Sequence | Iterable, batch_size: int, **params: Any) -> Counter:
+        """``query`` once per batch with ``$rows`` bound to the batch, each its own transaction.
+
+        Returns summed change counters (nodes_created, relationships_created, ...).
+        """
+        totals: Counter = Counter()
+        for batch in _batches(rows, batch_size):
+            totals += self.write(query, rows=batch, **params)
+        return totals
+
+    def close(self) -> None:
+        self.driver.close()
+        if self._owns_server and self.server is not None:
+            self.server.stop()
+
+    def __enter__(self) -> "GraphDB":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _probe(self) -> Capabilities:
+        from neo4j.exceptions import Neo4jError
+
+        agent = self.driver.get_server_info().agent
+        try:
+            self.run("RETURN vector.similarity.cosine([1.0, 0.0], [1.0, 0.0]) AS s")
+            similarity = True
+        except Neo4jError:
+            similarity = False
+        try:
+            found = self.run(
+                "SHOW PROCEDURES YIELD name WHERE name = $name RETURN count(*) AS n",
+                name="db.index.vector.queryNodes",
+            )
+            vector_index = bool(found and found[0]["n"])
+        except Neo4jError:
+            vector_index = False
+        return Capabilities(agent=agent, native_vector_index=vector_index, vector_similarity_function=similarity)
+
+
+def connect(
+    uri: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    database: str | None = None,
+    *,
+    server_settings: ServerSettings | None = None,
+) -> GraphDB:
+    """Open a :class:`GraphDB` (see the module docstring for how the server is chosen).
+
+    With the embedded server, ``database`` other than the server's default is created on
+    first use; a server started by this call stops when the GraphDB is closed.
+    """
+    from neo4j import GraphDatabase
+
+    uri = uri or os.environ.get(ENV_URI)
+    if uri:
+        auth = (user or os.environ.get(ENV_USER, "neo4j"), password or os.environ.get(ENV_PASSWORD, ""))
+        driver = GraphDatabase.driver(uri, auth=auth)
+        driver.verify_connectivity()
+        return GraphDB(driver, database or os.environ.get(ENV_DATABASE) or None)
+
+    server, started = embedded_server.ensure_running(server_settings or ServerSettings())
+    try:
+        database = database or server.database
+        if database != server.database:
+            server.create_database(database)
+        driver = GraphDatabase.driver(server.uri, auth=server.auth)
+        driver.verify_connectivity()
+        return GraphDB(driver, database, server=server, owns_server=started)
+    except BaseException:
+        if started:
+            server.stop()
+        raise
+
+
+def _consume(result) -> Counter:
+    counters = result.consume().counters
+    return Counter({name: getattr(counters, name) for name in COUNTERS if getattr(counters, name)})
+
+
+def _batches(rows, size: int):
+    if size < 1:
+        raise ValueError(f"batch_size must be positive, got {size}")
+    if isinstance(rows, Sequence):
+        for start in range(0, len(rows), size):
+            yield list(rows[start:start + size])
+        return
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,257 @@
+"""Load a catalog build into the graph database over Bolt (Neo4j or the embedded ArcadeDB).
+
+Schema (labels, keys, relationships)::
+
+    (:Item {id, title, category, group, split, has_image, load_hash})   id unique
+    (:Value {text})        one node per distinct value string (shared across properties)
+    (:Property {name})     the property vocabulary
+    (:Category {name})     the category vocabulary
+    (:Item)-[:HAS {property}]->(:Value)       one per triple <item, property, value>
+    (:Item)-[:IN_CATEGORY]->(:Category)
+    (:PKG {name: "k3m", build, manifest_sha256, items, triples, complete, loaded_at})
+
+All triples of the build are loaded (held-out link-prediction facts included: the graph is
+the catalog; the split lives in the build). Missing titles/categories/groups are absent
+properties, not empty strings.
+
+Idempotence and speed: nodes that already exist are never re-sent. Each item carries
+``load_hash``, a digest of everything the load writes for it (properties and pairs); the
+loader reads the ids and hashes present, then
+
+* creates new items together with their relationships in one transaction per batch
+  (``UNWIND ... CREATE``: over 20x per-row ``MERGE``, see benchmarks/bench_kg_load.py),
+* rewrites items whose hash changed (their HAS/IN_CATEGORY relationships are replaced,
+  other properties such as embeddings are kept),
+* leaves unchanged items alone, so a second load of the same build writes nothing.
+
+An item and its relationships commit together, so no item is ever half-loaded; the PKG
+node is marked incomplete before changes and complete only after the last batch.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Callable
+
+import numpy as np
+
+from kg.graph_db import GraphDB
+
+PKG_NAME = "k3m"
+
+SCHEMA = (
+    "CREATE CONSTRAINT k3m_item_id IF NOT EXISTS FOR (n:Item) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT k3m_value_text IF NOT EXISTS FOR (n:Value) REQUIRE n.text IS UNIQUE",
+    "CREATE CONSTRAINT k3m_property_name IF NOT EXISTS FOR (n:Property) REQUIRE n.name IS UNIQUE",
+    "CREATE CONSTRAINT k3m_category_name IF NOT EXISTS FOR (n:Category) REQUIRE n.name IS UNIQUE",
+    "CREATE CONSTRAINT k3m_pkg_name IF NOT EXISTS FOR (n:PKG) REQUIRE n.name IS UNIQUE",
+)
+
+# Pairs travel as two parallel integer lists into per-batch vocabularies ($properties, and
+# $values holding the value nodes' element ids): a third of the bytes and half the client
+# encoding of one map per pair, and an element-id seek costs the server ~25% less than an
+# index lookup by text (measured on ArcadeDB; Neo4j plans it as NodeByElementIdSeek).
+_ITEM_PROPS = "title: r.title, category: r.category, group: r.group, split: r.split, has_image: r.has_image, load_hash: r.h"
+_CREATE_PAIRS = """
+WITH i, r
+UNWIND range(0, size(r.v) - 1) AS k
+MATCH (v:Value) WHERE elementId(v) = $values[r.v[k]]
+CREATE (i)-[:HAS {property: $properties[r.p[k]]}]->(v)
+"""
+CREATE_ITEMS = f"""
+UNWIND $rows AS r
+CREATE (i:Item {{id: r.id, {_ITEM_PROPS}}})
+{_CREATE_PAIRS}"""
+UPDATE_ITEMS = f"""
+UNWIND $rows AS r
+MATCH (i:Item {{id: r.id}})
+OPTIONAL MATCH (i)-[h:HAS|IN_CATEGORY]->()
+DELETE h
+WITH DISTINCT i, r
+SET i.title = r.title, i.category = r.category, i.group = r.group, i.split = r.split,
+    i.has_image = r.has_image, i.load_hash = r.h
+{_CREATE_PAIRS}"""
+LINK_CATEGORIES = """
+UNWIND $rows AS r
+MATCH (i:Item {id: r.id})
+MATCH (c:Category {name: r.category})
+CREATE (i)-[:IN_CATEGORY]->(c)
+"""
+MERGE_VOCAB = {
+    "Value": "UNWIND $rows AS t MERGE (:Value {text: t})",
+    "Property": "UNWIND $rows AS t MERGE (:Property {name: t})",
+    "Category": "UNWIND $rows AS t MERGE (:Category {name: t})",
+}
+EXISTING_VOCAB = {
+    "Value": "MATCH (n:Value) RETURN n.text AS key, elementId(n) AS eid",
+    "Property": "MATCH (n:Property) RETURN n.name AS key, elementId(n) AS eid",
+    "Category": "MATCH (n:Category) RETURN n.name AS key, elementId(n) AS eid",
+}
+
+
+class GraphLoadError(RuntimeError):
+    """The database did not take a batch as written (its transaction was rolled back)."""
+
+
+@dataclass(frozen=True)
+class GraphLoadSettings:
+    items_per_batch: int = 2000  # ~25k relationships per transaction on fashion44k
+    vocab_batch: int = 5000
+
+
+@dataclass
+class GraphLoadReport:
+    items: int
+    triples: int
+    items_created: int
+    items_updated: int
+    items_unchanged: int
+    nodes_created: int
+    relationships_created: int
+    relationships_deleted: int
+    triples_created: int  # HAS relationships, the part of relationships_created that are triples
+    seconds: float
+
+    @property
+    def triples_per_s(self) -> float:
+        return self.triples_created / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "triples_per_s": round(self.triples_per_s, 1)}
+
+
+def ensure_schema(db: GraphDB) -> None:
+    """Uniqueness constraints, each backed by an index (syntax both Neo4j 5 and ArcadeDB accept)."""
+    for statement in SCHEMA:
+        db.write(statement)
+
+
+def load_graph(build, db: GraphDB, settings: GraphLoadSettings = GraphLoadSettings(),
+               progress: Callable[[int, int], None] | None = None) -> GraphLoadReport:
+    """Write ``build`` (a :class:`etl.catalog_build.CatalogBuild`) into ``db``; idempotent."""
+    started = time.perf_counter()
+    ensure_schema(db)
+    totals: Counter = Counter()
+    vocab = {"Value": build.values, "Property": build.properties, "Category": build.categories}
+    missing_vocab = {label: _missing(db, label, names) for label, names in vocab.items()}
+    rows = item_rows(build)
+    present = {r["id"]: r["h"] for r in db.run("MATCH (i:Item) RETURN i.id AS id, i.load_hash AS h")}
+    new = [r for r in rows if r["id"] not in present]
+    changed = [r for r in rows if r["id"] in present and present[r["id"]] != r["h"]]
+    marker = _marker_props(build)
+    current = db.run("MATCH (m:PKG {name: $name}) RETURN m {.*} AS m", name=PKG_NAME)
+    up_to_date = bool(current) and all(current[0]["m"].get(k) == v for k, v in marker.items() if k != "loaded_at")
+
+    if new or changed or any(missing_vocab.values()) or not up_to_date:
+        db.write("MERGE (m:PKG {name: $name}) SET m.complete = false", name=PKG_NAME)
+        for label, names in missing_vocab.items():
+            totals += db.write_batches(MERGE_VOCAB[label], names, settings.vocab_batch)
+        value_ids = _element_ids(db, "Value")
+        value_eids = [value_ids[text] for text in build.values]
+        done, todo = 0, len(new) + len(changed)
+        # One writer: two concurrent transactions conflict on the shared value nodes' edge
+        # lists and the retries cost more than the second core gives (measured on ArcadeDB).
+        for statement, group in ((UPDATE_ITEMS, changed), (CREATE_ITEMS, new)):
+            for batch in _chunks(group, settings.items_per_batch):
+                work = partial(_write_items, statement=statement, rows=batch, build=build, value_eids=value_eids)
+                totals += db.write_transaction(work)
+                done += len(batch)
+                if progress:
+                    progress(done, todo)
+        db.write("MERGE (m:PKG {name: $name}) SET m += $props", name=PKG_NAME, props=marker)
+
+    return GraphLoadReport(
+        items=len(rows),
+        triples=int(len(build.triples)),
+        items_created=len(new),
+        items_updated=len(changed),
+        items_unchanged=len(rows) - len(new) - len(changed),
+        nodes_created=totals["nodes_created"],
+        relationships_created=totals["relationships_created"],
+        relationships_deleted=totals["relationships_deleted"],
+        triples_created=totals["triples_created"],
+        seconds=time.perf_counter() - started,
+    )
+
+
+def item_rows(build) -> list[dict]:
+    """One row per item: its properties, pairs as global (property, value) ids ``p``/``v``,
+    and ``h``, the digest of all of it (over strings, so it is comparable across builds)."""
+    items = build.items
+    triples = np.asarray(build.triples)
+    offsets = build.item_triple_offsets.tolist()
+    properties, values = build.properties, build.values
+    prop_of = triples[:, 1].tolist()
+    value_of = triples[:, 2].tolist()
+    rows = []
+    columns = zip(
+        items["item_id"].tolist(), items["title"].tolist(), items["category"].tolist(),
+        items["group"].tolist(), items["split"].tolist(), items["has_image"].tolist(),
+    )
+    for index, (item_id, title, category, group, split, has_image) in enumerate(columns):
+        lo, hi = offsets[index], offsets[index + 1]
+        row = {
+            "id": item_id, "title": _text(title), "category": _text(category), "group": _text(group),
+            "split": split, "has_image": bool(has_image), "p": prop_of[lo:hi], "v": value_of[lo:hi],
+        }
+        digest = hashlib.blake2b(digest_size=12)
+        for key in ("id", "title", "category", "group", "split", "has_image"):
+            digest.update(f"{key}\x1f{row[key]!r}\x1e".encode())
+        for p, v in zip(row["p"], row["v"]):
+            digest.update(f"{properties[p]}\x1f{values[v]}\x1e".encode())
+        row["h"] = digest.hexdigest()
+        rows.append(row)
+    return rows
+
+
+def _write_items(tx, *, statement: str, rows: list[dict], build, value_eids: list[str]) -> Counter:
+    """Items of one batch with their HAS and IN_CATEGORY relationships, in one transaction."""
+    used = sorted({v for row in rows for v in row["v"]})
+    local = {v: k for k, v in enumerate(used)}
+    batch = [{**row, "v": [local[v] for v in row["v"]]} for row in rows]
+    summary = tx.run(statement, rows=batch, values=[value_eids[v] for v in used], properties=build.properties).consume()
+    expected = sum(len(row["v"]) for row in rows)
+    if summary.counters.relationships_created != expected:  # e.g. a value node deleted meanwhile
+        raise GraphLoadError(f"batch wrote {summary.counters.relationships_created} of {expected} triples; rolled back")
+    categories = [{"id": row["id"], "category": row["category"]} for row in rows if row["category"] is not None]
+    linked = tx.run(LINK_CATEGORIES, rows=categories).consume()
+    return Counter(
+        nodes_created=summary.counters.nodes_created,
+        relationships_created=summary.counters.relationships_created + linked.counters.relationships_created,
+        relationships_deleted=summary.counters.relationships_deleted,
+        triples_created=summary.counters.relationships_created,
+    )
+
+
+def _text(value) -> str | None:
+    """pandas marks a missing string as NA/NaN; the graph stores no property instead."""
+    return value if isinstance(value, str) else None
+
+
+def _element_ids(db: GraphDB, label: str) -> dict[str, str]:
+    return {r["key"]: r["eid"] for r in db.run(EXISTING_VOCAB[label])}
+
+
+def _missing(db: GraphDB, label: str, names: list[str]) -> list[str]:
+    present = _element_ids(db, label)
+    return [n for n in dict.fromkeys(names) if n not in present]
+
+
+def _marker_props(build) -> dict:
+    manifest = (build.path / "manifest.json").read_bytes()
+    return {
+        "build": str(build.path.resolve()),
+        "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+        "items": int(build.num_items),
+        "triples": int(len(build.triples)),
+        "complete": True,
+        "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _chunks(rows: list, size: int):
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]

@@ -1,0 +1,102 @@
+"""KG fixtures: a real embedded ArcadeDB server for the session, one fresh database per test,
+and builds imported by the real ETL from real fashion44k rows edited to carry hostile text."""
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from kg import embedded_server
+from kg.embedded_server import ServerSettings
+from kg.graph_db import connect
+
+# Strings that would change a query if they were ever spliced into Cypher or SPARQL text.
+HOSTILE_TITLE = 'x"}) MATCH (n) DETACH DELETE n //\nCREATE (:Pwned {`a`: 1}) RETURN $id'
+HOSTILE_TITLE_2 = "Robert'); CALL db.labels() YIELD label RETURN label /* \\ \r\n */ } UNION MATCH (m) SET m.x = 1"
+HOSTILE_VALUE = "Nike`]->(v) DELETE v WITH 1 AS x MERGE (:Pwned {k: '{x}'}) //"
+HOSTILE_PROPERTY = "Fit} RETURN 1 //`"
+HOSTILE_PROPERTY_VALUE = "Slim`\n} DETACH DELETE n ; DROP CONSTRAINT k3m_item_id"
+HOSTILE_ID = "10000' OR 1=1 //"
+RDF_HOSTILE_VALUE = 'Blue <b> "quoted" #frag %20 > ?q=1&x\\y'
+HOSTILE_ROWS = 40  # real rows taken from the head of styles.jsonl.gz
+
+
+def _real_rows(fashion_dir: Path, n: int) -> list[dict]:
+    with gzip.open(fashion_dir / "styles.jsonl.gz", "rt", encoding="utf-8") as stream:
+        return [json.loads(line) for line in itertools.islice(stream, n)]
+
+
+def _hostile_rows(rows: list[dict]) -> list[dict]:
+    rows = [json.loads(json.dumps(r)) for r in rows]
+    rows[0]["id"] = HOSTILE_ID  # no image under this id: also an image-missing item
+    rows[1]["productDisplayName"] = HOSTILE_TITLE
+    for key in ("brandName", "gender", "ageGroup", "baseColour", "colour1", "colour2",
+                "fashionType", "season", "year", "usage"):
+        rows[2][key] = "NA"  # the ETL drops "NA": this item has no triples at all
+    rows[2]["articleAttributes"] = {}
+    rows[3]["productDisplayName"] = HOSTILE_TITLE_2
+    rows[4]["brandName"] = HOSTILE_VALUE
+    rows[4]["articleAttributes"] = {**rows[4].get("articleAttributes", {}), HOSTILE_PROPERTY: HOSTILE_PROPERTY_VALUE}
+    rows[5]["baseColour"] = RDF_HOSTILE_VALUE
+    return rows
+
+
+def _import(rows: list[dict], fashion_dir: Path, out: Path) -> Path:
+    from etl.build import import_catalog
+
+    source = out.parent / f"{out.name}.jsonl"
+    source.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    import_catalog([source], "fashion44k", out, images=str(fashion_dir / "images.zip"), workers=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def hostile() -> SimpleNamespace:
+    """The hostile strings planted in :func:`hostile_build` (tests import no conftest)."""
+    return SimpleNamespace(
+        id=HOSTILE_ID, title=HOSTILE_TITLE, title_2=HOSTILE_TITLE_2, value=HOSTILE_VALUE,
+        property=HOSTILE_PROPERTY, property_value=HOSTILE_PROPERTY_VALUE, rdf_value=RDF_HOSTILE_VALUE,
+    )
+
+
+@pytest.fixture(scope="session")
+def hostile_build(fashion_dir, tmp_path_factory) -> Path:
+    """40 real rows with injection-hostile ids/titles/properties/values and one item without triples."""
+    rows = _hostile_rows(_real_rows(fashion_dir, HOSTILE_ROWS))
+    return _import(rows, fashion_dir, tmp_path_factory.mktemp("kg-builds") / "hostile")
+
+
+@pytest.fixture(scope="session")
+def hostile_build_edited(fashion_dir, tmp_path_factory) -> Path:
+    """The same rows with one title and one attribute value changed (an updated catalog)."""
+    rows = _hostile_rows(_real_rows(fashion_dir, HOSTILE_ROWS))
+    rows[6]["productDisplayName"] = rows[6]["productDisplayName"] + " (2nd edition)"
+    rows[7]["baseColour"] = "Teal" if rows[7].get("baseColour") != "Teal" else "Olive"
+    return _import(rows, fashion_dir, tmp_path_factory.mktemp("kg-builds") / "hostile-edited")
+
+
+@pytest.fixture(scope="session")
+def kg_data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("kg-data")
+
+
+@pytest.fixture(scope="session")
+def kg_server(kg_data_dir):
+    """The real embedded ArcadeDB server with Bolt, on a free loopback port, for the session."""
+    server = embedded_server.start(data_dir=kg_data_dir)
+    yield server
+    server.stop()
+
+
+_database_names = itertools.count()
+
+
+@pytest.fixture
+def graph_db(kg_server, kg_data_dir):
+    """A GraphDB on a fresh, empty database of the session server (tests never share data)."""
+    with connect(database=f"t{next(_database_names)}", server_settings=ServerSettings(data_dir=kg_data_dir)) as db:
+        yield db

@@ -1,0 +1,92 @@
+"""`k3m kg ...` end to end against the session's embedded server and real builds."""
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from etl.catalog_build import CatalogBuild
+from k3m.cli import main
+from kg import embedded_server
+from kg.paths import DATA_DIR_ENV
+
+_names = itertools.count()
+
+
+def _k3m(capsys, *argv) -> tuple[int, str, str]:
+    """Run the real `k3m` entry point in-process; (exit code, stdout, stderr)."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def data_dir(kg_server, kg_data_dir, monkeypatch):
+    monkeypatch.setenv(DATA_DIR_ENV, str(kg_data_dir))  # restored after the test, whatever the CLI sets
+    return kg_data_dir
+
+
+def test_load_then_query_both_stores_agree_with_the_build(capsys, data_dir, hostile_build, hostile):
+    build = CatalogBuild.open(hostile_build)
+    database = f"cli{next(_names)}"
+    code, out, _ = _k3m(capsys, "kg", "load", hostile_build, "--data-dir", data_dir, "--database", database)
+    report = json.loads(out)
+    assert code == 0 and report["graph"]["triples_created"] == len(build.triples)
+    assert report["rdf"]["pkg_triples"] == len(build.triples)
+
+    code, out, _ = _k3m(capsys, "kg", "cypher", "MATCH (:Item)-[h:HAS]->(:Value) RETURN count(h) AS n",
+                        "--database", database, "--json")
+    assert code == 0 and json.loads(out) == [{"n": len(build.triples)}]
+    code, out, _ = _k3m(capsys, "kg", "sparql", hostile_build, "--json",
+                        "SELECT (COUNT(*) AS ?n) WHERE { ?p a rdf:Property . ?i ?p ?v }")
+    assert code == 0 and int(json.loads(out)["results"]["bindings"][0]["n"]["value"]) == len(build.triples)
+
+    code, out, _ = _k3m(capsys, "kg", "load", hostile_build, "--graph", "--database", database)
+    again = json.loads(out)["graph"]
+    assert code == 0 and (again["nodes_created"], again["relationships_created"]) == (0, 0)
+
+
+def test_cypher_parameters_carry_hostile_text_as_data(capsys, data_dir, hostile_build, hostile):
+    database = f"cli{next(_names)}"
+    _k3m(capsys, "kg", "load", hostile_build, "--graph", "--database", database)
+    query = "MATCH (i:Item {id: $id}) RETURN i.id AS id, $echo AS echo, $n + 1 AS n"
+    echo = "a\n'}) DETACH DELETE n // `x` {y} RETURN 1"
+    code, out, _ = _k3m(capsys, "kg", "cypher", query, "--param", f"id={hostile.id}", "--param", f"echo={echo}",
+                        "--param-json", "n=41", "--database", database, "--json")
+    assert code == 0 and json.loads(out) == [{"id": hostile.id, "echo": echo, "n": 42}]
+    code, out, _ = _k3m(capsys, "kg", "cypher", "MATCH (i:Item) RETURN count(i) AS n", "--database", database)
+    assert out.splitlines() == ["n", str(CatalogBuild.open(hostile_build).num_items)]
+
+
+def test_stats_and_exports(capsys, tmp_path, data_dir, hostile_build):
+    build = CatalogBuild.open(hostile_build)
+    code, out, _ = _k3m(capsys, "kg", "stats", hostile_build, "--json")
+    stats = json.loads(out)
+    assert code == 0 and stats["triples"] == len(build.triples) and stats["items_without_triples"] == 1
+    code, out, _ = _k3m(capsys, "kg", "stats", hostile_build)
+    assert code == 0 and f"triples {len(build.triples)}" in out
+
+    _k3m(capsys, "kg", "load", hostile_build, "--rdf")
+    ttl = tmp_path / "pkg.ttl"
+    code, _, err = _k3m(capsys, "kg", "export", hostile_build, "--format", "turtle", "-o", ttl)
+    assert code == 0 and ttl.read_text().startswith("@prefix") and "wrote" in err
+    code, _, err = _k3m(capsys, "kg", "export", hostile_build, "--format", "dgl", "-o", tmp_path / "g.bin")
+    assert code == 0 or (code == 2 and "DGL cannot be loaded" in err)
+
+
+def test_sparql_without_a_store_says_what_to_run(capsys, tmp_path, hostile_build, monkeypatch):
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    code, _, err = _k3m(capsys, "kg", "sparql", hostile_build, "SELECT * WHERE { ?s ?p ?o }")
+    assert code == 2 and "k3m kg load BUILD --rdf" in err
+
+
+def test_serve_detached_then_stop(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    code, _, err = _k3m(capsys, "kg", "serve", "--detach", "--heap", "512m")
+    server = embedded_server.running(tmp_path)
+    try:
+        assert code == 0 and server is not None and server.uri in err
+    finally:
+        code, _, err = _k3m(capsys, "kg", "stop")
+    assert code == 0 and "stopped" in err and embedded_server.running(tmp_path) is None
