@@ -1,0 +1,296 @@
+"""K3MConfig: every setting of the K3M model, as nested dataclasses with explicit defaults.
+
+The config is a plain value: ``to_dict``/``from_dict`` round-trip it, ``save(dir)`` writes
+``dir/k3m_config.json`` (or ``.yaml``) and ``load(path)`` reads either. Presets live in
+``k3m/presets/<name>.yaml`` and only list what differs from the defaults below (which are
+the ``tiny`` sizes). Unknown keys are an error, never silently dropped.
+
+Baselines of the evaluation are switches on this config:
+
+- ``use_knowledge=False``: ViLBERT/LXMERT-style title+image model (no knowledge stream, no
+  structure aggregation, no LPM / knowledge MLM).
+- "+PKG as text": ``use_knowledge=False`` and the data pipeline appends the knowledge text
+  to the title; the model needs nothing else.
+- ``structure_aggregation=False``: keeps the knowledge stream but ``c* = c``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+CONFIG_NAME = "k3m_config.json"
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+IMAGE_KINDS = ("patch", "cnn", "region")
+IIFM_MODES = ("mean", "soft", "hard")
+
+
+@dataclass
+class TextConfig:
+    """The BERT shared by title and knowledge text (and standalone property/value strings)."""
+
+    vocab_size: int = 8000
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 2
+    intermediate_size: int = 512
+    max_position_embeddings: int = 128
+    dropout: float = 0.1
+    pad_token_id: int = 0
+    max_title_tokens: int = 36
+    max_knowledge_tokens: int = 48
+    max_pairs: int = 10
+    max_string_tokens: int = 16  # standalone property / value strings (LPM, ranking)
+    # Local Hugging Face BERT directory (e.g. encoders.text.minilm_dir()) to initialise
+    # from; its config.json then fixes the sizes above (see K3MConfig.with_pretrained_text).
+    pretrained_text_dir: Optional[str] = None
+
+
+@dataclass
+class ImageConfig:
+    """Visual tokens: ``num_visual_tokens`` maskable tokens plus one global token."""
+
+    kind: str = "patch"  # patch | cnn | region
+    image_size: int = 64
+    patch_size: int = 8
+    hidden_size: int = 128
+    num_layers: int = 1  # image-only transformer layers before co-attention
+    num_heads: int = 2
+    intermediate_size: int = 512
+    dropout: float = 0.1
+    # cnn: torchvision backbone, trained from scratch unless a local weights file is given
+    cnn_backbone: str = "resnet18"
+    cnn_weights: Optional[str] = None
+    # region: precomputed detector output in the original K3M layout
+    num_regions: int = 36
+    region_feature_dim: int = 2048
+    num_region_classes: int = 1601
+    region_feature_file: Optional[str] = None
+
+    @property
+    def num_visual_tokens(self) -> int:
+        """Length of ``K3MBatch.image_token_mask`` (the global token is not maskable)."""
+        if self.kind == "patch":
+            return (self.image_size // self.patch_size) ** 2
+        if self.kind == "cnn":
+            return (self.image_size // 32) ** 2  # torchvision ResNets downsample by 32
+        if self.kind == "region":
+            return self.num_regions
+        raise ValueError(f"image.kind must be one of {IMAGE_KINDS}, got {self.kind!r}")
+
+
+@dataclass
+class CoAttentionConfig:
+    """Pairwise two-stream co-attention stacks; a switched-off pair has no layers at all."""
+
+    title_image: bool = True
+    knowledge_image: bool = True
+    title_knowledge: bool = True
+    title_image_layers: int = 1
+    knowledge_image_layers: int = 1
+    title_knowledge_layers: int = 1
+    hidden_size: int = 128  # attention width shared by both streams
+    num_heads: int = 2
+    intermediate_size: int = 256
+    dropout: float = 0.1
+
+
+@dataclass
+class FusionConfig:
+    iifm: str = "hard"  # mean | soft | hard (the paper's best)
+    gumbel_tau: float = 1.0
+
+
+@dataclass
+class StructureConfig:
+    heads: int = 4
+    negative_slope: float = 0.2
+    dropout: float = 0.0
+
+
+@dataclass
+class MaskingConfig:
+    """Read by the data pipeline, which masks tokens before the batch reaches the model."""
+
+    title_mlm_prob: float = 0.15
+    knowledge_mlm_prob: float = 0.15  # of value tokens of the knowledge text
+    mask_token_frac: float = 0.8
+    random_token_frac: float = 0.1  # the rest (0.1) is kept unchanged
+    mom_prob: float = 0.15
+
+
+@dataclass
+class LPMConfig:
+    margin: float = 1.0  # gamma of max(0, gamma + S(pos) - S(neg))
+    num_negatives: int = 4  # K corrupted values (and K corrupted items) per positive
+    norm: int = 2  # p of the distance ||c* + p - v||_p
+    corrupt_items: bool = True
+
+
+@dataclass
+class LossConfig:
+    mlm_title: float = 1.0
+    mlm_knowledge: float = 1.0
+    mom: float = 1.0
+    lpm: float = 1.0
+    # FashionBERT-style adaptive weighting, here as learned uncertainty weights
+    # (total = sum_k w_k (exp(-s_k) L_k + s_k)); fixed weights when False.
+    adaptive: bool = False
+
+
+@dataclass
+class K3MConfig:
+    text: TextConfig = field(default_factory=TextConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    co_attention: CoAttentionConfig = field(default_factory=CoAttentionConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    structure: StructureConfig = field(default_factory=StructureConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    lpm: LPMConfig = field(default_factory=LPMConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    # modality switches (evaluation baselines)
+    use_title: bool = True
+    use_image: bool = True
+    use_knowledge: bool = True  # knowledge stream + structure aggregation + LPM
+    structure_aggregation: bool = True
+    preset: Optional[str] = None  # the preset it was made from (informational)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- derived --------------------------------------------------------------------
+    @property
+    def hidden_size(self) -> int:
+        """Width of c, c* and property/value vectors (= the text encoder's width)."""
+        return self.text.hidden_size
+
+    @property
+    def num_visual_tokens(self) -> int:
+        return self.image.num_visual_tokens
+
+    def validate(self) -> None:
+        if self.image.kind not in IMAGE_KINDS:
+            raise ValueError(f"image.kind must be one of {IMAGE_KINDS}, got {self.image.kind!r}")
+        if self.fusion.iifm not in IIFM_MODES:
+            raise ValueError(f"fusion.iifm must be one of {IIFM_MODES}, got {self.fusion.iifm!r}")
+        if not (self.use_title or self.use_image or self.use_knowledge):
+            raise ValueError("at least one of use_title, use_image, use_knowledge must be True")
+        if self.image.kind == "patch" and self.image.image_size % self.image.patch_size:
+            raise ValueError("image.image_size must be a multiple of image.patch_size")
+        for name, width, heads in (
+            ("text", self.text.hidden_size, self.text.num_heads),
+            ("image", self.image.hidden_size, self.image.num_heads),
+            ("co_attention", self.co_attention.hidden_size, self.co_attention.num_heads),
+            ("structure", self.text.hidden_size, self.structure.heads),
+        ):
+            if width % heads:
+                raise ValueError(f"{name}: hidden size {width} is not divisible by {heads} heads")
+        if self.lpm.norm not in (1, 2):
+            raise ValueError("lpm.norm must be 1 or 2")
+
+    # -- (de)serialisation ----------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "K3MConfig":
+        return _from_dict(cls, data, "")
+
+    def save(self, directory: str | Path, filename: str = CONFIG_NAME) -> Path:
+        """Write the config into ``directory`` as JSON (or YAML when filename ends .yaml)."""
+        path = Path(directory) / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        else:
+            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "K3MConfig":
+        """Read a config file, or ``k3m_config.json`` inside a directory."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / CONFIG_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"no K3M config at {path}")
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(path.read_text()) or {}
+        else:
+            data = json.loads(path.read_text())
+        return cls.from_dict(data)
+
+    def with_tokenizer(self, tokenizer) -> "K3MConfig":
+        """Copy with vocab size and pad id taken from a (trained or loaded) tokenizer."""
+        text = replace(self.text, vocab_size=len(tokenizer), pad_token_id=int(tokenizer.pad_token_id))
+        return replace(self, text=text)
+
+    def with_pretrained_text(self, directory: str | Path) -> "K3MConfig":
+        """Copy whose text sizes come from a local HF BERT directory's config.json."""
+        bert = json.loads((Path(directory) / "config.json").read_text())
+        if bert.get("model_type", "bert") != "bert":
+            raise ValueError(f"{directory}: model_type {bert.get('model_type')!r}, expected a BERT checkpoint")
+        text = replace(
+            self.text,
+            vocab_size=bert["vocab_size"],
+            hidden_size=bert["hidden_size"],
+            num_layers=bert["num_hidden_layers"],
+            num_heads=bert["num_attention_heads"],
+            intermediate_size=bert["intermediate_size"],
+            max_position_embeddings=bert["max_position_embeddings"],
+            pad_token_id=bert.get("pad_token_id", 0),
+            pretrained_text_dir=str(Path(directory).resolve()),
+        )
+        return replace(self, text=text)
+
+
+def _preset(cls, name: str, **overrides: Any) -> "K3MConfig":
+    """``tiny`` (CPU) or ``base`` (the original sizes); ``overrides`` are nested dicts
+    or values for top-level fields, e.g. ``preset("tiny", image={"kind": "cnn"})``."""
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+        raise ValueError(f"unknown preset {name!r}; known: {known}")
+    import yaml
+
+    data = yaml.safe_load(path.read_text()) or {}
+    data = _merge(data, overrides)
+    data["preset"] = name
+    return cls.from_dict(data)
+
+
+# Set after the dataclass is built, so that the field default stays None: the class-level
+# K3MConfig.preset(name, ...) makes a config, the instance attribute config.preset is the
+# name it was made from.
+K3MConfig.preset = classmethod(_preset)  # type: ignore[assignment,method-assign]
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if is_dataclass(value):
+            value = asdict(value)
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _from_dict(cls, data: dict[str, Any], where: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {', '.join(where + k for k in unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        factory = known[name].default_factory
+        if factory is not MISSING and is_dataclass(factory) and isinstance(value, dict):
+            value = _from_dict(factory, value, f"{where}{name}.")
+        kwargs[name] = value
+    return cls(**kwargs)
