@@ -1,0 +1,160 @@
+"""Item embeddings stored next to a catalog build: ``BUILD/embeddings/<model_id>/``.
+
+Layout (written by ``k3m embed``, read by the query scripts)::
+
+    embeddings.npy   float32 (or float16 on request) [N, H]; row == item index of the build
+    ids.parquet      item_id (str) per row: the build's items order, kept here so the
+                     directory is self-describing (checked against the build on open)
+    properties.npy   float32 [P, H] property vectors, position == property index (LPM)
+    values.npy       float32 [V, H] value vectors, position == value index (LPM)
+    meta.json        model_id, checkpoint, created (UTC ISO), dtype, dim, items, lpm_norm,
+                     facts ("train" | "all": which triples the model read), seconds
+
+The build's own files are never touched. A directory is written into a temporary sibling
+and renamed into place when complete, so a half-written one never looks finished.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+EMBEDDINGS_DIR = "embeddings"
+DTYPES = ("float32", "float16")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class EmbeddingStoreError(RuntimeError):
+    """No (or no matching) embeddings for a build."""
+
+
+def check_model_id(model_id: str) -> str:
+    """Model ids name directories and graph values: a strict pattern, never a path."""
+    if not _SAFE_ID.match(model_id or ""):
+        raise ValueError(f"model id must match {_SAFE_ID.pattern}: {model_id!r}")
+    return model_id
+
+
+@dataclass(frozen=True)
+class EmbeddingStore:
+    """Read-only view of one model's embeddings of a build; the matrix is memory-mapped."""
+
+    path: Path
+
+    # -- finding -------------------------------------------------------------------------
+    @staticmethod
+    def root(build_path: str | Path) -> Path:
+        return Path(build_path) / EMBEDDINGS_DIR
+
+    @classmethod
+    def available(cls, build_path: str | Path) -> list[str]:
+        """Model ids with complete embeddings in the build, oldest first."""
+        root = cls.root(build_path)
+        if not root.is_dir():
+            return []
+        found = [p for p in root.iterdir() if (p / "meta.json").is_file() and _SAFE_ID.match(p.name)]
+        return [p.name for p in sorted(found, key=lambda p: json.loads((p / "meta.json").read_text())["created"])]
+
+    @classmethod
+    def open(cls, build_path: str | Path, model_id: str | None = None) -> "EmbeddingStore":
+        """The embeddings of ``model_id``, or the newest ones when None."""
+        ids = cls.available(build_path)
+        if not ids:
+            raise EmbeddingStoreError(f"{build_path}: no embeddings; run `k3m embed --checkpoint CKPT {build_path}`")
+        if model_id is None:
+            model_id = ids[-1]
+        elif model_id not in ids:
+            raise EmbeddingStoreError(f"{build_path}: no embeddings of model {model_id!r} (have: {', '.join(ids)})")
+        return cls(cls.root(build_path) / model_id)
+
+    # -- contents ------------------------------------------------------------------------
+    @cached_property
+    def meta(self) -> dict:
+        return json.loads((self.path / "meta.json").read_text())
+
+    @property
+    def model_id(self) -> str:
+        return self.meta["model_id"]
+
+    @cached_property
+    def matrix(self) -> np.ndarray:
+        """[N, H] as stored (float32 or float16), memory-mapped."""
+        return np.load(self.path / "embeddings.npy", mmap_mode="r")
+
+    @cached_property
+    def ids(self) -> np.ndarray:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.path / "ids.parquet").column("item_id").to_numpy(zero_copy_only=False).astype(object)
+
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        return {item_id: row for row, item_id in enumerate(self.ids.tolist())}
+
+    @cached_property
+    def property_vectors(self) -> np.ndarray:
+        return np.load(self.path / "properties.npy", mmap_mode="r")
+
+    @cached_property
+    def value_vectors(self) -> np.ndarray:
+        return np.load(self.path / "values.npy", mmap_mode="r")
+
+    def rows(self, item_ids) -> np.ndarray:
+        """Rows of the given ids (KeyError names the first unknown one)."""
+        row_of = self.row_of
+        try:
+            return np.fromiter((row_of[i] for i in item_ids), dtype=np.int64)
+        except KeyError as exc:
+            raise KeyError(f"item {exc.args[0]!r} has no embedding in {self.path}") from None
+
+    def check_build(self, build) -> None:
+        """Fail loudly when the build's items are not the rows these embeddings describe."""
+        if len(self.ids) != build.num_items or not np.array_equal(self.ids, build.items["item_id"].to_numpy(dtype=object)):
+            raise EmbeddingStoreError(f"{self.path} was computed for another item list than {build.path}")
+
+
+def write_store(
+    build_path: str | Path,
+    model_id: str,
+    ids: np.ndarray,
+    embeddings: np.ndarray,
+    property_vectors: np.ndarray,
+    value_vectors: np.ndarray,
+    meta: dict,
+    dtype: str = "float32",
+) -> EmbeddingStore:
+    """Write (or replace) ``BUILD/embeddings/<model_id>/`` atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    check_model_id(model_id)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if len(ids) != len(embeddings):
+        raise ValueError(f"{len(ids)} ids for {len(embeddings)} embedding rows")
+    root = EmbeddingStore.root(build_path)
+    root.mkdir(exist_ok=True)
+    final = root / model_id
+    tmp = root / f".{model_id}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    np.save(tmp / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=dtype))
+    np.save(tmp / "properties.npy", np.ascontiguousarray(property_vectors, dtype=np.float32))
+    np.save(tmp / "values.npy", np.ascontiguousarray(value_vectors, dtype=np.float32))
+    pq.write_table(pa.table({"item_id": pa.array([str(i) for i in ids], pa.string())}), tmp / "ids.parquet")
+    full_meta = {**meta, "model_id": model_id, "dtype": dtype, "dim": int(embeddings.shape[1]), "items": int(len(ids))}
+    (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2) + "\n")
+    if final.exists():  # replace: move the old one aside first so the swap is one rename
+        old = root / f".{model_id}.{os.getpid()}.old"
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(final)
+    return EmbeddingStore(final)

@@ -1,0 +1,142 @@
+"""`k3m query similar ITEM_ID`: the items most similar to an item, under graph constraints.
+
+    k3m query similar 15970 --k 10
+    k3m query similar 15970 --same-brand --category Shirts
+    k3m query similar 15970 --where baseColour=Navy\\ Blue --no-image --json
+
+Python::
+
+    from k3m.query import ItemFilter, similar_items
+    result = similar_items(db, "15970", k=10, item_filter=ItemFilter(same=("brandName",)), store=store)
+    print(result.render())
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+from k3m.embedding_store import EmbeddingStore
+from k3m.query.patterns import ItemFilter
+from k3m.query.vector_search import STRATEGIES, VectorSearch
+
+BRAND_PROPERTY = "brandName"  # fashion44k's brand; --same PROPERTY for other catalogs
+DISPLAY = """
+UNWIND $ids AS id
+MATCH (i:Item {id: id})
+OPTIONAL MATCH (i)-[h:HAS]->(v:Value) WHERE h.property IN $show
+RETURN i.id AS id, i.title AS title, i.category AS category, i.has_image AS has_image,
+       collect([h.property, v.text]) AS shown
+"""
+
+
+@dataclass
+class SimilarItem:
+    id: str
+    score: float  # cosine similarity of the embeddings
+    title: str | None
+    category: str | None
+    has_image: bool | None
+    properties: dict = field(default_factory=dict)  # the --show properties' values
+
+
+@dataclass
+class SimilarResult:
+    item: SimilarItem  # the query item (score 1.0)
+    hits: list[SimilarItem]
+    constraint: str
+    strategy: str
+    model_id: str | None
+    milliseconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def render(self) -> str:
+        from k3m.query.output import table
+
+        head = (f"Items similar to {self.item.id} {self.item.title or '(no title)'!r} [{self.item.category or '-'}]"
+                f" — {self.constraint}; {self.strategy} search, {self.milliseconds:.0f} ms")
+        shown = sorted({p for h in self.hits for p in h.properties})
+        rows = [{"#": n, "id": h.id, "score": h.score, "category": h.category, "title": h.title,
+                 **{p: h.properties.get(p) for p in shown}} for n, h in enumerate(self.hits, 1)]
+        return head + "\n" + table(rows, ["#", "id", "score", "category", "title", *shown])
+
+
+def similar_items(db, item_id: str, k: int = 10, item_filter: ItemFilter = ItemFilter(),
+                  store: EmbeddingStore | None = None, strategy: str = "auto", show: tuple[str, ...] = (),
+                  search: VectorSearch | None = None) -> SimilarResult:
+    """Top-``k`` items by cosine similarity to ``item_id`` among those meeting ``item_filter``.
+
+    Pass a long-lived ``search`` to reuse its norms between calls (benchmarks, services).
+    """
+    started = time.perf_counter()
+    search = search or VectorSearch(db, store, strategy)
+    hits = search.similar(str(item_id), k, item_filter)
+    details = {r["id"]: r for r in db.run(DISPLAY, ids=[str(item_id)] + [h.id for h in hits], show=list(show))}
+    if str(item_id) not in details:
+        raise KeyError(f"item {item_id!r} is not in the graph")
+
+    def item(item_id: str, score: float) -> SimilarItem:
+        r = details[item_id]
+        shown = {p: v for p, v in r["shown"] if p is not None}
+        return SimilarItem(item_id, score, r["title"], r["category"], r["has_image"], shown)
+
+    result = [item(h.id, h.score) for h in hits if h.id in details]  # an id the graph lacks is dropped
+    return SimilarResult(item(str(item_id), 1.0), result, item_filter.describe(), search.strategy, search.model_id,
+                         (time.perf_counter() - started) * 1000)
+
+
+# -- command line ----------------------------------------------------------------------
+def add_parser(sub) -> None:
+    from k3m.query.connection import add_graph_arguments, add_store_arguments
+
+    p = sub.add_parser("similar", help="items most similar to an item, optionally under graph constraints",
+                       description=__doc__.split("\n\n")[0] + " Constraints combine (all must hold).")
+    p.add_argument("item_id", help="the item's id (as in the catalog)")
+    p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    p.add_argument("--same-brand", action="store_true", help=f"same {BRAND_PROPERTY} as the item")
+    p.add_argument("--same", action="append", default=[], metavar="PROPERTY", help="same value of PROPERTY as the item (repeatable)")
+    p.add_argument("--where", action="append", default=[], metavar="PROPERTY=VALUE", help="must have this fact (repeatable)")
+    p.add_argument("--category", help="in this category")
+    image = p.add_mutually_exclusive_group()
+    image.add_argument("--no-image", dest="has_image", action="store_const", const=False, help="only items lacking an image")
+    image.add_argument("--with-image", dest="has_image", action="store_const", const=True, help="only items with an image")
+    p.add_argument("--show", action="append", default=[], metavar="PROPERTY", help="also print this property's values")
+    p.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                   help="auto (default): native index if the server has one, else exact search over the build's matrix")
+    add_store_arguments(p)
+    add_graph_arguments(p)
+    p.set_defaults(func=run)
+
+
+def parse_where(specs: list[str]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for spec in specs:
+        prop, sep, value = spec.partition("=")
+        if not sep or not prop:
+            raise ValueError(f"--where expects PROPERTY=VALUE, got {spec!r}")
+        pairs.append((prop, value))
+    return tuple(pairs)
+
+
+def run(args) -> int:
+    from k3m.embedding_store import EmbeddingStoreError
+    from k3m.query.connection import apply_data_dir, locate_store, open_graph
+    from k3m.query.output import dumps
+    from k3m.query.vector_search import VectorSearchError
+
+    apply_data_dir(args.data_dir)
+    try:
+        item_filter = ItemFilter(
+            same=tuple(([BRAND_PROPERTY] if args.same_brand else []) + args.same),
+            equals=parse_where(args.where), category=args.category, has_image=args.has_image,
+        )
+        with open_graph(args.database) as db:
+            store = locate_store(db, args.build, args.model_id, required=args.strategy == "client")
+            result = similar_items(db, args.item_id, args.k, item_filter, store, args.strategy, tuple(args.show))
+    except (KeyError, ValueError, EmbeddingStoreError, VectorSearchError) as exc:
+        print(f"k3m query similar: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return 2
+    print(dumps(result.to_dict()) if args.json else result.render())
+    return 0

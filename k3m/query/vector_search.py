@@ -1,0 +1,217 @@
+"""Nearest items by cosine similarity of their embeddings, through the graph.
+
+Three ways, picked from the capabilities the connection probed at connect time:
+
+``native``  Neo4j 5.11+: ``db.index.vector.queryNodes`` over the ``k3m_item_embedding``
+            vector index (created by ``k3m embed``), graph constraints applied to the hits;
+            approximate, over-fetches and widens until k hits pass the constraints.
+``client``  the embedded default (ArcadeDB refuses ``CREATE VECTOR INDEX``): the
+            constraints run in Cypher and return candidate ids; exact cosine top-k over the
+            build's memory-mapped embedding matrix runs here in numpy; the winning ids go
+            back to Cypher for display. Without constraints no candidate query is needed.
+``cypher``  needs nothing but the graph: ``vector.similarity.cosine`` over the candidates
+            in Cypher (exact, but the server computes it row by row: slow on many items).
+
+``auto`` = native when the server has a vector index, else client when the build's
+embeddings are at hand, else cypher. Every way returns raw cosine similarity in [-1, 1].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from k3m.embedding_store import EmbeddingStore
+from k3m.query.patterns import QUERY_ITEM, ItemFilter, candidate_query
+
+STRATEGIES = ("auto", "native", "client", "cypher")
+INDEX_NAME = "k3m_item_embedding"
+_NORM_CHUNK = 65536  # rows per chunk when computing norms of a memory-mapped matrix
+
+
+class VectorSearchError(RuntimeError):
+    """The chosen way cannot run on this connection / build."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float  # cosine similarity
+
+
+def exact_topk(matrix: np.ndarray, query: np.ndarray, k: int, rows: np.ndarray | None = None,
+               inv_norms: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine top-k of ``query`` against ``matrix`` rows (all, or only ``rows``).
+
+    Returns (rows, scores), best first; ties broken by the lower row so results are
+    deterministic. ``inv_norms`` (1/‖row‖, 0 for zero rows) saves recomputing norms.
+    """
+    q = np.asarray(query, dtype=np.float32)
+    qn = float(np.linalg.norm(q))
+    q = q / qn if qn > 0 else q
+    sub = matrix if rows is None else matrix[rows]
+    scores = np.asarray(sub @ q, dtype=np.float32)
+    if inv_norms is None:
+        norms = np.linalg.norm(np.asarray(sub, dtype=np.float32), axis=1)
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    else:
+        scale = inv_norms if rows is None else inv_norms[rows]
+    scores *= scale
+    candidates = np.arange(len(scores)) if rows is None else np.asarray(rows)
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    order = np.lexsort((candidates[top], -scores[top]))
+    top = top[order]
+    return candidates[top].astype(np.int64), scores[top]
+
+
+class ExactIndex:
+    """Exact cosine search over a store's matrix: float32 view and row norms, computed once."""
+
+    def __init__(self, store: EmbeddingStore):
+        self.store = store
+
+    @cached_property
+    def matrix(self) -> np.ndarray:
+        m = self.store.matrix
+        # float16 has no BLAS path in numpy: widen once (documented cost: 2x the file in RAM)
+        return m if m.dtype == np.float32 else np.asarray(m, dtype=np.float32)
+
+    @cached_property
+    def inv_norms(self) -> np.ndarray:
+        m = self.matrix
+        norms = np.concatenate([np.linalg.norm(m[a:a + _NORM_CHUNK], axis=1) for a in range(0, len(m), _NORM_CHUNK)])
+        return np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(np.float32)
+
+    def search(self, query: np.ndarray, k: int, rows: np.ndarray | None = None, exclude: int | None = None):
+        if exclude is not None and rows is not None:
+            rows = rows[rows != exclude]
+        top_rows, scores = exact_topk(self.matrix, query, k + (exclude is not None and rows is None), rows, self.inv_norms)
+        if exclude is not None and rows is None:
+            keep = top_rows != exclude
+            top_rows, scores = top_rows[keep][:k], scores[keep][:k]
+        return top_rows, scores
+
+
+class VectorSearch:
+    """Similar items of an item id under an :class:`ItemFilter`, by the chosen strategy."""
+
+    def __init__(self, db, store: EmbeddingStore | None = None, strategy: str = "auto"):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        self.db = db
+        self.store = store
+        self.strategy = self._resolve(strategy)
+        self.index = ExactIndex(store) if store is not None else None
+
+    def _resolve(self, strategy: str) -> str:
+        caps = self.db.capabilities
+        if strategy == "auto":
+            if caps.native_vector_index:
+                return "native"
+            if self.store is not None:
+                return "client"
+            if caps.vector_similarity_function:
+                return "cypher"
+            raise VectorSearchError("no way to search: the server has neither a vector index nor "
+                                    "vector.similarity.cosine, and no build embeddings were given")
+        if strategy == "native" and not caps.native_vector_index:
+            raise VectorSearchError(f"{caps.agent} has no native vector index (db.index.vector.queryNodes)")
+        if strategy == "cypher" and not caps.vector_similarity_function:
+            raise VectorSearchError(f"{caps.agent} has no vector.similarity.cosine")
+        if strategy == "client" and self.store is None:
+            raise VectorSearchError("strategy 'client' needs the build's embeddings (k3m embed)")
+        return strategy
+
+    @property
+    def model_id(self) -> str | None:
+        return self.store.model_id if self.store is not None else None
+
+    def similar(self, item_id: str, k: int = 10, item_filter: ItemFilter = ItemFilter()) -> list[Hit]:
+        if k < 1:
+            raise ValueError(f"k must be positive, got {k}")
+        return getattr(self, f"_{self.strategy}")(str(item_id), k, item_filter)
+
+    # -- client: candidates from Cypher, exact top-k here ------------------------------
+    def candidate_rows(self, item_id: str, item_filter: ItemFilter) -> np.ndarray | None:
+        """Rows of the store meeting the filter (None = no constraint: all rows)."""
+        if item_filter.is_empty:
+            return None
+        text, params = candidate_query(item_filter)
+        ids = self.db.run(text, item_id=item_id, **params)[0]["ids"]
+        row_of = self.store.row_of
+        return np.fromiter((row_of[i] for i in ids if i in row_of), dtype=np.int64)
+
+    def _client(self, item_id: str, k: int, item_filter: ItemFilter) -> list[Hit]:
+        row = self.store.row_of.get(item_id)
+        if row is None:
+            raise KeyError(f"item {item_id!r} has no embedding in {self.store.path}")
+        rows = self.candidate_rows(item_id, item_filter)
+        top, scores = self.index.search(self.index.matrix[row], k, rows, exclude=row)
+        ids = self.store.ids
+        return [Hit(str(ids[r]), float(s)) for r, s in zip(top, scores)]
+
+    # -- cypher: vector.similarity.cosine in the server ----------------------------------
+    @cached_property
+    def _cosine_shifted(self) -> bool:
+        """Neo4j's vector.similarity.cosine returns (1 + cos) / 2; probe which one we have."""
+        s = self.db.run("RETURN vector.similarity.cosine([1.0, 0.0], [0.0, 1.0]) AS s")[0]["s"]
+        return abs(s - 0.5) < 1e-6
+
+    def _cosine(self, score: float) -> float:
+        return 2.0 * score - 1.0 if self._cosine_shifted else score
+
+    def _cypher(self, item_id: str, k: int, item_filter: ItemFilter) -> list[Hit]:
+        lines, where, params = item_filter.match_clauses()
+        where = ["i <> q", "i.embedding IS NOT NULL", "i.embedding_model = q.embedding_model"] + where
+        text = "\n".join([QUERY_ITEM, *lines, f"WHERE {' AND '.join(where)}",
+                          "WITH DISTINCT q, i",
+                          "WITH i, vector.similarity.cosine(q.embedding, i.embedding) AS score",
+                          "RETURN i.id AS id, score ORDER BY score DESC, id LIMIT $k"])
+        rows = self.db.run(text, item_id=item_id, k=k, **params)
+        return [Hit(r["id"], self._cosine(r["score"])) for r in rows]
+
+    # -- native: the server's vector index, then the constraints ------------------------
+    @cached_property
+    def _embedded_items(self) -> int:
+        return self.db.run("MATCH (i:Item) WHERE i.embedding IS NOT NULL RETURN count(i) AS n")[0]["n"]
+
+    def _native(self, item_id: str, k: int, item_filter: ItemFilter) -> list[Hit]:
+        lines, where, params = item_filter.match_clauses()
+        # the hits are bound to i already: the filter's patterns then only check them
+        checks = [line for line in lines if line != "MATCH (i:Item)"]
+        text = "\n".join([
+            QUERY_ITEM,
+            "CALL db.index.vector.queryNodes($index, $fetch, q.embedding) YIELD node AS i, score",
+            "WITH q, i, score WHERE i <> q",
+            *checks,
+            *([f"WHERE {' AND '.join(where)}"] if where else []),
+            "WITH DISTINCT i, score",
+            "RETURN i.id AS id, score ORDER BY score DESC, id LIMIT $k",
+        ])
+        total = self._embedded_items
+        fetch = min(total, 4 * k + 1)
+        while True:  # the index is approximate and filters after: widen until k pass
+            rows = self.db.run(text, item_id=item_id, index=INDEX_NAME, fetch=fetch, k=k, **params)
+            if len(rows) >= k or fetch >= total:
+                return [Hit(r["id"], 2.0 * r["score"] - 1.0) for r in rows]  # index score = (1+cos)/2
+            fetch = min(total, fetch * 4)
+
+
+def ensure_native_index(db, dim: int) -> bool:
+    """Create the cosine vector index on ``Item.embedding`` where the server has one.
+
+    Returns False (and does nothing) on servers without native vector indexes. ``dim`` is
+    an integer we computed, formatted into the statement because index options are not
+    parameters in every Neo4j 5 release.
+    """
+    if not db.capabilities.native_vector_index:
+        return False
+    db.write(
+        f"CREATE VECTOR INDEX {INDEX_NAME} IF NOT EXISTS FOR (i:Item) ON (i.embedding) "
+        f"OPTIONS {{indexConfig: {{`vector.dimensions`: {int(dim)}, `vector.similarity_function`: 'cosine'}}}}"
+    )
+    return True

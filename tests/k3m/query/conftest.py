@@ -1,0 +1,152 @@
+"""Query-script fixtures: a real micro K3M checkpoint (a few real pretraining steps on the
+600-item fashion44k slice), its embeddings of that build, the real embedded ArcadeDB server
+with the build loaded, and a build of real rows edited to carry injection-hostile text."""
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+# the tiny preset made narrow: every fixture here takes seconds on 2 CPU cores
+MICRO = [
+    "model.text.hidden_size=32", "model.text.intermediate_size=64", "model.text.num_layers=1",
+    "model.image.hidden_size=32", "model.image.intermediate_size=64",
+    "model.co_attention.hidden_size=32", "model.co_attention.intermediate_size=64", "model.structure.heads=2",
+    "vocab_size=2000", "batch_size=16", "train_items=256", "valid_items=16", "threads=1", "progress=false",
+    "max_steps=6", "eval_every=0", "checkpoint_every=6", "num_workers=0", "lr=2e-3",
+]
+HOSTILE_ID = "10000' OR 1=1 //"
+HOSTILE_VALUE = "Nike`]->(v) DELETE v WITH 1 AS x MERGE (:Pwned {k: '{x}'}) //"
+HOSTILE_PROPERTY = "Fit} RETURN 1 //`"
+HOSTILE_CATEGORY = "Shirts'}) DETACH DELETE i //"
+
+
+@pytest.fixture(scope="session")
+def query_checkpoint(fashion_slice_build, tmp_path_factory) -> Path:
+    from k3m.pretrain import train
+    from k3m.train_config import TrainConfig
+
+    run_dir = tmp_path_factory.mktemp("query-runs") / "micro"
+    train(TrainConfig.load(REPO / "configs" / "tiny.yaml", [f"build={fashion_slice_build}", f"run_dir={run_dir}", *MICRO]))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def query_build(fashion_slice_build, tmp_path_factory) -> Path:
+    """The 600-item build seen through symlinks, so embeddings written here stay private."""
+    view = tmp_path_factory.mktemp("query-builds") / "fashion600"
+    view.mkdir()
+    for f in Path(fashion_slice_build).iterdir():
+        (view / f.name).symlink_to(f)
+    return view
+
+
+@pytest.fixture(scope="session")
+def query_store(query_checkpoint, query_build):
+    from k3m.embed import embed_build
+
+    store, _ = embed_build(query_checkpoint, query_build)
+    return store
+
+
+@pytest.fixture(scope="session")
+def query_server(tmp_path_factory):
+    from kg import embedded_server
+
+    data_dir = tmp_path_factory.mktemp("query-kg")
+    server = embedded_server.start(data_dir=data_dir)
+    yield SimpleNamespace(server=server, data_dir=data_dir)
+    server.stop()
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def open_db(query_server):
+    """open_db(name=None) -> a GraphDB on database ``name`` (a fresh one when None)."""
+    from kg.embedded_server import ServerSettings
+    from kg.graph_db import connect
+
+    opened = []
+
+    def open_(name: str | None = None):
+        db = connect(database=name or f"q{next(_databases)}", server_settings=ServerSettings(data_dir=query_server.data_dir))
+        opened.append(db)
+        return db
+
+    yield open_
+    for db in opened:
+        db.close()
+
+
+def load(db, build_path) -> None:
+    from etl.catalog_build import CatalogBuild
+    from kg.graph_load import load_graph
+
+    load_graph(CatalogBuild.open(build_path), db)
+
+
+@pytest.fixture(scope="session")
+def loaded_db(open_db, query_build, query_store):
+    """The 600-item build in the graph with its embeddings written back (read-only use)."""
+    from k3m.embedding_writeback import write_back
+
+    db = open_db()
+    load(db, query_build)
+    write_back(db, query_store)
+    return db
+
+
+@pytest.fixture
+def fresh_loaded_db(open_db, query_build):
+    """A database of its own with the 600-item build (for tests that write)."""
+    db = open_db()
+    load(db, query_build)
+    return db
+
+
+@pytest.fixture(scope="session")
+def hostile(fashion_dir, query_checkpoint, tmp_path_factory) -> SimpleNamespace:
+    """40 real fashion44k rows edited to carry hostile id/value/property/category, imported by
+    the real ETL and embedded by the micro checkpoint."""
+    from etl.build import import_catalog
+    from k3m.embed import embed_build
+
+    with gzip.open(fashion_dir / "styles.jsonl.gz", "rt", encoding="utf-8") as stream:
+        rows = [json.loads(line) for line in itertools.islice(stream, 40)]
+    rows[0]["id"] = HOSTILE_ID
+    rows[1]["brandName"] = HOSTILE_VALUE
+    rows[1]["articleAttributes"] = {**rows[1].get("articleAttributes", {}), HOSTILE_PROPERTY: HOSTILE_VALUE}
+    rows[2]["articleType"] = {**rows[2]["articleType"], "typeName": HOSTILE_CATEGORY}
+    out = tmp_path_factory.mktemp("query-hostile")
+    source = out / "hostile.jsonl"
+    source.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    build = out / "build"
+    import_catalog([source], "fashion44k", build, images=str(fashion_dir / "images.zip"), workers=0)
+    store, _ = embed_build(query_checkpoint, build)
+    return SimpleNamespace(build=build, store=store, id=HOSTILE_ID, value=HOSTILE_VALUE,
+                           property=HOSTILE_PROPERTY, category=HOSTILE_CATEGORY)
+
+
+@pytest.fixture(scope="session")
+def fingerprint():
+    """fingerprint(db) -> counts that any injected write or delete would change."""
+    return graph_fingerprint
+
+
+def graph_fingerprint(db) -> dict:
+    q = {
+        "nodes": "MATCH (n) RETURN count(n) AS n",
+        "has": "MATCH ()-[r:HAS]->() RETURN count(r) AS n",
+        "in_category": "MATCH ()-[r:IN_CATEGORY]->() RETURN count(r) AS n",
+        "suggested": "MATCH ()-[r:SUGGESTED_VALUE]->() RETURN count(r) AS n",
+        "pwned": "MATCH (n:Pwned) RETURN count(n) AS n",
+        "x_set": "MATCH (n) WHERE n.x IS NOT NULL RETURN count(n) AS n",
+    }
+    return {k: db.run(text)[0]["n"] for k, text in q.items()}

@@ -1,0 +1,57 @@
+"""`k3m query similar`: readable results from the graph, constraints honoured, CLI and Python."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from k3m.cli import main
+from k3m.query import ItemFilter, similar_items
+
+
+def cli(query_server, loaded_db, *args) -> list[str]:
+    return ["query", "similar", *args, "--data-dir", str(query_server.data_dir), "--database", loaded_db.database]
+
+
+def test_hits_carry_graph_details_and_meet_the_constraint(loaded_db, query_store):
+    result = similar_items(loaded_db, "10017", 5, ItemFilter(same=("brandName",)), query_store, show=("brandName",))
+    brand = loaded_db.run("MATCH (:Item {id: '10017'})-[:HAS {property: 'brandName'}]->(v) RETURN v.text AS b")[0]["b"]
+    assert result.strategy == "client" and result.model_id == query_store.model_id
+    assert result.item.id == "10017" and result.item.title and result.item.properties == {"brandName": brand}
+    assert 0 < len(result.hits) <= 5 and "10017" not in [h.id for h in result.hits]
+    for hit in result.hits:
+        assert hit.properties["brandName"] == brand and hit.title and hit.category
+    assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
+    text = result.render()
+    assert "same brandName as the item" in text and result.hits[0].title[:20] in text
+
+
+def test_cli_table_and_json(query_server, loaded_db, query_build, capsys):
+    assert main(cli(query_server, loaded_db, "10000", "--k", "3", "--category", "Tshirts", "--build", str(query_build))) == 0
+    out = capsys.readouterr().out
+    assert "Items similar to 10000" in out and "category 'Tshirts'" in out and len(out.splitlines()) == 6  # heading, columns, rule, 3 rows
+    assert main(cli(query_server, loaded_db, "10000", "--k", "3", "--json")) == 0  # build found through the graph
+    doc = json.loads(capsys.readouterr().out)
+    scores = [h["score"] for h in doc["hits"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True) and "10000" not in [h["id"] for h in doc["hits"]]
+    assert doc["item"]["id"] == "10000" and doc["strategy"] == "client"
+
+
+def test_cli_where_and_errors(query_server, loaded_db, capsys):
+    assert main(cli(query_server, loaded_db, "10000", "--where", "baseColour=Black", "--json")) == 0
+    ids = [h["id"] for h in json.loads(capsys.readouterr().out)["hits"]]
+    black = {r["id"] for r in loaded_db.run(
+        "MATCH (i:Item)-[:HAS {property: 'baseColour'}]->(:Value {text: 'Black'}) RETURN i.id AS id")}
+    assert ids and set(ids) <= black
+    assert main(cli(query_server, loaded_db, "nope")) == 2
+    assert "no embedding" in capsys.readouterr().err
+    assert main(cli(query_server, loaded_db, "10000", "--where", "baseColour")) == 2
+    assert "PROPERTY=VALUE" in capsys.readouterr().err
+
+
+def test_help_lists_every_constraint(capsys):
+    with pytest.raises(SystemExit):
+        main(["query", "similar", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--same-brand", "--where", "--category", "--no-image", "--json", "--strategy"):
+        assert flag in text

@@ -1,0 +1,181 @@
+"""`k3m embed`: c* of every item into the build and onto the graph, inductively, idempotently.
+
+The checkpoint comes from a few real pretraining steps of a narrow tiny model on the
+600-item fashion44k slice; the graph is the real embedded ArcadeDB server."""
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from etl.catalog_build import CatalogBuild
+from k3m.cli import main
+from k3m.embed import EmbedSettings, embed_build, model_id_for
+from k3m.embedding_store import EmbeddingStore, EmbeddingStoreError
+from k3m.embedding_writeback import WritebackSettings, write_back
+
+REPO = Path(__file__).resolve().parents[2]
+MICRO = [
+    "model.text.hidden_size=32", "model.text.intermediate_size=64", "model.text.num_layers=1",
+    "model.image.hidden_size=32", "model.image.intermediate_size=64",
+    "model.co_attention.hidden_size=32", "model.co_attention.intermediate_size=64", "model.structure.heads=2",
+    "vocab_size=2000", "batch_size=16", "train_items=256", "valid_items=16", "threads=1", "progress=false",
+    "max_steps=4", "eval_every=0", "checkpoint_every=4", "num_workers=0",
+]
+
+
+def view(build: Path, where: Path) -> Path:
+    """The build seen through symlinks: embeddings written here stay private to the test."""
+    where.mkdir(parents=True)
+    for f in build.iterdir():
+        (where / f.name).symlink_to(f)
+    return where
+
+
+@pytest.fixture(scope="module")
+def checkpoint(fashion_slice_build, tmp_path_factory) -> Path:
+    from k3m.pretrain import train
+    from k3m.train_config import TrainConfig
+
+    run_dir = tmp_path_factory.mktemp("embed-runs") / "micro"
+    train(TrainConfig.load(REPO / "configs" / "tiny.yaml", [f"build={fashion_slice_build}", f"run_dir={run_dir}", *MICRO]))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def build(fashion_slice_build, tmp_path_factory) -> Path:
+    return view(Path(fashion_slice_build), tmp_path_factory.mktemp("embed-builds") / "fashion600")
+
+
+@pytest.fixture(scope="module")
+def later_build(fashion_dir, tmp_path_factory) -> Path:
+    """A later import: the same catalog's first 640 rows (40 items the model never saw)."""
+    from etl.build import import_catalog
+
+    out = tmp_path_factory.mktemp("embed-builds") / "fashion640"
+    import_catalog([fashion_dir / "styles.jsonl.gz"], "fashion44k", out, limit=640)
+    return out
+
+
+@pytest.fixture(scope="module")
+def store(checkpoint, build):
+    return embed_build(checkpoint, build)[0]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from kg import embedded_server
+
+    data_dir = tmp_path_factory.mktemp("embed-kg")
+    srv = embedded_server.start(data_dir=data_dir)
+    yield data_dir
+    srv.stop()
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def db(server, build):
+    """A fresh database with the 600-item build loaded (no embeddings yet)."""
+    from kg.embedded_server import ServerSettings
+    from kg.graph_db import connect
+    from kg.graph_load import load_graph
+
+    with connect(database=f"e{next(_databases)}", server_settings=ServerSettings(data_dir=server)) as db:
+        load_graph(CatalogBuild.open(build), db)
+        yield db
+
+
+def test_store_layout_and_determinism(checkpoint, build, store):
+    b = CatalogBuild.open(build)
+    assert store.path == build / "embeddings" / model_id_for(checkpoint)
+    assert store.matrix.shape == (600, 32) and store.matrix.dtype == np.float32
+    assert store.ids.tolist() == b.items["item_id"].tolist()
+    assert store.property_vectors.shape == (len(b.properties), 32) and store.value_vectors.shape == (len(b.values), 32)
+    assert store.meta["facts"] == "train" and store.meta["checkpoint"].endswith("step_4")
+    assert np.isfinite(store.matrix).all() and len(np.unique(np.round(store.matrix, 5), axis=0)) > 590
+    again, report = embed_build(checkpoint, build)
+    assert report.reused and again.meta["created"] == store.meta["created"]
+    fresh, report = embed_build(checkpoint, build, EmbedSettings(model_id="again", batch_size=7))
+    assert not report.reused and np.allclose(fresh.matrix, store.matrix, atol=1e-5)  # batching changes nothing
+    assert EmbeddingStore.available(build) == [store.model_id, "again"]
+    assert EmbeddingStore.open(build).model_id == "again"  # newest by default
+
+
+def test_float16_and_bad_names(checkpoint, build, store):
+    half, _ = embed_build(checkpoint, build, EmbedSettings(dtype="float16", model_id="half"))
+    assert half.matrix.dtype == np.float16 and np.allclose(half.matrix, store.matrix, rtol=1e-2, atol=1e-3)
+    with pytest.raises(ValueError, match="model id"):
+        embed_build(checkpoint, build, EmbedSettings(model_id="../escape"))
+    with pytest.raises(EmbeddingStoreError, match="no embeddings of model"):
+        EmbeddingStore.open(build, "missing")
+
+
+def test_later_items_are_embedded_without_retraining(checkpoint, store, build, later_build):
+    """The same checkpoint embeds a later, bigger import: the 40 new items get vectors of
+    their own, and an item's vector depends on its own inputs only: known items whose title,
+    image and knowledge pairs read the same in both builds get exactly their earlier vector.
+    (The pipeline orders an item's pairs by the build's property frequencies, so in a grown
+    catalog most known items read their pairs in another order; see docs/query.md.)"""
+    from k3m.data import CatalogIndex
+
+    later, _ = embed_build(checkpoint, later_build)
+    assert later.matrix.shape == (640, 32) and later.ids[:600].tolist() == store.ids.tolist()
+    new = np.asarray(later.matrix[600:])
+    assert np.isfinite(new).all() and len(np.unique(np.round(new, 5), axis=0)) == 40
+    before, after = CatalogIndex.from_build(build), CatalogIndex.from_build(later_build)
+    same = [r for r in range(600) if before.pair_strings(before.pairs(r)) == after.pair_strings(after.pairs(r))]
+    assert len(same) >= 5
+    np.testing.assert_allclose(later.matrix[same], store.matrix[same], atol=1e-5)
+
+
+def test_facts_all_reads_the_held_out_triples(checkpoint, build, store):
+    """With --facts all the model reads the held-out triples too (train-only is the default,
+    so completion's precision on them is honest)."""
+    everything, _ = embed_build(checkpoint, build, EmbedSettings(facts="all", model_id="all-facts"))
+    assert everything.meta["facts"] == "all" and store.meta["facts"] == "train"
+    b = CatalogBuild.open(build)
+    held_out = np.unique(np.asarray(b.triples)[np.asarray(b.triple_split) > 0, 0])
+    assert len(held_out) > 50
+    moved = ~np.isclose(everything.matrix[held_out], store.matrix[held_out], atol=1e-4).all(axis=1)
+    assert moved.all()
+
+
+def test_write_back_is_exact_and_idempotent(db, store):
+    first = write_back(db, store, WritebackSettings(batch_size=64, workers=2))
+    assert (first.written, first.skipped_current, first.missing_in_graph) == (600, 0, 0)
+    rows = db.run("MATCH (i:Item) RETURN collect([i.id, i.embedding, i.embedding_model, i.embedding_created]) AS r")[0]["r"]
+    assert len(rows) == 600
+    for item_id, vec, model, created in rows:
+        assert np.array_equal(np.asarray(vec, dtype=np.float32), store.matrix[store.row_of[item_id]])
+        assert (model, created) == (store.model_id, store.meta["created"])
+    second = write_back(db, store)
+    assert (second.written, second.skipped_current) == (0, 600)
+    forced = write_back(db, store, WritebackSettings(force=True))
+    assert forced.written == 600
+    assert db.run("MATCH (i:Item) RETURN count(i) AS n")[0]["n"] == 600  # never creates items
+
+
+def test_write_back_of_other_embeddings_and_missing_items(db, checkpoint, store, later_build):
+    write_back(db, store)
+    later = EmbeddingStore.open(later_build)  # same model, another store: a new version for the graph
+    report = write_back(db, later)
+    assert (report.written, report.missing_in_graph, report.skipped_current) == (600, 40, 0)
+    got = db.run("MATCH (i:Item {id: $id}) RETURN i.embedding_created AS c", id=store.ids[3])[0]["c"]
+    assert got == later.meta["created"]
+
+
+def test_cli_embeds_and_writes_back(db, server, checkpoint, build, capsys):
+    args = ["embed", "--checkpoint", str(checkpoint), str(build), "--data-dir", str(server), "--database", db.database, "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["embed"]["reused"] and out["embed"]["items"] == 600  # the module's store is reused
+    assert out["graph"]["written"] == 600 and out["graph"]["native_vector_index"] is False
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["graph"]["skipped_current"] == 600
+    assert main(["embed", "--checkpoint", str(build), str(build), "--no-graph"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
