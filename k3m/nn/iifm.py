@@ -34,14 +34,39 @@ class IIFM(nn.Module):
             raise ValueError(f"IIFM built for {self.num_candidates} candidates, got {len(candidates)}")
         if self.num_candidates == 1:
             return candidates[0]
-        x = torch.stack(candidates, dim=-2)  # [B, L, n, D]
         if self.mode == "mean":
-            return x.mean(-2)
-        logits = self.gate(x.flatten(-2)).view_as(x)
+            return torch.stack(candidates).mean(0)
+        # Candidates side by side on the channel axis ([E | I1 | I2], as W sees them): every
+        # per-candidate step below is elementwise, because reductions over a small middle
+        # axis (argmax/softmax over n) are ~10x slower on CPU.
+        logits = self.gate(torch.cat(candidates, dim=-1)).chunk(self.num_candidates, dim=-1)
         if self.mode == "soft":
-            gates = torch.sigmoid(logits)
+            gates = [torch.sigmoid(logit) for logit in logits]
         elif self.training:
-            gates = F.gumbel_softmax(logits, tau=self.tau, hard=True, dim=-2)
+            gates = _straight_through_gumbel(logits, self.tau)
         else:
-            gates = F.one_hot(logits.argmax(-2), self.num_candidates).movedim(-1, -2).to(x.dtype)
-        return self.proj((x * gates).flatten(-2))
+            gates = _one_hot_argmax(logits)
+        return self.proj(torch.cat([x * g for x, g in zip(candidates, gates)], dim=-1))
+
+
+def _one_hot_argmax(scores: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """One-hot of the best candidate per element (first one on ties), as float gates."""
+    best, choice = scores[0], torch.zeros_like(scores[0], dtype=torch.long)
+    for k, score in enumerate(scores[1:], start=1):
+        better = score > best
+        best = torch.where(better, score, best)
+        choice = torch.where(better, k, choice)
+    return [(choice == k).to(scores[0].dtype) for k in range(len(scores))]
+
+
+def _straight_through_gumbel(logits: tuple[torch.Tensor, ...], tau: float) -> list[torch.Tensor]:
+    """Hard one-hot forward, Gumbel-softmax gradient backward (F.gumbel_softmax(hard=True))."""
+    noisy = [(logit - torch.empty_like(logit).exponential_().log()) / tau for logit in logits]
+    top = noisy[0]
+    for z in noisy[1:]:
+        top = torch.maximum(top, z)
+    exp = [torch.exp(z - top) for z in noisy]
+    total = sum(exp)
+    soft = [e / total for e in exp]
+    hard = _one_hot_argmax(tuple(s.detach() for s in soft))
+    return [h - s.detach() + s for h, s in zip(hard, soft)]
