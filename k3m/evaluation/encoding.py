@@ -1,0 +1,101 @@
+"""Item vectors c* of a pretrained model, on clean or corrupted inputs.
+
+:class:`ItemEncoder` wraps a model, its tokenizer and the build's :class:`CatalogIndex`; a
+:class:`~k3m.evaluation.corruption.CorruptionPlan` reaches the model only through the data
+pipeline's hooks (``Corruption.title_source``/``image_source``), so corrupted inputs are
+built exactly like clean ones. The model's modality switches (``use_title`` ...) and the
+"+PKG as text" flag are applied by the same dataset, as in pretraining. Knowledge input is
+always the train triples only (held-out facts never reach a model).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from k3m.data import CatalogIndex, Corruption, K3MCollator, K3MDataset
+from k3m.evaluation.corruption import CorruptionPlan
+
+
+@dataclass
+class ItemEncoder:
+    model: object  # k3m.model.K3MModel
+    tokenizer: object
+    index: CatalogIndex
+    knowledge_as_title_text: bool = False
+    batch_size: int = 128
+    seed: int = 0
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def dataset(self, rows: np.ndarray, plan: CorruptionPlan | None = None) -> K3MDataset:
+        if plan is None:
+            corruption = Corruption(knowledge_as_title_text=self.knowledge_as_title_text)
+        else:
+            corruption = Corruption.for_items(
+                self.index.num_items, plan.items, plan.title_source, plan.image_source,
+                knowledge_as_title_text=self.knowledge_as_title_text,
+            )
+        cfg = self.config
+        return K3MDataset(
+            self.index, rows, max_pairs=cfg.text.max_pairs, seed=self.seed, pair_order="fixed",
+            use_title=cfg.use_title, use_image=cfg.use_image, use_knowledge=cfg.use_knowledge, corruption=corruption,
+        )
+
+    def batches(self, rows: np.ndarray, plan: CorruptionPlan | None = None) -> Iterator:
+        dataset = self.dataset(rows, plan)
+        collate = K3MCollator(dataset, self.tokenizer, self.config, targets=False)
+        device = next(self.model.parameters()).device
+        for start in range(0, len(rows), self.batch_size):
+            yield collate([dataset[int(r)] for r in rows[start : start + self.batch_size]]).to(device)
+
+    @torch.no_grad()
+    def encode(self, rows: np.ndarray, plan: CorruptionPlan | None = None) -> torch.Tensor:
+        """float [len(rows), H] c* in eval mode, in the order of ``rows``."""
+        out = [self.model.encode_items(batch).float().cpu() for batch in self.batches(rows, plan)]
+        return torch.cat(out) if out else torch.empty(0, self.config.hidden_size)
+
+    def encode_train(self, rows: np.ndarray, plan: CorruptionPlan | None = None) -> torch.Tensor:
+        """c* of one mini-batch with gradients, in the model's current mode (fine-tuning)."""
+        dataset = self.dataset(rows, plan)
+        batch = K3MCollator(dataset, self.tokenizer, self.config, targets=False)([dataset[int(r)] for r in rows])
+        return self.model(batch.to(next(self.model.parameters()).device), compute_losses=False).item_repr
+
+    # -- LPM scoring ------------------------------------------------------------------
+    @torch.no_grad()
+    def string_vectors(self, names: list[str]) -> torch.Tensor:
+        """Property/value strings encoded on their own, as the LPM saw them in pretraining."""
+        device = next(self.model.parameters()).device
+        out = []
+        for start in range(0, len(names), 512):
+            enc = self.tokenizer(
+                names[start : start + 512], truncation=True, max_length=self.config.text.max_string_tokens,
+                padding=True, return_tensors="pt",
+            )
+            mask = enc["attention_mask"].bool().to(device)
+            out.append(self.model.encode_strings(enc["input_ids"].to(device), mask).float().cpu())
+        return torch.cat(out)
+
+    def lpm_scorer(self, rows: np.ndarray, vectors: torch.Tensor, chunk: int = 64):
+        """``score(items, props) -> [Q, V]`` = −‖c* + p − v‖ over every value (higher = better),
+        for items among ``rows`` (sorted) whose c* are ``vectors``."""
+        if not self.config.use_knowledge:
+            raise ValueError("LPM scoring needs a model pretrained with knowledge (use_knowledge=True)")
+        props = self.string_vectors(self.index.properties)
+        values = self.string_vectors(self.index.values).unsqueeze(0)
+
+        @torch.no_grad()
+        def score(items: np.ndarray, prop_ids: np.ndarray) -> torch.Tensor:
+            c = vectors[torch.from_numpy(np.searchsorted(rows, items))]
+            p = props[torch.from_numpy(np.asarray(prop_ids, dtype=np.int64))]
+            parts = [
+                -self.model.lpm_score(c[i : i + chunk, None], p[i : i + chunk, None], values)
+                for i in range(0, len(c), chunk)
+            ]
+            return torch.cat(parts)
+
+        return score

@@ -1,0 +1,107 @@
+"""The compared models: K3M and its baselines as modality switches of one architecture.
+
+Every model is the same K3M code with the same encoders, preset and pretraining budget;
+only the switches differ (see :mod:`k3m.config`):
+
+=============  ==========================================  ==============================
+name           what it sees                                switches
+=============  ==========================================  ==============================
+k3m            title, image, knowledge (+ structure agg.)  (defaults)
+no_kg          title and image, co-attention only          use_knowledge=False
+               (the ViLBERT-style baseline)
+pkg_text       title with the knowledge text appended,     use_knowledge=False,
+               image; no structure aggregation             knowledge_as_title_text
+title_only     title                                       use_image=False, use_knowledge=False
+image_only     image                                       use_title=False, use_knowledge=False
+=============  ==========================================  ==============================
+
+A model's checkpoint is either user-supplied (``--model name=DIR``) or pretrained here,
+with the evaluation's one :class:`~k3m.evaluation.config.PretrainBudget` (same steps, batch
+and preset for all) into ``RUN_ROOT/<name>``; a finished pretraining is reused, one made
+with another budget is refused.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    label: str
+    switches: dict = field(default_factory=dict)  # K3MConfig top-level overrides
+    knowledge_as_title_text: bool = False
+
+
+MODELS: dict[str, ModelSpec] = {
+    m.name: m
+    for m in (
+        ModelSpec("k3m", "K3M"),
+        ModelSpec("no_kg", "no KG (ViLBERT-style)", {"use_knowledge": False}),
+        ModelSpec("pkg_text", "+PKG as text", {"use_knowledge": False}, knowledge_as_title_text=True),
+        ModelSpec("title_only", "title only", {"use_image": False, "use_knowledge": False}),
+        ModelSpec("image_only", "image only", {"use_title": False, "use_knowledge": False}),
+    )
+}
+ANCHOR_LABEL = "TransE (PyKEEN)"
+
+
+def label(name: str) -> str:
+    return MODELS[name].label if name in MODELS else ANCHOR_LABEL if name == "transe" else name
+
+
+def pretrain_overrides(spec: ModelSpec) -> list[str]:
+    """``--set`` assignments that turn the shared training config into this model's."""
+    out = [f"model.{key}={str(value).lower()}" for key, value in spec.switches.items()]
+    if spec.knowledge_as_title_text:
+        out.append("knowledge_as_title_text=true")
+    return out
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    seconds: float
+    reused: bool
+
+
+def pretrain_model(spec: ModelSpec, budget, build: str, seed: int) -> PretrainResult:
+    """Pretrain ``spec`` under ``budget`` into ``budget.run_root/<name>`` (reused if done)."""
+    from k3m.pretrain import find_checkpoint, train
+    from k3m.train_config import TrainConfig
+
+    overrides = pretrain_overrides(spec)
+    run_dir = Path(budget.run_root) / spec.name
+    overrides = list(budget.overrides) + overrides + [f"build={build}", f"run_dir={run_dir}", f"seed={seed}"]
+    cfg = TrainConfig.load(budget.config, overrides)
+    saved = run_dir / "train_config.yaml"
+    if saved.is_file() and TrainConfig.load(saved).to_dict() != cfg.to_dict():
+        raise ValueError(f"{run_dir} was pretrained with another config; use another out_dir or remove it")
+    try:
+        checkpoint = find_checkpoint(run_dir)
+    except FileNotFoundError:
+        checkpoint = None
+    if checkpoint is not None and (run_dir / "summary.json").is_file():
+        return PretrainResult(run_dir, 0.0, True)
+    start = time.perf_counter()
+    train(cfg, resume=run_dir if checkpoint is not None else None)  # an interrupted run continues
+    return PretrainResult(run_dir, time.perf_counter() - start, False)
+
+
+def load_model(spec: ModelSpec, path: str | Path, device: str = "cpu"):
+    """(model in eval mode, tokenizer) of a checkpoint dir or a pretraining run dir, refused
+    when its modality switches are not the ones ``spec`` names (a mislabelled baseline)."""
+    from k3m.pretrain import load_pretrained
+
+    model, tokenizer, train_config = load_pretrained(path)
+    wanted = {"use_title": True, "use_image": True, "use_knowledge": True, **spec.switches}
+    found = {key: getattr(model.config, key) for key in wanted}
+    found_text = bool(getattr(train_config, "knowledge_as_title_text", False))
+    if found != wanted or found_text != spec.knowledge_as_title_text:
+        raise ValueError(
+            f"{path} is not a {spec.name} checkpoint: it has {found}, knowledge_as_title_text={found_text}; "
+            f"{spec.name} needs {wanted}, knowledge_as_title_text={spec.knowledge_as_title_text}"
+        )
+    return model.to(device).eval(), tokenizer

@@ -1,0 +1,294 @@
+"""The report of an evaluation directory: ``results.csv``, ``report.md`` and ``figures/*.png``,
+all derived from ``results.jsonl`` and ``meta.json`` (so it can be rebuilt at any time with
+``k3m evaluate --report-only``).
+
+The report leads with the question the evaluation exists for: on classification and QA, is
+K3M at or above the no-KG baseline at every ratio of TMR, TNR and TINR, and by how much at
+100%? It states the answer as measured, whichever way it goes.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from k3m.evaluation.corruption import SETTINGS
+from k3m.evaluation.models import label
+from k3m.evaluation.plots import plot_metric
+from k3m.evaluation.reference import PAPER_VALUES
+from k3m.evaluation.results import ResultStore
+
+CLEAN = "clean"
+QUESTION_TASKS = (("classification", "accuracy"), ("qa", "rank@10"))
+QUESTION_SETTINGS = ("TMR", "TNR", "TINR")
+TASK_TITLES = {
+    "classification": "Item classification",
+    "alignment": "Product alignment",
+    "qa": "Attribute QA (trained head)",
+    "qa_lpm": "Attribute QA (zero-shot LPM scorer)",
+    "link_prediction": "Link prediction (clean inputs)",
+}
+
+
+def long_table(cells: list[dict]) -> pd.DataFrame:
+    """One row per (task, mode, setting, ratio, model, metric), averaged over seeds."""
+    rows = [
+        {"task": c["task"], "mode": c["mode"], "setting": c["setting"], "ratio": c["ratio"], "model": c["model"],
+         "seed": c["seed"], "metric": m, "value": v}
+        for c in cells
+        for m, v in c["metrics"].items()
+    ]
+    columns = ["task", "mode", "setting", "ratio", "model", "metric", "value", "seeds"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    df = pd.DataFrame(rows)
+    keys = ["task", "mode", "setting", "ratio", "model", "metric"]
+    return df.groupby(keys, sort=False).agg(value=("value", "mean"), seeds=("seed", "nunique")).reset_index()[columns]
+
+
+def with_clean_everywhere(df: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
+    """The shared clean (ratio 0) cells copied under every setting, for tables and plots."""
+    clean = df[df["setting"] == CLEAN]
+    copies = [clean.assign(setting=s) for s in settings]
+    return pd.concat([df[df["setting"] != CLEAN], *copies], ignore_index=True)
+
+
+def pct(x: float) -> str:
+    return "–" if pd.isna(x) else f"{100 * x:.1f}"
+
+
+def ratio_label(r: float) -> str:
+    return f"{100 * r:.0f}%"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def answer_question(grid: pd.DataFrame, mode: str, sizes: dict) -> list[str]:
+    """The lead section: K3M − no-KG per ratio of TMR/TNR/TINR for classification and QA."""
+    lines = []
+    for task, metric in QUESTION_TASKS:
+        part = grid[(grid["task"] == task) & (grid["metric"] == metric) & (grid["mode"] == mode)]
+        if not {"k3m", "no_kg"} <= set(part["model"]):
+            lines.append(f"- **{TASK_TITLES[task]}**: not answered — this run has no K3M and no-KG results for it.")
+            continue
+        wide = part.pivot_table(index=["setting", "ratio"], columns="model", values="value")
+        settings = [s for s in QUESTION_SETTINGS if s in wide.index.get_level_values("setting")]
+        ratios = sorted(wide.index.get_level_values("ratio").unique())
+        rows, wins, total, at_100 = [], 0, 0, []
+        for setting in settings:
+            cells = []
+            for r in ratios:
+                if (setting, r) not in wide.index:
+                    cells.append("–")
+                    continue
+                k, n = wide.loc[(setting, r), "k3m"], wide.loc[(setting, r), "no_kg"]
+                if r > 0:  # the clean point is shared by all settings: counted once, below
+                    wins += bool(k >= n)
+                    total += 1
+                cells.append(f"{100 * (k - n):+.1f}")
+                if r == 1.0:
+                    at_100.append(f"{setting} {100 * (k - n):+.1f} pp ({pct(k)} vs {pct(n)})")
+            rows.append([setting] + cells)
+        clean_ok = None
+        if (settings[0], 0.0) in wide.index:
+            k, n = wide.loc[(settings[0], 0.0), "k3m"], wide.loc[(settings[0], 0.0), "no_kg"]
+            clean_ok = bool(k >= n)
+            clean = f"clean (0%): {100 * (k - n):+.1f} pp ({pct(k)} vs {pct(n)})"
+        every = wins == total and clean_ok is not False
+        verdict = "**yes**" if every else "**no**"
+        detail = f"at or above at {wins} of {total} corrupted (setting, ratio) points"
+        if clean_ok is not None:
+            detail += f"; {clean}"
+        missing = [s for s in QUESTION_SETTINGS if s not in settings]
+        lines.append(
+            f"- **{TASK_TITLES[task]}** ({metric}): K3M at or above no-KG at every ratio of {', '.join(settings)}: "
+            f"{verdict} — {detail}. At 100%: {'; '.join(at_100) or 'not run'}."
+            + (f" ({', '.join(missing)} not in this run.)" if missing else "")
+        )
+        lines += ["", f"  K3M − no-KG, {metric}, percentage points:", ""]
+        lines += ["  " + line for line in markdown_table(["setting"] + [ratio_label(r) for r in ratios], rows).splitlines()]
+        n = sizes.get(task, {}).get("n_test")
+        if n and clean_ok is not None:
+            # binomial standard error of one proportion near the clean value: the noise floor
+            p = float(wide.loc[(settings[0], 0.0), "k3m"])
+            lines += ["", f"  {n} test examples: one {metric} value near {pct(p)}% has a standard error of "
+                          f"≈ {100 * (p * (1 - p) / n) ** 0.5:.1f} pp; smaller differences are not resolved by this run."]
+            trivial = sizes.get(task, {}).get("n_test_at_most_10_candidates")
+            if trivial is not None and metric == "rank@10":
+                lines[-1] += (f" {trivial} of the {n} questions ask a property with ≤ 10 values, where Rank@10 is 1 "
+                              "for any model: Rank@1 and MRR (tables below) separate the models more sharply.")
+        lines.append("")
+    return lines
+
+
+def timing_section(store: ResultStore, cells: list[dict], tasks: list[str]) -> list[str]:
+    timings = pd.DataFrame(store.timings())
+    lines = []
+    if timings.empty:
+        return ["No timings recorded."]
+
+    def total(part, name=None):
+        sel = timings[timings["part"] == part]
+        if name is not None:
+            sel = sel[sel["name"] == name]
+        return float(sel["seconds"].sum())
+
+    rows = []
+    for name in dict.fromkeys(timings.loc[timings["part"] == "pretrain", "name"]):
+        rows.append([f"pretraining {label(name)}", f"{total('pretrain', name) / 60:.1f}"])
+    if (timings["part"] == "transe").any():
+        rows.append(["TransE training (PyKEEN)", f"{total('transe') / 60:.1f}"])
+    for name in dict.fromkeys(timings.loc[timings["part"] == "encode", "name"]):
+        rows.append([f"encoding items, {label(name)} (all conditions)", f"{total('encode', name) / 60:.1f}"])
+    if (timings["part"] == "encode_lp").any():
+        rows.append(["encoding link-prediction items (clean)", f"{total('encode_lp') / 60:.1f}"])
+    cell_df = pd.DataFrame(cells)
+    for task in tasks:
+        if not cell_df.empty and (cell_df["task"] == task).any():
+            rows.append([f"{task}: heads / scoring", f"{cell_df.loc[cell_df['task'] == task, 'seconds'].sum() / 60:.1f}"])
+    grid = total("encode") + (cell_df.loc[cell_df["task"].isin(["classification", "qa"]), "seconds"].sum() if not cell_df.empty else 0.0)
+    rows.append(["**classification + QA grid (encoding + heads, no pretraining)**", f"**{grid / 60:.1f}**"])
+    runs = pd.DataFrame(store.records)
+    if "run" in runs:
+        walls = runs.groupby("run")["run_elapsed"].max()
+        rows.append([f"wall time of the {len(walls)} `k3m evaluate` invocation(s), incl. pretraining", f"{walls.sum() / 60:.1f}"])
+    lines.append(markdown_table(["part", "minutes"], rows))
+    lines.append("")
+    lines.append(
+        "Encoding is shared by all tasks of a condition and is counted once, in the grid line. "
+        "Timings are wall-clock on a shared machine (other jobs running), so they are noisy."
+    )
+    return lines
+
+
+def write_report(out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    store = ResultStore(out / "results.jsonl")
+    meta = json.loads((out / "meta.json").read_text()) if (out / "meta.json").is_file() else {}
+    config = meta.get("config", {})
+    settings = config.get("settings") or list(SETTINGS)
+    cells = store.cells()
+    df = long_table(cells)
+    grid = with_clean_everywhere(df, settings)
+
+    # CSV: one row per (task, mode, metric, setting, model), one column per ratio
+    if not grid.empty:
+        wide = grid.pivot_table(index=["task", "mode", "metric", "setting", "model"], columns="ratio", values="value")
+        wide.columns = [ratio_label(c) for c in wide.columns]
+        wide.reset_index().to_csv(out / "results.csv", index=False, float_format="%.6f")
+
+    md = [f"# K3M evaluation report — {Path(meta.get('build', {}).get('path', '?')).name}", ""]
+    md.append(f"Written {time.strftime('%Y-%m-%d %H:%M')} from `{store.path.name}` ({len(cells)} cells). "
+              "Protocol and definitions: `docs/evaluate.md`.")
+    md.append("")
+    md += setup_section(meta)
+    modes = list(dict.fromkeys(df["mode"])) or [config.get("mode", "probe")]
+    for mode in modes:
+        md += ["", f"## The question ({mode} mode)", ""]
+        md += answer_question(grid, mode, meta.get("tasks", {}))
+    lp = df[(df["task"] == "link_prediction")]
+    if not lp.empty:
+        md += ["", "## Link prediction: K3M and TransE side by side", ""]
+        md += lp_section(lp, meta)
+    md += ["", "## All results", ""]
+    md.append("Values in percent. Ratio 0% is the one clean condition, repeated in every setting's row. "
+              "Rows marked *paper* are the paper's published numbers on Taobao data (different data, "
+              "different scale), for context only.")
+    figures = []
+    for (task, mode), part in grid.groupby(["task", "mode"], sort=False):
+        metrics = list(dict.fromkeys(part["metric"]))
+        md += ["", f"### {TASK_TITLES.get(task, task)} — {mode} mode", ""]
+        if task == "link_prediction":
+            md.append("See the side-by-side table above.")
+            continue
+        for metric in [m for m in metrics if m != "mean_rank"]:
+            md += ["", f"**{metric}**", ""]
+            md.append(results_table(part[part["metric"] == metric], task, metric, settings))
+            fig = plot_metric(part[part["metric"] == metric], task, metric, settings, out / "figures" / f"{task}_{metric.replace('@', 'at')}_{mode}.png")
+            figures.append(fig)
+            md += ["", f"![{task} {metric}](figures/{fig.name})"]
+    md += ["", "## Time", ""]
+    md += timing_section(store, cells, list(dict.fromkeys(df["task"])))
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    return out / "report.md"
+
+
+def setup_section(meta: dict) -> list[str]:
+    config, build = meta.get("config", {}), meta.get("build", {})
+    if not config:
+        return []
+    pre = config.get("pretrain", {})
+    tasks = meta.get("tasks", {})
+    lines = [
+        "## Setup",
+        "",
+        f"- Build: `{build.get('path')}` — {build.get('items')} items, {build.get('triples')} triples; "
+        f"item splits {build.get('splits')}; triple splits {build.get('triple_splits')}.",
+        f"- Mode: **{config.get('mode')}**; seed {config.get('seed')}; models: {', '.join(label(m) for m in config.get('models', []))}.",
+        f"- Grid: tasks {', '.join(config.get('tasks', []))}; settings {', '.join(config.get('settings', []))}; "
+        f"ratios {', '.join(ratio_label(r) for r in config.get('ratios', []))}.",
+        *scope_lines(config),
+        f"- Pools: {meta.get('pools', {}).get('finetune')} fine-tuning items (train split), "
+        f"{meta.get('pools', {}).get('test')} test items (test split), drawn by whole product groups.",
+        f"- Pretraining budget (the same for every model): `{pre.get('config')}` with `{' '.join(pre.get('overrides', []))}`"
+        + (f"; user checkpoints: {config.get('checkpoints')}" if config.get("checkpoints") else "") + ".",
+        f"- Task sizes: {', '.join(f'{k} {v}' for k, v in tasks.items())}.",
+    ]
+    return lines
+
+
+def scope_lines(config: dict) -> list[str]:
+    """Say plainly when a run covers less than the full protocol."""
+    from k3m.evaluation.config import TASKS
+    from k3m.evaluation.models import MODELS
+
+    left_out = [
+        (what, [x for x in everything if x not in config.get(key, [])])
+        for what, key, everything in (
+            ("settings", "settings", list(SETTINGS)), ("models", "models", list(MODELS)), ("tasks", "tasks", list(TASKS))
+        )
+    ]
+    left_out = [f"{what} {', '.join(x)}" for what, x in left_out if x]
+    return [f"- **Reduced grid** — not run here: {'; '.join(left_out)}."] if left_out else []
+
+
+def results_table(part: pd.DataFrame, task: str, metric: str, settings: list[str]) -> str:
+    ratios = sorted(part["ratio"].unique())
+    rows = []
+    for setting in settings:
+        sub = part[part["setting"] == setting]
+        for model in dict.fromkeys(sub["model"]):
+            values = sub[sub["model"] == model].set_index("ratio")["value"]
+            rows.append([setting, label(model)] + [pct(values.get(r)) for r in ratios])
+        for ref_model in dict.fromkeys(v.paper_model for v in PAPER_VALUES if v.task == task and v.metric == metric):
+            refs = {v.ratio: v for v in PAPER_VALUES if v.task == task and v.metric == metric and v.paper_model == ref_model
+                    and v.setting in (setting, "clean")}
+            if refs:
+                rows.append([setting, f"*paper: {ref_model}*"] + [
+                    (("≈" if refs[r].approximate else "") + f"{refs[r].value:.1f}") if r in refs else "" for r in ratios
+                ])
+    return markdown_table(["setting", "model"] + [ratio_label(r) for r in ratios], rows)
+
+
+def lp_section(lp: pd.DataFrame, meta: dict) -> list[str]:
+    metrics = ["mrr", "hits@1", "hits@3", "hits@10"]
+    rows = []
+    for (mode, model), part in lp.groupby(["mode", "model"], sort=False):
+        values = part.set_index("metric")["value"]
+        rows.append([label(model), mode] + [f"{values.get(m, float('nan')):.3f}" for m in metrics])
+    size = meta.get("tasks", {}).get("link_prediction", {})
+    transe = meta.get("config", {}).get("transe_training", {})
+    return [
+        markdown_table(["model", "mode", "filtered MRR", "Hits@1", "Hits@3", "Hits@10"], rows),
+        "",
+        f"Value prediction ⟨item, property, ?⟩ for {size.get('n_queries', '?')} held-out test facts "
+        f"({size.get('n_items', '?')} items), every value a candidate, filtered against all known facts, "
+        f"realistic ranks. TransE: PyKEEN, dim {transe.get('embedding_dim')}, {transe.get('num_epochs')} epochs, "
+        f"batch {transe.get('batch_size')}, trained on the same train triples.",
+    ]

@@ -1,0 +1,244 @@
+"""The evaluation grid: tasks × corruption settings × ratios × models, resumable.
+
+One entry point, :func:`evaluate`, over components chosen by name (tasks, settings, models
+in :class:`~k3m.evaluation.config.EvaluationConfig`). For each model (pretrained here with
+the shared budget, or user-supplied) and each condition (clean, then every setting at every
+ratio > 0): the fine-tuning and test pools are corrupted by the condition's plan, encoded
+once, and every task still missing from ``results.jsonl`` is run on those vectors (probe
+mode) or by fine-tuning a fresh copy (fine-tune mode). Ratio 0 is one "clean" condition
+shared by all settings. Link prediction runs on clean inputs, with PyKEEN's TransE beside
+K3M. The report is rewritten at the end of every run.
+
+A model that ignores a modality (``use_title=False`` / ``use_image=False``) gets the clean
+vectors under a setting that only touches that modality: its inputs are identical, so
+re-encoding would only burn CPU.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from etl.catalog_build import CatalogBuild
+from k3m.data import CatalogIndex
+from k3m.evaluation.config import EvaluationConfig
+from k3m.evaluation.corruption import SETTINGS, CorruptionPlan, plan_corruption, product_keys
+from k3m.evaluation.encoding import ItemEncoder
+from k3m.evaluation.finetune import finetune_and_evaluate
+from k3m.evaluation.models import MODELS, load_model, pretrain_model
+from k3m.evaluation.pools import make_pools
+from k3m.evaluation.probe import evaluate_probe, gather, train_probe
+from k3m.evaluation.report import write_report
+from k3m.evaluation.results import CellResult, ResultStore, cell_key
+from k3m.evaluation.tasks import make_task
+from k3m.evaluation.tasks.base import HeadTask
+from k3m.evaluation.transe import train_transe
+
+CLEAN = "clean"
+# what a results.jsonl depends on besides its cell keys: resuming under other values would
+# mix incomparable numbers (the grid lists may grow freely)
+FINGERPRINT = ("build", "pools", "pretrain", "probe", "finetune", "alignment", "link_prediction", "transe_training")
+KNOWLEDGE_TASKS = ("qa_lpm", "link_prediction")  # scored by the LPM: models with knowledge only
+
+
+class OutputConflict(ValueError):
+    """The output directory holds results of an incomparable configuration."""
+
+
+def log(message: str) -> None:
+    print(f"[k3m evaluate {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class EvaluationRun:
+    def __init__(self, config: EvaluationConfig):
+        self.cfg = config
+        self.out = Path(config.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.check_resumable()
+        self.store = ResultStore(self.out / "results.jsonl")
+        self.build = CatalogBuild.open(config.build)
+        self.index = CatalogIndex.from_build(self.build)
+        self.pools = make_pools(self.build, config.pools.finetune_items, config.pools.test_items, config.seed)
+        self.tasks = {name: make_task(name, config) for name in config.tasks}
+        for task in self.tasks.values():
+            task.prepare(self.build, self.pools, config.seed)
+        head_tasks = [t for t in self.tasks.values() if isinstance(t, HeadTask)]
+        # only the items some task uses are encoded
+        self.finetune_rows = np.unique(np.concatenate([t.train.rows.ravel() for t in head_tasks] + [np.empty(0, np.int64)]))
+        test_sets = [t.test.rows.ravel() for name, t in self.tasks.items() if name != "link_prediction"]
+        self.test_rows = np.unique(np.concatenate(test_sets + [np.empty(0, np.int64)]))
+
+    def check_resumable(self) -> None:
+        meta = self.out / "meta.json"
+        if not meta.is_file():
+            return
+        before, now = json.loads(meta.read_text())["config"], self.cfg.to_dict()
+        changed = [k for k in FINGERPRINT if before.get(k) != now[k]]
+        checkpoints = {k: v for k, v in before.get("checkpoints", {}).items() if now["checkpoints"].get(k) != v}
+        if changed or checkpoints:
+            what = ", ".join(changed + [f"checkpoints.{k}" for k in checkpoints])
+            raise OutputConflict(f"{self.out} holds results made with another {what}; use another --out or remove it")
+
+    # -- corruption ----------------------------------------------------------------------
+    def conditions(self) -> list[tuple[str, float]]:
+        return [(CLEAN, 0.0)] + [(s, r) for s in self.cfg.settings for r in self.cfg.ratios if r > 0]
+
+    def plan(self, setting: str, ratio: float, rows: np.ndarray, tag: str) -> CorruptionPlan | None:
+        if setting == CLEAN:
+            return None
+        return plan_corruption(
+            setting, ratio, rows, seed=self.cfg.seed, split_tag=tag,
+            title_present=np.array([self.index.titles[r] is not None for r in rows], dtype=bool),
+            image_present=self.index.has_image[rows],
+            product_key=product_keys(self.build, rows),
+        )
+
+    # -- models --------------------------------------------------------------------------
+    def tasks_for(self, name: str) -> list[str]:
+        knowledge = MODELS[name].switches.get("use_knowledge", True)
+        return [t for t in self.tasks if knowledge or t not in KNOWLEDGE_TASKS]
+
+    def pending(self, name: str, setting: str, ratio: float) -> list[str]:
+        tasks = [t for t in self.tasks_for(name) if t != "link_prediction" or setting == CLEAN]
+        return [t for t in tasks if not self.store.has(cell_key(t, setting, ratio, name, self.cfg.mode, self.cfg.seed))]
+
+    def checkpoint(self, name: str) -> Path:
+        if name in self.cfg.checkpoints:
+            return Path(self.cfg.checkpoints[name])
+        log(f"pretraining {name} ({self.cfg.pretrain.config}, {' '.join(self.cfg.pretrain.overrides)})")
+        result = pretrain_model(MODELS[name], self.cfg.pretrain, self.cfg.build, self.cfg.seed)
+        log(f"{name}: {'reusing' if result.reused else 'pretrained'} {result.run_dir}")
+        if not result.reused:
+            self.store.add_timing("pretrain", name, result.seconds, run_dir=str(result.run_dir))
+        return result.run_dir
+
+    # -- the grid ------------------------------------------------------------------------
+    def run(self) -> None:
+        start = time.perf_counter()
+        self.write_meta()
+        for name in self.cfg.models:
+            if not any(self.pending(name, s, r) for s, r in self.conditions()):
+                log(f"{name}: every cell already in {self.store.path}")
+                continue
+            checkpoint = self.checkpoint(name)
+            if self.cfg.threads:  # after pretraining, which sets its own thread count
+                torch.set_num_threads(self.cfg.threads)
+            model, tokenizer = load_model(MODELS[name], checkpoint, self.cfg.device)
+            encoder = ItemEncoder(
+                model, tokenizer, self.index, MODELS[name].knowledge_as_title_text, self.cfg.encode_batch_size, self.cfg.seed
+            )
+            self.run_model(name, encoder)
+        if "link_prediction" in self.tasks and self.cfg.transe:
+            if self.cfg.threads:
+                torch.set_num_threads(self.cfg.threads)
+            self.run_transe()
+        self.store.add_timing("run", "total", time.perf_counter() - start)
+        self.write_meta()
+        write_report(self.out)
+
+    def run_model(self, name: str, encoder: ItemEncoder) -> None:
+        cfg = self.cfg
+        clean: dict[str, torch.Tensor] = {}
+        for setting, ratio in self.conditions():
+            pending = self.pending(name, setting, ratio)
+            if not pending:
+                continue
+            log(f"{name} {setting} {ratio:.0%}: {', '.join(pending)}")
+            plans = {
+                "finetune": self.plan(setting, ratio, self.finetune_rows, "finetune"),
+                "test": self.plan(setting, ratio, self.test_rows, "test"),
+            }
+            vectors = self._vectors(name, encoder, setting, ratio, plans, pending, clean)
+            for task_name in pending:
+                task = self.tasks[task_name]
+                t0 = time.perf_counter()
+                if task_name == "link_prediction":
+                    rows = task.rows
+                    lp_vectors = encoder.encode(rows)
+                    self.store.add_timing("encode_lp", name, time.perf_counter() - t0, items=len(rows))
+                    t0 = time.perf_counter()  # the cell's own time is the scoring
+                    metrics = task.score(encoder.lpm_scorer(rows, lp_vectors))
+                elif task_name == "qa_lpm":
+                    metrics = task.score(encoder.lpm_scorer(self.test_rows, vectors["test"]))
+                elif cfg.mode == "probe":
+                    probe = train_probe(
+                        task, gather(vectors["finetune"], self.finetune_rows, task.train), vectors["finetune"], cfg.probe, cfg.seed
+                    )
+                    metrics = evaluate_probe(task, probe, gather(vectors["test"], self.test_rows, task.test))
+                else:
+                    metrics = finetune_and_evaluate(task, encoder, plans["finetune"], plans["test"], cfg.finetune, cfg.seed)
+                seconds = time.perf_counter() - t0
+                self.store.add(CellResult(task_name, setting, ratio, name, cfg.mode, cfg.seed, metrics, seconds, task.sizes()))
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in task.metrics)
+                log(f"  {task_name}: {shown} ({seconds:.1f}s)")
+
+    def _vectors(self, name, encoder, setting, ratio, plans, pending, clean) -> dict[str, torch.Tensor]:
+        """c* of the pools under the condition, encoded once for all pending tasks."""
+        needs = set()
+        for task_name in pending:
+            if task_name == "qa_lpm":
+                needs.add("test")
+            elif task_name != "link_prediction" and (self.cfg.mode == "probe"):
+                needs |= {"finetune", "test"}
+        spec = MODELS[name]
+        touches = SETTINGS[setting].target if setting != CLEAN else None
+        ignores = (touches == "title" and spec.switches.get("use_title") is False) or (
+            touches == "image" and spec.switches.get("use_image") is False
+        )
+        out = {}
+        for role in sorted(needs):
+            rows = self.finetune_rows if role == "finetune" else self.test_rows
+            if setting == CLEAN or ignores:
+                if role not in clean:
+                    clean[role] = self._encode(name, encoder, rows, None, CLEAN, 0.0)
+                out[role] = clean[role]
+            else:
+                out[role] = self._encode(name, encoder, rows, plans[role], setting, ratio)
+        return out
+
+    def _encode(self, name, encoder, rows, plan, setting, ratio) -> torch.Tensor:
+        t0 = time.perf_counter()
+        vectors = encoder.encode(rows, plan)
+        self.store.add_timing("encode", name, time.perf_counter() - t0, setting=setting, ratio=ratio, items=len(rows))
+        return vectors
+
+    def run_transe(self) -> None:
+        cfg, task = self.cfg, self.tasks["link_prediction"]
+        if self.store.has(cell_key("link_prediction", CLEAN, 0.0, "transe", cfg.mode, cfg.seed)):
+            return
+        log(f"TransE: training {cfg.transe_training.num_epochs} epochs on the train triples")
+        anchor = train_transe(self.build, cfg.transe_training)
+        self.store.add_timing("transe", "transe", anchor.train_seconds, losses=anchor.losses)
+        t0 = time.perf_counter()
+        metrics = task.score(anchor.score_values)
+        seconds = time.perf_counter() - t0
+        self.store.add(CellResult("link_prediction", CLEAN, 0.0, "transe", cfg.mode, cfg.seed, metrics, seconds, task.sizes()))
+        log(f"  link_prediction transe: mrr {metrics['mrr']:.4f}")
+
+    def write_meta(self) -> None:
+        """What the report needs besides the results: config, data, pools, task sizes, notes."""
+        meta = {
+            "config": self.cfg.to_dict(),
+            "build": {
+                "path": str(self.build.path),
+                "items": self.build.num_items,
+                "triples": int(len(self.build.triples)),
+                "splits": self.build.summary.get("splits"),
+                "triple_splits": self.build.summary.get("triple_splits"),
+            },
+            "pools": {"finetune": int(len(self.pools.finetune)), "test": int(len(self.pools.test))},
+            "encoded": {"finetune": int(len(self.finetune_rows)), "test": int(len(self.test_rows))},
+            "tasks": {name: task.sizes() for name, task in self.tasks.items()},
+            "torch_threads": torch.get_num_threads(),
+        }
+        (self.out / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+
+
+def evaluate(config: EvaluationConfig) -> Path:
+    """Run (or resume) the grid of ``config`` and write its report; returns the output dir."""
+    EvaluationRun(config).run()
+    return Path(config.out_dir)

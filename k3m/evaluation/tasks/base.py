@@ -1,0 +1,79 @@
+"""What every downstream task gives the runner.
+
+Two kinds of task:
+
+- :class:`HeadTask` — a small head is trained on item vectors c* of *fine-tuning* examples
+  and scored on *test* examples: item classification, product alignment, attribute QA.
+  An example references ``k`` items (1, or 2 for a pair); the runner hands the head the
+  examples' item vectors ``[M, k, H]``, either precomputed by the frozen model (probe mode)
+  or computed with gradients (fine-tune mode). Tasks never see the model itself.
+- :class:`ScoringTask` — no training: the pretrained model's own scorer (LPM) ranks
+  answers directly (zero-shot QA with LPM, link prediction).
+
+Item rows are chosen from the *pools* (:class:`Pools`): one sample of train-split items for
+fine-tuning and one of test-split items for testing, shared by every task so each
+corrupted condition is encoded once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Pools:
+    finetune: np.ndarray  # int64 build rows (train split)
+    test: np.ndarray  # int64 build rows (test split)
+
+
+@dataclass
+class Examples:
+    rows: np.ndarray  # int64 [M, k] build rows each example is about
+    target: np.ndarray  # int64 [M] class / answer id, or 0/1
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. the asked property
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def subset(self, index) -> "Examples":
+        return Examples(self.rows[index], self.target[index], {k: v[index] for k, v in self.extra.items()})
+
+
+class HeadTask:
+    """A task learnt by a head over item vectors. Subclasses set ``name``/``metrics``."""
+
+    name: str = ""
+    metrics: tuple[str, ...] = ()
+
+    def prepare(self, build, pools: Pools, seed: int) -> None:
+        """Choose the fine-tuning and test examples (``self.train``, ``self.test``)."""
+        raise NotImplementedError
+
+    train: Examples
+    test: Examples
+
+    def make_head(self, hidden: int) -> nn.Module:
+        raise NotImplementedError
+
+    def logits(self, head: nn.Module, vectors: torch.Tensor, examples: Examples):
+        """Head output for ``vectors`` [M, k, H] of ``examples`` (what loss/evaluate take)."""
+        return head(vectors)
+
+    def loss(self, logits, examples: Examples) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits, torch.from_numpy(examples.target).to(logits.device))
+
+    def evaluate(self, logits, examples: Examples) -> dict[str, float]:
+        raise NotImplementedError
+
+    def sizes(self) -> dict[str, int]:
+        return {"n_train": len(self.train), "n_test": len(self.test)}
+
+
+class ScoringTask:
+    """A task scored by the model's own LPM scorer, without a trained head."""
+
+    name: str = ""
+    metrics: tuple[str, ...] = ()

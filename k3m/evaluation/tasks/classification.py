@@ -1,0 +1,36 @@
+"""Item classification: predict the item's category (the build's ``category_index``).
+
+A linear softmax head over c*. Items without a category are left out; test items whose
+category never occurs among the fine-tuning items stay in the test set (they count as
+errors: a category the head cannot know is a real failure, not something to hide).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from k3m.evaluation.metrics import accuracy, macro_f1
+from k3m.evaluation.tasks.base import Examples, HeadTask, Pools
+
+
+class ClassificationTask(HeadTask):
+    name = "classification"
+    metrics = ("accuracy", "macro_f1")
+
+    def prepare(self, build, pools: Pools, seed: int) -> None:
+        category = build.items["category_index"].to_numpy(dtype=np.int64)
+        self.num_classes = len(build.categories)
+
+        def examples(rows):
+            rows = rows[category[rows] >= 0]
+            return Examples(rows[:, None], category[rows])
+
+        self.train, self.test = examples(pools.finetune), examples(pools.test)
+
+    def make_head(self, hidden: int) -> nn.Module:
+        return nn.Sequential(nn.Flatten(1), nn.Linear(hidden, self.num_classes))
+
+    def evaluate(self, logits: torch.Tensor, examples: Examples) -> dict[str, float]:
+        pred = logits.argmax(1).cpu().numpy()
+        return {"accuracy": accuracy(examples.target, pred), "macro_f1": macro_f1(examples.target, pred)}
