@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import textwrap
-from importlib import metadata
 from pathlib import Path
+
+from machine import describe  # benchmarks/machine.py
 
 REPO = Path(__file__).resolve().parents[1]
 EXPECTED = {"items": 44441, "triples": 561280, "properties": 201, "images_ok": 44072, "images_missing": 369, "rejected_rows": 0}
@@ -78,26 +78,7 @@ def probe(script: str, *args: str) -> dict:
 
 
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
-
-    def version(name):
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model,
-        "memory_gib": round(mem_kb / 2**20, 1),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        **{name: version(name) for name in ("torch", "numpy", "pyarrow", "Pillow")},
-        "note": "shared machine: other engineers' jobs run concurrently, wall times are noisy",
-    }
+    return describe(("torch", "numpy", "pyarrow", "Pillow"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,14 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from importlib import metadata
 from pathlib import Path
+
+from machine import describe  # benchmarks/machine.py
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -75,26 +75,7 @@ class BuildPrefix:
 
 
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
-
-    def version(name):
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model,
-        "memory_gib": round(mem_kb / 2**20, 1),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        **{name: version(name) for name in ("pyoxigraph", "oxrdflib", "rdflib", "neo4j", "arcadedb-embedded")},
-        "note": "shared machine: other engineers' jobs run concurrently, wall times are noisy",
-    }
+    return describe(("pyoxigraph", "oxrdflib", "rdflib", "neo4j", "arcadedb-embedded"))
 
 
 class Clock:

@@ -21,11 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
+
+from machine import describe  # benchmarks/machine.py
 
 import numpy as np
 
@@ -44,27 +44,7 @@ COMPLETION_PROPERTIES = ("baseColour", "gender", "usage", "Fabric", "Pattern", "
 
 
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
-
-    def version(name):
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model,
-        "memory_gib": round(mem_kb / 2**20, 1),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        **{name: version(name) for name in ("numpy", "torch", "neo4j", "arcadedb-embedded")},
-        "neo4j_rust_ext": version("neo4j-rust-ext"),
-        "note": "shared machine: other engineers' jobs run concurrently, wall times are noisy",
-    }
+    return describe(("numpy", "torch", "neo4j", "arcadedb-embedded"))
 
 
 def percentiles(ms: list[float]) -> dict:
