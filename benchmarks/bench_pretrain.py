@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from collections import defaultdict
@@ -29,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from machine import describe  # benchmarks/machine.py
 
 REPO = Path(__file__).resolve().parents[1]
 # dense bf16 peak FLOP/s by device name fragment
@@ -48,9 +49,8 @@ GROUPS = {  # model attribute -> part of the model
 
 
 def machine() -> dict:
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), platform.processor())
-    info = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "load_avg_1m_start": os.getloadavg()[0],
-            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
+    info = describe(("torch", "torch-geometric", "transformers", "tokenizers"))
+    info["cores_available"] = len(os.sched_getaffinity(0))
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         info |= {"gpu": props.name, "gpu_memory_gb": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda}
@@ -211,7 +211,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         result["train"], cfg = bench_train(args, Path(tmp))
         result["breakdown"] = bench_breakdown(args, cfg, Path(tmp))
-    info["load_avg_1m_end"] = os.getloadavg()[0]
+    info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if cuda:
         peak = peak_flops(info["gpu"])
         achieved = result["breakdown"]["train_flops_per_item"] * result["train"]["items_per_s"]
