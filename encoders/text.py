@@ -73,33 +73,14 @@ def minilm_dir() -> Path:
 def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path, lowercase: bool = True, min_frequency: int = 2):
     """Train a BERT WordPiece tokenizer on ``texts`` and save it (HF format) to ``out_dir``.
 
-    Returns a fast tokenizer that supports ``return_offsets_mapping=True``. The vocabulary
-    may come out smaller than ``vocab_size`` on a small corpus: use ``len(tokenizer)``.
-    ``tokenizers``' trainer breaks ties between equally frequent merges in hash-map order,
-    so two processes can learn different vocabularies from the same texts; pretraining uses
-    the deterministic ``k3m.data.wordpiece.train_wordpiece`` (same layout) for that reason.
+    Returns a fast tokenizer that supports ``return_offsets_mapping=True``. Deterministic
+    (see :mod:`encoders.wordpiece`): the same texts give the same vocabulary in every
+    process, which exact resume and seeded runs rely on. The vocabulary may come out smaller
+    than ``vocab_size`` on a small corpus: use ``len(tokenizer)``.
     """
-    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordPiece
-    from tokenizers.trainers import WordPieceTrainer
-    from transformers import PreTrainedTokenizerFast
+    from encoders.wordpiece import train_wordpiece
 
-    tok = Tokenizer(WordPiece(unk_token=SPECIAL_TOKENS["unk_token"]))
-    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=lowercase)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = list(SPECIAL_TOKENS.values())
-    trainer = WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials)
-    tok.train_from_iterator((t for t in texts if t), trainer=trainer)
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
-    )
-    tok.decoder = decoders.WordPiece(prefix="##")
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(str(out_dir))
-    return fast
+    return train_wordpiece(texts, vocab_size, out_dir, lowercase=lowercase, min_frequency=min_frequency)
 
 
 def load_tokenizer(directory: str | Path):

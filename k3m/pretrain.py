@@ -122,12 +122,12 @@ def training_texts(index, rows):
 def prepare_tokenizer(cfg: TrainConfig, model_cfg, index, train_rows, run_dir: Path, dist: Dist):
     """The run's tokenizer in ``run_dir/tokenizer`` (rank 0 makes it, the others read it)."""
     from encoders.text import load_tokenizer
-    from k3m.data.wordpiece import train_wordpiece
+    from encoders.text import train_wordpiece_tokenizer
 
     out = run_dir / "tokenizer"
     if dist.main and not (out / "tokenizer.json").is_file():
         if cfg.tokenizer == "train":  # deterministic, unlike tokenizers' own trainer
-            train_wordpiece(training_texts(index, train_rows), cfg.vocab_size, out)
+            train_wordpiece_tokenizer(training_texts(index, train_rows), cfg.vocab_size, out)
         else:
             if model_cfg.text.pretrained_text_dir is None:
                 raise ValueError("tokenizer: pretrained needs model.text.pretrained_text_dir (e.g. minilm)")

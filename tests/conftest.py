@@ -44,3 +44,40 @@ def k3m_sample_build(k3m_sample_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("builds") / "k3m-sample"
     import_catalog([k3m_sample_dir / "small_train.tsv", k3m_sample_dir / "small_valid.tsv"], "k3m-tsv", out)
     return out
+
+
+@pytest.fixture(scope="session")
+def slice_build(fashion_slice_build):
+    """The 600-item fashion44k slice, opened."""
+    from etl.catalog_build import CatalogBuild
+
+    return CatalogBuild.open(fashion_slice_build)
+
+
+@pytest.fixture(scope="session")
+def slice_index(slice_build):
+    from k3m.data import CatalogIndex
+
+    return CatalogIndex.from_build(slice_build)
+
+
+@pytest.fixture(scope="session")
+def slice_tokenizer(slice_build, slice_index, tmp_path_factory):
+    """A WordPiece tokenizer trained on the slice's train split, as `k3m pretrain` does."""
+    from encoders.text import train_wordpiece_tokenizer
+    from k3m.pretrain import training_texts
+
+    texts = training_texts(slice_index, slice_build.item_indices("train"))
+    return train_wordpiece_tokenizer(texts, 2000, tmp_path_factory.mktemp("slice_tokenizer"))
+
+
+@pytest.fixture()
+def single_thread():
+    """One intra-op thread for the test: on a CPU shared with other test runs, two OpenMP
+    threads spin-waiting on each other make small models 5-20x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

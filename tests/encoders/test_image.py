@@ -17,9 +17,9 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
-def real_pixels(encoder_build):
+def real_pixels(slice_build):
     """Three real fashion44k product images from the build's image store, [3, 3, 64, 64]."""
-    images = np.array(encoder_build.images[:3])  # a writable copy of the memory map
+    images = np.array(slice_build.images[:3])  # a writable copy of the memory map
     assert images.shape[1:] == (64, 64, 3) and images.std() > 10
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 

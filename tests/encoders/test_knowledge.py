@@ -12,10 +12,10 @@ from k3m.data.knowledge import backend, encode_knowledge
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def test_span_means_over_real_knowledge_text(encoder_tokenizer, encoder_index, encoder_build):
-    rows = encoder_build.item_indices("train")[:3]
-    pairs = [encoder_index.pair_strings(encoder_index.pairs(int(r))) for r in rows]
-    encs = encode_knowledge(backend(encoder_tokenizer), pairs, 48)  # the data pipeline's spans
+def test_span_means_over_real_knowledge_text(slice_tokenizer, slice_index, slice_build):
+    rows = slice_build.item_indices("train")[:3]
+    pairs = [slice_index.pair_strings(slice_index.pairs(int(r))) for r in rows]
+    encs = encode_knowledge(backend(slice_tokenizer), pairs, 48)  # the data pipeline's spans
     L = max(len(e.input_ids) for e in encs)
     ids = torch.zeros(3, L, dtype=torch.long)
     for b, e in enumerate(encs):
@@ -27,7 +27,7 @@ def test_span_means_over_real_knowledge_text(encoder_tokenizer, encoder_index, e
     start, end = value_span[j].tolist()
     item = int(pair_item[j])
     value = pairs[item][j - int((pair_item < item).sum())][1]
-    assert encoder_tokenizer.decode(ids[item, start:end]).replace(" ", "") == value.lower().replace(" ", "")
+    assert slice_tokenizer.decode(ids[item, start:end]).replace(" ", "") == value.lower().replace(" ", "")
 
     hidden = torch.randn(3, L, 16)
     out = span_mean(hidden, pair_item, value_span)
@@ -35,11 +35,11 @@ def test_span_means_over_real_knowledge_text(encoder_tokenizer, encoder_index, e
     torch.testing.assert_close(out, expected)
 
 
-def test_encode_strings_no_strings_and_padding(encoder_tokenizer):
+def test_encode_strings_no_strings_and_padding(slice_tokenizer):
     torch.manual_seed(0)
-    encoder = TextEncoder(K3MConfig.preset("tiny").with_tokenizer(encoder_tokenizer).text).eval()
+    encoder = TextEncoder(K3MConfig.preset("tiny").with_tokenizer(slice_tokenizer).text).eval()
     assert encode_strings(encoder, torch.zeros(0, 5, dtype=torch.long), torch.zeros(0, 5, dtype=torch.bool)).shape == (0, 128)
-    enc = encoder_tokenizer(["Navy Blue", "Cotton"], padding=True, return_tensors="pt")
+    enc = slice_tokenizer(["Navy Blue", "Cotton"], padding=True, return_tensors="pt")
     with torch.no_grad():
         both = encode_strings(encoder, enc["input_ids"], enc["attention_mask"].bool())
         alone = encode_strings(encoder, enc["input_ids"][1:, :3], enc["attention_mask"][1:, :3].bool())

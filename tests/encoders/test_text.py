@@ -11,17 +11,17 @@ from k3m.config import K3MConfig
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def test_trained_wordpiece_round_trips_and_gives_offsets(encoder_tokenizer, encoder_index, tmp_path):
-    title = next(t for t in encoder_index.titles if t)
-    enc = encoder_tokenizer(title, return_offsets_mapping=True)
+def test_trained_wordpiece_round_trips_and_gives_offsets(slice_tokenizer, slice_index, tmp_path):
+    title = next(t for t in slice_index.titles if t)
+    enc = slice_tokenizer(title, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    assert ids[0] == encoder_tokenizer.cls_token_id and ids[-1] == encoder_tokenizer.sep_token_id
-    assert encoder_tokenizer.unk_token_id not in ids  # trained on these titles
+    assert ids[0] == slice_tokenizer.cls_token_id and ids[-1] == slice_tokenizer.sep_token_id
+    assert slice_tokenizer.unk_token_id not in ids  # trained on these titles
     words = [title[a:b].lower() for a, b in offsets[1:-1]]
     assert "".join(words) == title.lower().replace(" ", "")
-    encoder_tokenizer.save_pretrained(str(tmp_path))
+    slice_tokenizer.save_pretrained(str(tmp_path))
     again = load_tokenizer(tmp_path)
-    assert again(title)["input_ids"] == ids and len(again) == len(encoder_tokenizer) <= 2000
+    assert again(title)["input_ids"] == ids and len(again) == len(slice_tokenizer) <= 2000
     assert again.mask_token == "[MASK]" and again.pad_token_id == 0
 
 

@@ -1,5 +1,4 @@
-"""Fixtures of the model tests (tests/k3m/test_model*.py): the real 600-item fashion44k
-slice, a WordPiece tokenizer trained on its train split, and real K3MBatches made by the
+"""Fixtures of the model tests: real K3MBatches of the 600-item fashion44k slice made by the
 data pipeline's collator, with modalities removed through its corruption hooks."""
 from __future__ import annotations
 
@@ -7,32 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from etl.catalog_build import CatalogBuild
-
 
 @pytest.fixture(scope="session")
-def model_build(fashion_slice_build) -> CatalogBuild:
-    return CatalogBuild.open(fashion_slice_build)
-
-
-@pytest.fixture(scope="session")
-def model_index(model_build):
-    from k3m.data import CatalogIndex
-
-    return CatalogIndex.from_build(model_build)
-
-
-@pytest.fixture(scope="session")
-def model_tokenizer(model_build, model_index, tmp_path_factory):
-    from encoders.text import train_wordpiece_tokenizer
-    from k3m.pretrain import training_texts
-
-    texts = training_texts(model_index, model_build.item_indices("train"))
-    return train_wordpiece_tokenizer(texts, 2000, tmp_path_factory.mktemp("model_tokenizer"))
-
-
-@pytest.fixture(scope="session")
-def make_batch(model_build, model_index):
+def make_batch(slice_build, slice_index):
     """make_batch(config, tokenizer, rows=None, n=8, presence=None, targets=True) -> K3MBatch.
 
     ``presence``: one (title, image, knowledge) triple of bools per item; a False removes
@@ -40,7 +16,7 @@ def make_batch(model_build, model_index):
     """
     from k3m.data import Corruption, K3MCollator, K3MDataset
 
-    train = model_build.item_indices("train")
+    train = slice_build.item_indices("train")
 
     def make(config, tokenizer, rows=None, n=8, presence=None, targets=True):
         rows = np.asarray(train[:n] if rows is None else rows, dtype=np.int64)
@@ -48,10 +24,10 @@ def make_batch(model_build, model_index):
         if presence is not None:
             t, i, k = (np.array(col, dtype=bool) for col in zip(*presence))
             corruption = Corruption.for_items(
-                model_index.num_items, rows, title_source=np.where(t, rows, -1), image_source=np.where(i, rows, -1), knowledge_present=k
+                slice_index.num_items, rows, title_source=np.where(t, rows, -1), image_source=np.where(i, rows, -1), knowledge_present=k
             )
         dataset = K3MDataset(
-            model_index,
+            slice_index,
             rows,
             max_pairs=config.text.max_pairs,
             use_title=config.use_title,
@@ -66,20 +42,8 @@ def make_batch(model_build, model_index):
 
 
 @pytest.fixture()
-def tiny_model_config(model_tokenizer):
+def tiny_model_config(slice_tokenizer):
     from k3m.config import K3MConfig
 
     torch.manual_seed(0)
-    return K3MConfig.preset("tiny").with_tokenizer(model_tokenizer)
-
-
-@pytest.fixture()
-def single_thread():
-    """One intra-op thread for the test: on a CPU shared with other test runs, two OpenMP
-    threads spin-waiting on each other make small models 5-20x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    return K3MConfig.preset("tiny").with_tokenizer(slice_tokenizer)

@@ -19,8 +19,8 @@ def finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(t).all())
 
 
-def test_every_presence_combination_in_one_batch(tiny_model_config, model_tokenizer, make_batch):
-    batch = make_batch(tiny_model_config, model_tokenizer, n=len(PRESENCE), presence=PRESENCE)
+def test_every_presence_combination_in_one_batch(tiny_model_config, slice_tokenizer, make_batch):
+    batch = make_batch(tiny_model_config, slice_tokenizer, n=len(PRESENCE), presence=PRESENCE)
     t, i, k = (torch.tensor(col) for col in zip(*PRESENCE))
     # the pipeline's side of the contract: absent = all-False masks, no pairs, no MOM targets
     assert torch.equal(batch.title_present, t) and not batch.title_attention_mask[~t].any()
@@ -53,26 +53,26 @@ def test_every_presence_combination_in_one_batch(tiny_model_config, model_tokeni
 
 
 @pytest.mark.parametrize("presence", PRESENCE, ids=lambda p: "".join("TIK"[j] if on else "-" for j, on in enumerate(p)))
-def test_batch_of_one_matches_its_row_in_a_bigger_batch(presence, tiny_model_config, model_tokenizer, make_batch, model_build):
+def test_batch_of_one_matches_its_row_in_a_bigger_batch(presence, tiny_model_config, slice_tokenizer, make_batch, slice_build):
     """Batch size 1 works for every presence pattern, and an item's c* does not depend on
     the batch it sits in (padding, other items) — i.e. the masks are right."""
-    rows = model_build.item_indices("train")[:3]
+    rows = slice_build.item_indices("train")[:3]
     model = K3MModel(tiny_model_config)
-    single = make_batch(tiny_model_config, model_tokenizer, rows=rows[:1], presence=[presence])
+    single = make_batch(tiny_model_config, slice_tokenizer, rows=rows[:1], presence=[presence])
     out = model(single)  # training mode, with losses
     assert out.item_repr.shape == (1, tiny_model_config.hidden_size)
     assert all(finite(v) for v in out.losses.values())
     if "loss" in out.losses:
         out.losses["loss"].backward()
-    trio = make_batch(tiny_model_config, model_tokenizer, rows=rows, presence=[presence, (True,) * 3, (True,) * 3], targets=False)
-    torch.testing.assert_close(model.encode_items(make_batch(tiny_model_config, model_tokenizer, rows=rows[:1], presence=[presence], targets=False)), model.encode_items(trio)[:1], atol=2e-5, rtol=1e-4)
+    trio = make_batch(tiny_model_config, slice_tokenizer, rows=rows, presence=[presence, (True,) * 3, (True,) * 3], targets=False)
+    torch.testing.assert_close(model.encode_items(make_batch(tiny_model_config, slice_tokenizer, rows=rows[:1], presence=[presence], targets=False)), model.encode_items(trio)[:1], atol=2e-5, rtol=1e-4)
 
 
-def test_absent_inputs_do_not_leak(tiny_model_config, model_tokenizer, make_batch):
+def test_absent_inputs_do_not_leak(tiny_model_config, slice_tokenizer, make_batch):
     """What sits in the tensors of an absent modality (here: another image's pixels, a
     title's token ids) has no effect on the item."""
     presence = [(False, False, True), (True, True, True)]
-    batch = make_batch(tiny_model_config, model_tokenizer, n=2, presence=presence, targets=False)
+    batch = make_batch(tiny_model_config, slice_tokenizer, n=2, presence=presence, targets=False)
     model = K3MModel(tiny_model_config)
     before = model.encode_items(batch)
     batch.image_pixels[0] = batch.image_pixels[1]
@@ -89,18 +89,18 @@ def test_absent_inputs_do_not_leak(tiny_model_config, model_tokenizer, make_batc
     ],
     ids=["hard-patch", "soft-cnn", "mean-adaptive"],
 )
-def test_every_parameter_receives_a_gradient(overrides, model_tokenizer, make_batch):
+def test_every_parameter_receives_a_gradient(overrides, slice_tokenizer, make_batch):
     torch.manual_seed(0)
-    config = K3MConfig.preset("tiny", **overrides).with_tokenizer(model_tokenizer)
-    batch = make_batch(config, model_tokenizer, n=3)
+    config = K3MConfig.preset("tiny", **overrides).with_tokenizer(slice_tokenizer)
+    batch = make_batch(config, slice_tokenizer, n=3)
     model = K3MModel(config)
     model(batch).losses["loss"].backward()
     silent = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert silent == []
 
 
-def test_no_targets_at_all_gives_zero_losses_not_nan(tiny_model_config, model_tokenizer, make_batch):
-    batch = make_batch(tiny_model_config, model_tokenizer, n=3)
+def test_no_targets_at_all_gives_zero_losses_not_nan(tiny_model_config, slice_tokenizer, make_batch):
+    batch = make_batch(tiny_model_config, slice_tokenizer, n=3)
     batch.title_mlm_labels.fill_(-100)
     batch.knowledge_mlm_labels.fill_(-100)
     batch.image_token_mask.fill_(False)
@@ -114,19 +114,19 @@ def test_no_targets_at_all_gives_zero_losses_not_nan(tiny_model_config, model_to
     assert all(finite(p.grad) for p in model.parameters() if p.grad is not None)
 
 
-def test_losses_only_for_targets_in_the_batch(tiny_model_config, model_tokenizer, make_batch):
+def test_losses_only_for_targets_in_the_batch(tiny_model_config, slice_tokenizer, make_batch):
     model = K3MModel(tiny_model_config)
-    batch = make_batch(tiny_model_config, model_tokenizer, n=2)
+    batch = make_batch(tiny_model_config, slice_tokenizer, n=2)
     assert model(batch, compute_losses=False).losses == {}
     batch.lpm_neg_value = None  # no LPM targets: no LPM loss (not a zero pretending to be one)
     assert set(model(batch).losses) == TASKS - {"lpm"}
     # a batch made without targets has nothing masked: every loss present is exactly zero
-    out = model(make_batch(tiny_model_config, model_tokenizer, n=2, targets=False))
+    out = model(make_batch(tiny_model_config, slice_tokenizer, n=2, targets=False))
     assert set(out.losses) == TASKS - {"lpm"} and all(v.item() == 0 for v in out.losses.values())
 
 
-def test_encode_items_is_deterministic_and_keeps_the_mode(tiny_model_config, model_tokenizer, make_batch):
-    batch = make_batch(tiny_model_config, model_tokenizer, n=4, targets=False)
+def test_encode_items_is_deterministic_and_keeps_the_mode(tiny_model_config, slice_tokenizer, make_batch):
+    batch = make_batch(tiny_model_config, slice_tokenizer, n=4, targets=False)
     model = K3MModel(tiny_model_config).train()
     first = model.encode_items(batch)
     assert model.training and not first.requires_grad
@@ -146,9 +146,9 @@ def test_encode_items_is_deterministic_and_keeps_the_mode(tiny_model_config, mod
     ],
     ids=["no-knowledge", "no-structure", "no-image", "no-title", "no-co-attention", "two-pairs"],
 )
-def test_switches(overrides, tasks, model_tokenizer, make_batch):
-    config = K3MConfig.preset("tiny", **overrides).with_tokenizer(model_tokenizer)
-    batch = make_batch(config, model_tokenizer, n=3)
+def test_switches(overrides, tasks, slice_tokenizer, make_batch):
+    config = K3MConfig.preset("tiny", **overrides).with_tokenizer(slice_tokenizer)
+    batch = make_batch(config, slice_tokenizer, n=3)
     model = K3MModel(config)
     out = model(batch)
     assert set(out.losses) == tasks and finite(out.losses["loss"])
@@ -160,8 +160,8 @@ def test_switches(overrides, tasks, model_tokenizer, make_batch):
     }
 
 
-def test_encode_strings_and_lpm_score_broadcast(tiny_model_config, model_tokenizer, make_batch):
-    batch = make_batch(tiny_model_config, model_tokenizer, n=4)
+def test_encode_strings_and_lpm_score_broadcast(tiny_model_config, slice_tokenizer, make_batch):
+    batch = make_batch(tiny_model_config, slice_tokenizer, n=4)
     model = K3MModel(tiny_model_config).eval()
     with torch.no_grad():
         items = model.encode_items(batch)  # [B, H]
@@ -174,17 +174,17 @@ def test_encode_strings_and_lpm_score_broadcast(tiny_model_config, model_tokeniz
     assert scores.shape == (4, U)
     torch.testing.assert_close(scores[2, 5], torch.linalg.vector_norm(items[2] + props[0] - values[5]))
     # a value string padded further gives the same vector (mean over real tokens only)
-    padded = torch.nn.functional.pad(batch.lpm_value_input_ids, (0, 7), value=model_tokenizer.pad_token_id)
+    padded = torch.nn.functional.pad(batch.lpm_value_input_ids, (0, 7), value=slice_tokenizer.pad_token_id)
     mask = torch.nn.functional.pad(batch.lpm_value_attention_mask, (0, 7), value=False)
     with torch.no_grad():
         torch.testing.assert_close(model.encode_strings(padded, mask), values, atol=1e-5, rtol=1e-4)
 
 
-def test_lpm_loss_learns_on_real_triples(tiny_model_config, model_tokenizer, make_batch):
+def test_lpm_loss_learns_on_real_triples(tiny_model_config, slice_tokenizer, make_batch):
     """A few steps on LPM alone lower the margin loss on the same real batch (the loss is
     wired to c*, property and value vectors, not a constant)."""
     config = K3MConfig.from_dict({**tiny_model_config.to_dict(), "loss": {"mlm_title": 0, "mlm_knowledge": 0, "mom": 0, "lpm": 1}})
-    batch = make_batch(config, model_tokenizer, n=4)
+    batch = make_batch(config, slice_tokenizer, n=4)
     model = K3MModel(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     losses = []
@@ -198,20 +198,20 @@ def test_lpm_loss_learns_on_real_triples(tiny_model_config, model_tokenizer, mak
     assert losses[-1] < 0.7 * losses[0], losses
 
 
-def test_knowledge_needs_knowledge_fields(tiny_model_config, model_tokenizer, make_batch):
-    batch = make_batch(tiny_model_config, model_tokenizer, n=2)
+def test_knowledge_needs_knowledge_fields(tiny_model_config, slice_tokenizer, make_batch):
+    batch = make_batch(tiny_model_config, slice_tokenizer, n=2)
     batch.knowledge_input_ids = None
     with pytest.raises(ValueError, match="use_knowledge"):
         K3MModel(tiny_model_config)(batch)
 
 
-def test_region_features_in_the_original_layout(model_tokenizer, make_batch):
+def test_region_features_in_the_original_layout(slice_tokenizer, make_batch):
     """image.kind='region': 36 x 2048 features, 5-d locations, 1601-class distributions.
     No detector output exists offline, so the region tensors are drawn at random (the
     rest of the batch is real); absent images have an all-False region mask."""
-    config = K3MConfig.preset("tiny", image={"kind": "region"}).with_tokenizer(model_tokenizer)
-    patch_config = K3MConfig.preset("tiny").with_tokenizer(model_tokenizer)
-    batch = make_batch(patch_config, model_tokenizer, n=3, presence=[(True, True, True), (True, False, True), (True, True, False)])
+    config = K3MConfig.preset("tiny", image={"kind": "region"}).with_tokenizer(slice_tokenizer)
+    patch_config = K3MConfig.preset("tiny").with_tokenizer(slice_tokenizer)
+    batch = make_batch(patch_config, slice_tokenizer, n=3, presence=[(True, True, True), (True, False, True), (True, True, False)])
     g = torch.Generator().manual_seed(0)
     B, R = 3, config.image.num_regions
     batch.image_pixels = None
@@ -228,9 +228,9 @@ def test_region_features_in_the_original_layout(model_tokenizer, make_batch):
     assert model.mom_head.net[-1].weight.grad.shape == (1601, config.image.hidden_size)
 
 
-def test_bf16_autocast_on_cpu(tiny_model_config, model_tokenizer, make_batch):
+def test_bf16_autocast_on_cpu(tiny_model_config, slice_tokenizer, make_batch):
     """The same autocast path CUDA uses (bf16 matmuls, float32 losses), on the CPU."""
-    batch = make_batch(tiny_model_config, model_tokenizer, n=4, presence=[(True, True, True), (False, True, True), (True, False, False), (True, True, True)])
+    batch = make_batch(tiny_model_config, slice_tokenizer, n=4, presence=[(True, True, True), (False, True, True), (True, False, False), (True, True, True)])
     model = K3MModel(tiny_model_config)
     reference = model.encode_items(batch)
     with torch.autocast("cpu", dtype=torch.bfloat16):

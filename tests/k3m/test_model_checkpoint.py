@@ -15,13 +15,13 @@ from k3m.model import K3MModel
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def test_round_trip_gives_equal_outputs(tiny_model_config, model_tokenizer, make_batch, tmp_path):
-    batch = make_batch(tiny_model_config, model_tokenizer, n=4)
+def test_round_trip_gives_equal_outputs(tiny_model_config, slice_tokenizer, make_batch, tmp_path):
+    batch = make_batch(tiny_model_config, slice_tokenizer, n=4)
     model = K3MModel(tiny_model_config)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     model(batch).losses["loss"].backward()  # move the weights off their initialisation
     optimizer.step()
-    model.save_pretrained(tmp_path / "ckpt", tokenizer=model_tokenizer)
+    model.save_pretrained(tmp_path / "ckpt", tokenizer=slice_tokenizer)
     assert {"k3m_config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (tmp_path / "ckpt").iterdir()}
 
     loaded = K3MModel.from_pretrained(tmp_path / "ckpt")
@@ -31,7 +31,7 @@ def test_round_trip_gives_equal_outputs(tiny_model_config, model_tokenizer, make
     with torch.no_grad():
         assert torch.equal(loaded.eval().encode_strings(*ids), model.eval().encode_strings(*ids))
     tokenizer = load_tokenizer(tmp_path / "ckpt")
-    assert tokenizer("Navy Blue Shirt")["input_ids"] == model_tokenizer("Navy Blue Shirt")["input_ids"]
+    assert tokenizer("Navy Blue Shirt")["input_ids"] == slice_tokenizer("Navy Blue Shirt")["input_ids"]
 
 
 def test_mismatched_checkpoint_is_refused_naming_the_keys(tiny_model_config, tmp_path, caplog):

@@ -10,8 +10,8 @@ from k3m.model import K3MModel
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 
-def test_bf16_autocast_matches_fp32(tiny_model_config, model_tokenizer, make_batch):
-    batch = make_batch(tiny_model_config, model_tokenizer, n=8, presence=[(True, True, True), (False, True, True), (True, False, False), (False, False, True)] * 2)
+def test_bf16_autocast_matches_fp32(tiny_model_config, slice_tokenizer, make_batch):
+    batch = make_batch(tiny_model_config, slice_tokenizer, n=8, presence=[(True, True, True), (False, True, True), (True, False, False), (False, False, True)] * 2)
     model = K3MModel(tiny_model_config).cuda()
     batch = batch.to("cuda")
     reference = model.encode_items(batch)
@@ -24,9 +24,9 @@ def test_bf16_autocast_matches_fp32(tiny_model_config, model_tokenizer, make_bat
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-def test_no_host_sync_outside_the_text_encoder(tiny_model_config, model_tokenizer, make_batch):
+def test_no_host_sync_outside_the_text_encoder(tiny_model_config, slice_tokenizer, make_batch):
     """Everything after the (transformers) BERT runs with CUDA sync debugging set to error."""
-    batch = make_batch(tiny_model_config, model_tokenizer, n=8).to("cuda")
+    batch = make_batch(tiny_model_config, slice_tokenizer, n=8).to("cuda")
     model = K3MModel(tiny_model_config).cuda()
     model(batch)  # warm-up (lazy initialisation may sync once)
     text_encoder = model.text_encoder

@@ -1,5 +1,4 @@
-"""Fixtures of the evaluation tests: the real 600-item fashion44k slice (session build),
-micro K3M models (random weights: the machinery is under test, not what pretraining
+"""Fixtures of the evaluation tests: micro K3M models (random weights: the machinery is under test, not what pretraining
 learns) and corruption plans over the slice's items."""
 from __future__ import annotations
 
@@ -7,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from etl.catalog_build import CatalogBuild
 from k3m.evaluation.corruption import plan_corruption, product_keys
 from k3m.evaluation.encoding import ItemEncoder
 
@@ -19,32 +17,27 @@ MICRO = dict(
 )
 
 
-@pytest.fixture(scope="session")
-def slice_build(fashion_slice_build) -> CatalogBuild:
-    return CatalogBuild.open(fashion_slice_build)
-
-
 @pytest.fixture()
-def make_encoder(model_tokenizer, model_index):
+def make_encoder(slice_tokenizer, slice_index):
     """make_encoder(knowledge_as_title_text=False, **switches) -> ItemEncoder of a micro model."""
     from k3m.config import K3MConfig
     from k3m.model import K3MModel
 
     def make(knowledge_as_title_text=False, **switches):
         torch.manual_seed(0)
-        config = K3MConfig.preset("tiny", **MICRO, **switches).with_tokenizer(model_tokenizer)
-        return ItemEncoder(K3MModel(config).eval(), model_tokenizer, model_index, knowledge_as_title_text, batch_size=32)
+        config = K3MConfig.preset("tiny", **MICRO, **switches).with_tokenizer(slice_tokenizer)
+        return ItemEncoder(K3MModel(config).eval(), slice_tokenizer, slice_index, knowledge_as_title_text, batch_size=32)
 
     return make
 
 
 @pytest.fixture()
-def make_plan(model_build, model_index):
+def make_plan(slice_build, slice_index):
     """make_plan(setting, ratio, rows) -> CorruptionPlan over ``rows`` (seed 0)."""
 
     def make(setting, ratio, rows):
         return plan_corruption(setting, ratio, rows, seed=0, split_tag="test",
-                               title_present=np.array([model_index.titles[r] is not None for r in rows]),
-                               image_present=model_index.has_image[rows], product_key=product_keys(model_build, rows))
+                               title_present=np.array([slice_index.titles[r] is not None for r in rows]),
+                               image_present=slice_index.has_image[rows], product_key=product_keys(slice_build, rows))
 
     return make

@@ -8,8 +8,8 @@ import torch
 
 
 @pytest.fixture(scope="module")
-def rows(model_build):
-    return model_build.item_indices("test")[:40]
+def rows(slice_build):
+    return slice_build.item_indices("test")[:40]
 
 
 @pytest.mark.parametrize("setting, switches", [
@@ -46,15 +46,15 @@ def test_pkg_text_keeps_the_knowledge_when_the_title_is_gone(make_encoder, make_
     assert not torch.allclose(with_knowledge[0], with_knowledge[1:])
 
 
-def test_lpm_scorer_ranks_values_with_the_model(model_build, model_index, make_encoder, rows):
+def test_lpm_scorer_ranks_values_with_the_model(slice_build, slice_index, make_encoder, rows):
     enc = make_encoder()
     vectors = enc.encode(rows)
     score = enc.lpm_scorer(rows, vectors)
     items, props = rows[:3], np.array([0, 1, 2])
     out = score(items, props)
-    assert out.shape == (3, len(model_build.values))
-    values = enc.string_vectors(model_index.values)
-    p = enc.string_vectors(model_index.properties)[1]
+    assert out.shape == (3, len(slice_build.values))
+    values = enc.string_vectors(slice_index.values)
+    p = enc.string_vectors(slice_index.properties)[1]
     expected = -torch.linalg.vector_norm(vectors[1] + p - values, dim=-1)
     torch.testing.assert_close(out[1], expected, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError):

@@ -10,12 +10,12 @@ from k3m.evaluation.pools import make_pools
 from k3m.evaluation.tasks import AlignmentTask, ClassificationTask
 
 
-def test_finetune_trains_a_copy_and_scores_the_test_pool(model_build, make_encoder, make_plan, monkeypatch):
+def test_finetune_trains_a_copy_and_scores_the_test_pool(slice_build, make_encoder, make_plan, monkeypatch):
     enc = make_encoder()
     before = {k: v.clone() for k, v in enc.model.state_dict().items()}
-    pools = make_pools(model_build, max_finetune=120, max_test=None, seed=0)
+    pools = make_pools(slice_build, max_finetune=120, max_test=None, seed=0)
     task = ClassificationTask()
-    task.prepare(model_build, pools, seed=0)
+    task.prepare(slice_build, pools, seed=0)
     train_plan = make_plan("TMR", 0.5, np.unique(task.train.rows))
     test_plan = make_plan("TMR", 0.5, np.unique(task.test.rows))
 
@@ -30,9 +30,9 @@ def test_finetune_trains_a_copy_and_scores_the_test_pool(model_build, make_encod
     assert all(torch.equal(before[k], after[k]) for k in before)  # the pretrained model is not modified
 
 
-def test_finetune_pairs(model_build, make_encoder):
+def test_finetune_pairs(slice_build, make_encoder):
     enc = make_encoder()
     task = AlignmentTask()
-    task.prepare(model_build, make_pools(model_build, None, None, seed=0), seed=0)
+    task.prepare(slice_build, make_pools(slice_build, None, None, seed=0), seed=0)
     metrics = finetune_and_evaluate(task, enc, None, None, FinetuneConfig(steps=3, batch_size=8), seed=0)
     assert set(metrics) == {"f1", "precision", "recall"}

@@ -5,9 +5,9 @@ which differs between processes, and breaks ties between equally frequent merges
 numbers: two trainings on the same texts give different vocabularies, so two pretraining
 runs with the same seed would differ. This trainer learns the same kind of vocabulary (BPE
 merges over BERT-normalised words, continuations prefixed ``##``) with ties broken by the
-symbols' strings, and returns a tokenizer laid out exactly like
-``encoders.text.train_wordpiece_tokenizer``'s (same normaliser, pre-tokenizer, template,
-special tokens), so everything downstream reads it the same way.
+symbols' strings, and returns a BERT-layout fast tokenizer (BERT normaliser and pre-tokenizer, [CLS]/[SEP]
+template, the special tokens of ``encoders.text``). Called through
+``encoders.text.train_wordpiece_tokenizer``.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ def test_same_texts_same_vocabulary_in_any_process(slice_index, slice_build, tmp
 
     from tokenizers import normalizers, pre_tokenizers
 
-    import k3m.data.wordpiece as wordpiece
+    import encoders.wordpiece as wordpiece
     from k3m.pretrain import training_texts
 
     normalizer, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
@@ -42,10 +42,10 @@ def test_same_texts_same_vocabulary_in_any_process(slice_index, slice_build, tmp
 
 
 def test_trained_tokenizer_reads_the_catalog(fashion_slice_build, slice_index, slice_build, tmp_path):
-    from k3m.data.wordpiece import train_wordpiece
+    from encoders.text import train_wordpiece_tokenizer
     from k3m.pretrain import training_texts
 
-    train_wordpiece(training_texts(slice_index, slice_build.item_indices("train")), 2000, tmp_path)
+    train_wordpiece_tokenizer(training_texts(slice_index, slice_build.item_indices("train")), 2000, tmp_path)
     tok = load_tokenizer(tmp_path)  # as saved
     rows = slice_build.item_indices("train")[:200]
     ids = tok([slice_index.titles[r] for r in rows])["input_ids"]
