@@ -21,6 +21,7 @@ import sys
 import threading
 from pathlib import Path
 
+from kg.params import add_param_arguments
 from kg.paths import DATA_DIR_ENV
 
 
@@ -60,8 +61,7 @@ def add_parser(subparsers) -> None:
 
     p = sub.add_parser("cypher", parents=[common], help="run a parameterized Cypher query")
     p.add_argument("query")
-    p.add_argument("--param", action="append", default=[], metavar="K=V", help="string parameter $K")
-    p.add_argument("--param-json", action="append", default=[], metavar="K=JSON", help="typed parameter $K (JSON)")
+    add_param_arguments(p)
     p.add_argument("--database")
     p.add_argument("--json", action="store_true", help="rows as a JSON list")
     p.set_defaults(func=_cypher)
@@ -163,15 +163,14 @@ def _sparql(args) -> int:
 
 def _cypher(args) -> int:
     from kg.graph_db import connect
+    from kg.params import parse_params
 
     _apply_data_dir(args)
-    params = {}
-    for spec in args.param:
-        key, value = _split_param(spec)
-        params[key] = value
-    for spec in args.param_json:
-        key, value = _split_param(spec)
-        params[key] = json.loads(value)
+    try:
+        params = parse_params(args.param, args.param_json)
+    except ValueError as exc:
+        print(f"k3m kg cypher: error: {exc}", file=sys.stderr)
+        return 2
     with connect(database=args.database) as db:
         rows = db.run(args.query, **params)
     rows = [{k: _jsonable(v) for k, v in row.items()} for row in rows]
@@ -234,13 +233,6 @@ def _export(args) -> int:
 def _apply_data_dir(args) -> None:
     if args.data_dir is not None:
         os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
-
-
-def _split_param(spec: str) -> tuple[str, str]:
-    key, sep, value = spec.partition("=")
-    if not sep or not key.isidentifier():
-        raise SystemExit(f"error: parameter {spec!r} is not NAME=VALUE")
-    return key, value
 
 
 def _progress(done: int, total: int) -> None:

@@ -37,7 +37,7 @@ def run_cypher(db, query: str, params: dict | None = None) -> CypherResult:
 
 def add_parser(sub) -> None:
     from k3m.query.connection import add_graph_arguments
-    from k3m.query.params import add_param_arguments
+    from kg.params import add_param_arguments
 
     p = sub.add_parser("cypher", help="run a parameterized Cypher query, print a table or JSON",
                        description=__doc__.split("\n\n")[0])
@@ -52,7 +52,7 @@ def run(args) -> int:
 
     from k3m.query.connection import apply_data_dir, open_graph
     from k3m.query.output import dumps
-    from k3m.query.params import parse_params
+    from kg.params import parse_params
 
     apply_data_dir(args.data_dir)
     try:

@@ -111,7 +111,7 @@ def _npz(path: Path, ids, rows, columns, matrix) -> None:
 # -- command line ----------------------------------------------------------------------
 def add_parser(sub) -> None:
     from k3m.query.connection import add_graph_arguments, add_store_arguments
-    from k3m.query.params import add_param_arguments
+    from kg.params import add_param_arguments
 
     p = sub.add_parser("export", help="export the items a Cypher query matches, with embeddings (Parquet or NumPy)",
                        description=__doc__.split("\n\n")[0])
@@ -129,7 +129,7 @@ def run(args) -> int:
     from k3m.embedding_store import EmbeddingStoreError
     from k3m.query.connection import apply_data_dir, locate_store, open_graph
     from k3m.query.output import dumps
-    from k3m.query.params import parse_params
+    from kg.params import parse_params
 
     apply_data_dir(args.data_dir)
     try:

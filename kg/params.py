@@ -1,6 +1,7 @@
 """Query parameters from the command line: ``--param k=v`` (string) and ``--param-json k=JSON``.
 
-The same flags as `k3m kg cypher`. Parameters are the only way user values reach a query.
+Shared by `k3m kg cypher` and the `k3m query` scripts. Parameters are the only way user
+values reach a query.
 """
 from __future__ import annotations
 
