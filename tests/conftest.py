@@ -1,10 +1,15 @@
 """Shared fixtures. Data comes from ../shared/datasets (real catalogs, never copied in)."""
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
 import pytest
+
+from kg import embedded_server
+from kg.embedded_server import ServerSettings
+from kg.graph_db import connect
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("K3M_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -81,3 +86,27 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# -- the graph database: one real embedded ArcadeDB server (Bolt, loopback) per session ------
+@pytest.fixture(scope="session")
+def kg_data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("kg-data")
+
+
+@pytest.fixture(scope="session")
+def kg_server(kg_data_dir):
+    """The real embedded ArcadeDB server with Bolt, on a free loopback port, for the session."""
+    server = embedded_server.start(data_dir=kg_data_dir)
+    yield server
+    server.stop()
+
+
+_database_names = itertools.count()
+
+
+@pytest.fixture
+def graph_db(kg_server, kg_data_dir):
+    """A GraphDB on a fresh, empty database of the session server (tests never share data)."""
+    with connect(database=f"t{next(_database_names)}", server_settings=ServerSettings(data_dir=kg_data_dir)) as db:
+        yield db

@@ -65,27 +65,17 @@ def store(checkpoint, build):
     return embed_build(checkpoint, build)[0]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from kg import embedded_server
-
-    data_dir = tmp_path_factory.mktemp("embed-kg")
-    srv = embedded_server.start(data_dir=data_dir)
-    yield data_dir
-    srv.stop()
-
-
 _databases = itertools.count()
 
 
 @pytest.fixture
-def db(server, build):
+def db(kg_server, kg_data_dir, build):
     """A fresh database with the 600-item build loaded (no embeddings yet)."""
     from kg.embedded_server import ServerSettings
     from kg.graph_db import connect
     from kg.graph_load import load_graph
 
-    with connect(database=f"e{next(_databases)}", server_settings=ServerSettings(data_dir=server)) as db:
+    with connect(database=f"e{next(_databases)}", server_settings=ServerSettings(data_dir=kg_data_dir)) as db:
         load_graph(CatalogBuild.open(build), db)
         yield db
 
@@ -169,8 +159,8 @@ def test_write_back_of_other_embeddings_and_missing_items(db, checkpoint, store,
     assert got == later.meta["created"]
 
 
-def test_cli_embeds_and_writes_back(db, server, checkpoint, build, capsys):
-    args = ["embed", "--checkpoint", str(checkpoint), str(build), "--data-dir", str(server), "--database", db.database, "--json"]
+def test_cli_embeds_and_writes_back(db, kg_data_dir, checkpoint, build, capsys):
+    args = ["embed", "--checkpoint", str(checkpoint), str(build), "--data-dir", str(kg_data_dir), "--database", db.database, "--json"]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["embed"]["reused"] and out["embed"]["items"] == 600  # the module's store is reused

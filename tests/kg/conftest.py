@@ -1,5 +1,4 @@
-"""KG fixtures: a real embedded ArcadeDB server for the session, one fresh database per test,
-and builds imported by the real ETL from real fashion44k rows edited to carry hostile text."""
+"""KG fixtures (the session server and graph_db are in tests/conftest.py): builds imported by the real ETL from real fashion44k rows edited to carry hostile text."""
 from __future__ import annotations
 
 import gzip
@@ -10,9 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from kg import embedded_server
-from kg.embedded_server import ServerSettings
-from kg.graph_db import connect
 
 # Strings that would change a query if they were ever spliced into Cypher or SPARQL text.
 HOSTILE_TITLE = 'x"}) MATCH (n) DETACH DELETE n //\nCREATE (:Pwned {`a`: 1}) RETURN $id'
@@ -77,26 +73,3 @@ def hostile_build_edited(fashion_dir, tmp_path_factory) -> Path:
     rows[6]["productDisplayName"] = rows[6]["productDisplayName"] + " (2nd edition)"
     rows[7]["baseColour"] = "Teal" if rows[7].get("baseColour") != "Teal" else "Olive"
     return _import(rows, fashion_dir, tmp_path_factory.mktemp("kg-builds") / "hostile-edited")
-
-
-@pytest.fixture(scope="session")
-def kg_data_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("kg-data")
-
-
-@pytest.fixture(scope="session")
-def kg_server(kg_data_dir):
-    """The real embedded ArcadeDB server with Bolt, on a free loopback port, for the session."""
-    server = embedded_server.start(data_dir=kg_data_dir)
-    yield server
-    server.stop()
-
-
-_database_names = itertools.count()
-
-
-@pytest.fixture
-def graph_db(kg_server, kg_data_dir):
-    """A GraphDB on a fresh, empty database of the session server (tests never share data)."""
-    with connect(database=f"t{next(_database_names)}", server_settings=ServerSettings(data_dir=kg_data_dir)) as db:
-        yield db

@@ -54,21 +54,11 @@ def query_store(query_checkpoint, query_build):
     return store
 
 
-@pytest.fixture(scope="session")
-def query_server(tmp_path_factory):
-    from kg import embedded_server
-
-    data_dir = tmp_path_factory.mktemp("query-kg")
-    server = embedded_server.start(data_dir=data_dir)
-    yield SimpleNamespace(server=server, data_dir=data_dir)
-    server.stop()
-
-
 _databases = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def open_db(query_server):
+def open_db(kg_server, kg_data_dir):
     """open_db(name=None) -> a GraphDB on database ``name`` (a fresh one when None)."""
     from kg.embedded_server import ServerSettings
     from kg.graph_db import connect
@@ -76,7 +66,7 @@ def open_db(query_server):
     opened = []
 
     def open_(name: str | None = None):
-        db = connect(database=name or f"q{next(_databases)}", server_settings=ServerSettings(data_dir=query_server.data_dir))
+        db = connect(database=name or f"q{next(_databases)}", server_settings=ServerSettings(data_dir=kg_data_dir))
         opened.append(db)
         return db
 

@@ -88,9 +88,9 @@ def test_lacking_items_respect_category_applicability(fresh_loaded_db):
     assert len(lacking_items(fresh_loaded_db, "Sleeve Length", 0.0001)) >= len(lacking)
 
 
-def test_cli(query_server, fresh_loaded_db, query_build, capsys):
+def test_cli(kg_data_dir, fresh_loaded_db, query_build, capsys):
     args = ["query", "complete", "--property", "Fit", "--top-k", "1", "--limit", "5", "--build", str(query_build),
-            "--data-dir", str(query_server.data_dir), "--database", fresh_loaded_db.database]
+            "--data-dir", str(kg_data_dir), "--database", fresh_loaded_db.database]
     assert main(args + ["--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["items_suggested"] == 5 and doc["suggestions_written"] == 5 and len(doc["examples"]) == 5

@@ -14,8 +14,8 @@ def test_run_cypher_rows_and_columns(loaded_db):
     assert "Watches" in result.render() and "(1 rows" in result.render()
 
 
-def test_cli_params_string_and_json(query_server, loaded_db, capsys):
-    base = ["--data-dir", str(query_server.data_dir), "--database", loaded_db.database]
+def test_cli_params_string_and_json(kg_data_dir, loaded_db, capsys):
+    base = ["--data-dir", str(kg_data_dir), "--database", loaded_db.database]
     assert main(["query", "cypher", "MATCH (i:Item) WHERE i.id IN $ids RETURN i.id AS id ORDER BY id LIMIT $n",
                  "--param-json", 'ids=["10000","10017"]', "--param-json", "n=5", "--json", *base]) == 0
     assert [r["id"] for r in json.loads(capsys.readouterr().out)["rows"]] == ["10000", "10017"]

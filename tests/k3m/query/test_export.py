@@ -42,9 +42,9 @@ def test_bad_queries_are_refused(loaded_db, query_store, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_cli(query_server, loaded_db, tmp_path, capsys):
+def test_cli(kg_data_dir, loaded_db, tmp_path, capsys):
     out = tmp_path / "w.npz"
-    assert main(["query", "export", WATCHES, "--param", "c=Watches", "-o", str(out), "--data-dir", str(query_server.data_dir),
+    assert main(["query", "export", WATCHES, "--param", "c=Watches", "-o", str(out), "--data-dir", str(kg_data_dir),
                  "--database", loaded_db.database]) == 0
     assert "wrote 88 items" in capsys.readouterr().out
     with np.load(out) as data:

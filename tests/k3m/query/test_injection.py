@@ -42,9 +42,9 @@ def test_similar_with_hostile_id_and_constraints(hostile_db, hostile, fingerprin
     assert fingerprint(hostile_db) == before
 
 
-def test_cli_with_hostile_arguments(query_server, hostile_db, hostile, fingerprint, capsys):
+def test_cli_with_hostile_arguments(kg_data_dir, hostile_db, hostile, fingerprint, capsys):
     before = fingerprint(hostile_db)
-    base = ["--data-dir", str(query_server.data_dir), "--database", hostile_db.database, "--build", str(hostile.build)]
+    base = ["--data-dir", str(kg_data_dir), "--database", hostile_db.database, "--build", str(hostile.build)]
     assert main(["query", "similar", hostile.id, "--where", f"{hostile.property}={hostile.value}", "--json", *base]) == 0
     assert [h["id"] for h in json.loads(capsys.readouterr().out)["hits"]] == [hostile.store.ids[1]]
     assert main(["query", "cypher", "MATCH (i:Item {id: $id}) RETURN i.id AS id", "--param", f"id={hostile.id}",

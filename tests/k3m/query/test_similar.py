@@ -9,8 +9,8 @@ from k3m.cli import main
 from k3m.query import ItemFilter, similar_items
 
 
-def cli(query_server, loaded_db, *args) -> list[str]:
-    return ["query", "similar", *args, "--data-dir", str(query_server.data_dir), "--database", loaded_db.database]
+def cli(kg_data_dir, loaded_db, *args) -> list[str]:
+    return ["query", "similar", *args, "--data-dir", str(kg_data_dir), "--database", loaded_db.database]
 
 
 def test_hits_carry_graph_details_and_meet_the_constraint(loaded_db, query_store):
@@ -26,26 +26,26 @@ def test_hits_carry_graph_details_and_meet_the_constraint(loaded_db, query_store
     assert "same brandName as the item" in text and result.hits[0].title[:20] in text
 
 
-def test_cli_table_and_json(query_server, loaded_db, query_build, capsys):
-    assert main(cli(query_server, loaded_db, "10000", "--k", "3", "--category", "Tshirts", "--build", str(query_build))) == 0
+def test_cli_table_and_json(kg_data_dir, loaded_db, query_build, capsys):
+    assert main(cli(kg_data_dir, loaded_db, "10000", "--k", "3", "--category", "Tshirts", "--build", str(query_build))) == 0
     out = capsys.readouterr().out
     assert "Items similar to 10000" in out and "category 'Tshirts'" in out and len(out.splitlines()) == 6  # heading, columns, rule, 3 rows
-    assert main(cli(query_server, loaded_db, "10000", "--k", "3", "--json")) == 0  # build found through the graph
+    assert main(cli(kg_data_dir, loaded_db, "10000", "--k", "3", "--json")) == 0  # build found through the graph
     doc = json.loads(capsys.readouterr().out)
     scores = [h["score"] for h in doc["hits"]]
     assert len(scores) == 3 and scores == sorted(scores, reverse=True) and "10000" not in [h["id"] for h in doc["hits"]]
     assert doc["item"]["id"] == "10000" and doc["strategy"] == "client"
 
 
-def test_cli_where_and_errors(query_server, loaded_db, capsys):
-    assert main(cli(query_server, loaded_db, "10000", "--where", "baseColour=Black", "--json")) == 0
+def test_cli_where_and_errors(kg_data_dir, loaded_db, capsys):
+    assert main(cli(kg_data_dir, loaded_db, "10000", "--where", "baseColour=Black", "--json")) == 0
     ids = [h["id"] for h in json.loads(capsys.readouterr().out)["hits"]]
     black = {r["id"] for r in loaded_db.run(
         "MATCH (i:Item)-[:HAS {property: 'baseColour'}]->(:Value {text: 'Black'}) RETURN i.id AS id")}
     assert ids and set(ids) <= black
-    assert main(cli(query_server, loaded_db, "nope")) == 2
+    assert main(cli(kg_data_dir, loaded_db, "nope")) == 2
     assert "no embedding" in capsys.readouterr().err
-    assert main(cli(query_server, loaded_db, "10000", "--where", "baseColour")) == 2
+    assert main(cli(kg_data_dir, loaded_db, "10000", "--where", "baseColour")) == 2
     assert "PROPERTY=VALUE" in capsys.readouterr().err
 
 
