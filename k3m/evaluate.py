@@ -3,6 +3,7 @@
     k3m evaluate --config configs/evaluate_fashion44k.yaml
     k3m evaluate --config configs/evaluate_fashion44k.yaml --model k3m=runs/tiny --set pools.test_items=500
     k3m evaluate --out reports/fashion44k --report-only
+    k3m evaluate --config configs/evaluate_fashion44k.yaml --pretrain-only   # beside a grid run
 
 Writes OUT/results.jsonl (one line per finished cell; rerunning resumes), OUT/results.csv,
 OUT/report.md and OUT/figures/*.png; see docs/evaluate.md.
@@ -22,6 +23,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (YAML value), dotted for sections: --set pools.test_items=500")
     p.add_argument("--report-only", action="store_true", help="rebuild report.md, results.csv and figures from OUT")
+    p.add_argument("--pretrain-only", action="store_true",
+                   help="only pretrain the grid's models (safe to run beside the grid on a second core)")
     p.set_defaults(func=run)
 
 
@@ -68,9 +71,13 @@ def run(args) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"k3m evaluate: error: {exc}", file=sys.stderr)
         return 2
-    from k3m.evaluation.runner import OutputConflict, evaluate
+    from k3m.evaluation.runner import OutputConflict, evaluate, pretrain_all
 
     try:
+        if args.pretrain_only:
+            for run_dir in pretrain_all(config):
+                print(run_dir)
+            return 0
         out = evaluate(config)
     except OutputConflict as exc:
         print(f"k3m evaluate: error: {exc}", file=sys.stderr)

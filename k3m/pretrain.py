@@ -307,6 +307,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
     from k3m.data import CatalogIndex
     from k3m.model import K3MModel
 
+    wall_start = time.perf_counter()
     dist = setup(cfg)
     run_dir = Path(cfg.run_dir)
     ckpt = find_checkpoint(resume) if resume is not None else None
@@ -446,6 +447,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
         "valid": valid_losses,
         "items_per_s": float(np.median(throughput)) if throughput else None,
         "peak_memory_mb": peak_memory_mb(dist.device),
+        "wall_seconds": time.perf_counter() - wall_start,  # this invocation only (a resumed run counts its own part)
         "run_dir": str(run_dir),
     }
     if dist.main:

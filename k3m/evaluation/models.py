@@ -18,10 +18,14 @@ image_only     image                                       use_title=False, use_
 A model's checkpoint is either user-supplied (``--model name=DIR``) or pretrained here,
 with the evaluation's one :class:`~k3m.evaluation.config.PretrainBudget` (same steps, batch
 and preset for all) into ``RUN_ROOT/<name>``; a finished pretraining is reused, one made
-with another budget is refused.
+with another budget is refused. ``RUN_ROOT/<name>.lock`` makes concurrent pretrainings of
+one model wait for each other, so ``k3m evaluate --pretrain-only`` can pretrain the later
+models beside a running grid (on a second core) without both writing one run.
 """
 from __future__ import annotations
 
+import fcntl
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,18 +67,30 @@ def pretrain_overrides(spec: ModelSpec) -> list[str]:
 @dataclass
 class PretrainResult:
     run_dir: Path
-    seconds: float
+    seconds: float  # for a reused run: the wall time its summary recorded (0.0 when it has none)
     reused: bool
 
 
-def pretrain_model(spec: ModelSpec, budget, build: str, seed: int) -> PretrainResult:
-    """Pretrain ``spec`` under ``budget`` into ``budget.run_root/<name>`` (reused if done)."""
+def pretrain_model(spec: ModelSpec, budget, build: str, seed: int, wait: bool = True) -> PretrainResult | None:
+    """Pretrain ``spec`` under ``budget`` into ``budget.run_root/<name>`` (reused if done).
+
+    Holds ``<run_root>/<name>.lock`` while it checks and trains; another process pretraining
+    the same model is waited for (``wait=True``) or skipped, returning None (``wait=False``)."""
+    run_root = Path(budget.run_root)
+    run_root.mkdir(parents=True, exist_ok=True)
+    with open(run_root / f"{spec.name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        return _pretrain_locked(spec, budget, build, seed, run_root / spec.name)
+
+
+def _pretrain_locked(spec: ModelSpec, budget, build: str, seed: int, run_dir: Path) -> PretrainResult:
     from k3m.pretrain import find_checkpoint, train
     from k3m.train_config import TrainConfig
 
-    overrides = pretrain_overrides(spec)
-    run_dir = Path(budget.run_root) / spec.name
-    overrides = list(budget.overrides) + overrides + [f"build={build}", f"run_dir={run_dir}", f"seed={seed}"]
+    overrides = list(budget.overrides) + pretrain_overrides(spec) + [f"build={build}", f"run_dir={run_dir}", f"seed={seed}"]
     cfg = TrainConfig.load(budget.config, overrides)
     saved = run_dir / "train_config.yaml"
     if saved.is_file() and TrainConfig.load(saved).to_dict() != cfg.to_dict():
@@ -83,8 +99,9 @@ def pretrain_model(spec: ModelSpec, budget, build: str, seed: int) -> PretrainRe
         checkpoint = find_checkpoint(run_dir)
     except FileNotFoundError:
         checkpoint = None
-    if checkpoint is not None and (run_dir / "summary.json").is_file():
-        return PretrainResult(run_dir, 0.0, True)
+    summary = run_dir / "summary.json"
+    if checkpoint is not None and summary.is_file():
+        return PretrainResult(run_dir, float(json.loads(summary.read_text()).get("wall_seconds", 0.0)), True)
     start = time.perf_counter()
     train(cfg, resume=run_dir if checkpoint is not None else None)  # an interrupted run continues
     return PretrainResult(run_dir, time.perf_counter() - start, False)

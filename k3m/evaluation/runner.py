@@ -112,8 +112,11 @@ class EvaluationRun:
         log(f"pretraining {name} ({self.cfg.pretrain.config}, {' '.join(self.cfg.pretrain.overrides)})")
         result = pretrain_model(MODELS[name], self.cfg.pretrain, self.cfg.build, self.cfg.seed)
         log(f"{name}: {'reusing' if result.reused else 'pretrained'} {result.run_dir}")
+        timed = any(t["part"] == "pretrain" and t["name"] == name for t in self.store.timings())
         if not result.reused:
             self.store.add_timing("pretrain", name, result.seconds, run_dir=str(result.run_dir))
+        elif result.seconds and not timed:  # pretrained by another process (--pretrain-only): its own wall time
+            self.store.add_timing("pretrain", name, result.seconds, run_dir=str(result.run_dir), elsewhere=True)
         return result.run_dir
 
     # -- the grid ------------------------------------------------------------------------
@@ -242,3 +245,23 @@ def evaluate(config: EvaluationConfig) -> Path:
     """Run (or resume) the grid of ``config`` and write its report; returns the output dir."""
     EvaluationRun(config).run()
     return Path(config.out_dir)
+
+
+def pretrain_all(config: EvaluationConfig) -> list[Path]:
+    """Pretrain every model of the grid that has no given checkpoint, and nothing else.
+
+    Meant to run beside ``evaluate`` on the same config (one more core busy): models another
+    process is pretraining are skipped first and waited for last, and the grid reuses every
+    finished run, taking its pretraining time from the run's summary."""
+    names = [n for n in config.models if n not in config.checkpoints]
+    done, skipped = [], []
+    for wait in (False, True):
+        for name in skipped if wait else names:
+            result = pretrain_model(MODELS[name], config.pretrain, config.build, config.seed, wait=wait)
+            if result is None:
+                log(f"{name}: being pretrained by another process; coming back to it")
+                skipped.append(name)
+                continue
+            log(f"{name}: {'already pretrained' if result.reused else 'pretrained'} {result.run_dir}")
+            done.append(result.run_dir)
+    return done

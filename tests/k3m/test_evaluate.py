@@ -19,6 +19,11 @@ def run(fashion_slice_build, tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluate") / "grid"
     argv = ["--config", str(REPO / "configs" / "evaluate_test.yaml"), "--build", str(fashion_slice_build), "--out", str(out),
             "--set", f"pretrain.config={REPO / 'configs' / 'tiny.yaml'}", "--set", f"pretrain.run_root={out / 'pretrain'}"]
+    # K3M is pretrained ahead by --pretrain-only (as beside a running grid); the grid reuses
+    # it and pretrains no-KG itself
+    assert main(argv + ["--pretrain-only", "--set", "models=[k3m]"]) == 0
+    assert (out / "pretrain" / "k3m" / "summary.json").is_file() and not (out / "pretrain" / "no_kg").exists()
+    assert not (out / "results.jsonl").exists()  # --pretrain-only writes no results
     assert main(argv) == 0
     return out, argv
 
@@ -43,8 +48,11 @@ def test_every_cell_of_the_grid_is_written(run):
     acc = {(c["setting"], c["ratio"]): c["metrics"]["accuracy"] for c in cells
            if c["model"] == "no_kg" and c["task"] == "classification"}
     assert acc[("TINR", 1.0)] != acc[("clean", 0.0)]
-    pretrained = {t["name"] for t in lines(out / "results.jsonl") if t.get("part") == "pretrain"}
-    assert pretrained == {"k3m", "no_kg"}
+    pretrained = {t["name"]: t for t in lines(out / "results.jsonl") if t.get("part") == "pretrain"}
+    assert set(pretrained) == {"k3m", "no_kg"}
+    # the ahead-of-time pretraining is timed from its run's summary, and marked as such
+    assert pretrained["k3m"].get("elsewhere") is True and pretrained["k3m"]["seconds"] > 0
+    assert "elsewhere" not in pretrained["no_kg"] and pretrained["no_kg"]["seconds"] > 0
 
 
 def test_report_csv_and_figures(run):
@@ -80,3 +88,18 @@ def test_resuming_under_another_budget_is_refused(run, capsys):
 def test_bad_config_is_an_error(tmp_path, capsys):
     assert main(["--config", str(REPO / "configs" / "evaluate_test.yaml"), "--set", "models=[k3m, vilbert]"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_a_model_being_pretrained_elsewhere_is_waited_for_or_skipped(tmp_path):
+    """The per-model lock: with the lock held (as by another process), a non-waiting
+    pretraining returns None at once and touches nothing."""
+    import fcntl
+
+    from k3m.evaluation.config import EvaluationConfig
+    from k3m.evaluation.models import MODELS, pretrain_model
+
+    cfg = EvaluationConfig.load(str(REPO / "configs" / "evaluate_test.yaml"), [f"pretrain.run_root={tmp_path}"])
+    with open(tmp_path / "k3m.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert pretrain_model(MODELS["k3m"], cfg.pretrain, "no/such/build", cfg.seed, wait=False) is None
+    assert not (tmp_path / "k3m").exists()
