@@ -93,7 +93,7 @@ def embed_build(checkpoint: str | Path, build_path: str | Path, settings: EmbedS
     from k3m.data import CatalogIndex
     from k3m.embedding_store import EmbeddingStore, check_model_id, write_store
     from k3m.evaluation.encoding import ItemEncoder
-    from k3m.pretrain import find_checkpoint, load_pretrained
+    from k3m.pretrain import find_checkpoint, load_pretrained, load_property_order
 
     started = time.perf_counter()
     build = CatalogBuild.open(build_path)
@@ -112,7 +112,7 @@ def embed_build(checkpoint: str | Path, build_path: str | Path, settings: EmbedS
 
     model, tokenizer, _ = load_pretrained(ckpt)
     model = model.to(device).eval()
-    encoder = ItemEncoder(model, tokenizer, CatalogIndex.from_build(build, facts=settings.facts), batch_size=settings.batch_size)
+    encoder = ItemEncoder(model, tokenizer, CatalogIndex.from_build(build, facts=settings.facts, property_order=load_property_order(ckpt)), batch_size=settings.batch_size)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     rows = np.arange(build.num_items, dtype=np.int64)
     parts = []

@@ -5,8 +5,9 @@ Also ``k3m pretrain``; several processes with ``torchrun --nproc_per_node N -m k
 
     RUN_DIR/tokenizer/                      the tokenizer (trained on the build, or copied)
     RUN_DIR/checkpoints/step_N/             model + tokenizer (K3MModel.save_pretrained),
-                                            trainer_state.pt, train_config.yaml; written to a
-                                            temp dir, then renamed
+                                            trainer_state.pt, train_config.yaml,
+                                            property_order.json; written to a temp dir,
+                                            then renamed
     RUN_DIR/checkpoints/latest              name of the newest complete checkpoint
     RUN_DIR/metrics.jsonl                   one JSON line per logged step and validation pass
     RUN_DIR/tensorboard/                    the same scalars as TensorBoard events
@@ -200,13 +201,20 @@ def find_checkpoint(path: str | Path) -> Path:
     raise FileNotFoundError(f"{path}: no checkpoint (expected checkpoints/latest or trainer_state.pt)")
 
 
-def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: dict, cfg: TrainConfig, keep: int) -> Path:
+PROPERTY_ORDER = "property_order.json"
+
+
+def save_checkpoint(
+    run_dir: Path, step: int, model, tokenizer, trainer_state: dict, cfg: TrainConfig, keep: int, property_order: list[str]
+) -> Path:
     ckpt_dir = run_dir / "checkpoints"
     final, tmp = ckpt_dir / f"step_{step}", ckpt_dir / f".step_{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, tokenizer)
     torch.save(trainer_state, tmp / "trainer_state.pt")
     cfg.save(tmp / "train_config.yaml")
+    # the pair order the model learned with; embedding another build follows it (CatalogIndex)
+    (tmp / PROPERTY_ORDER).write_text(json.dumps(property_order, ensure_ascii=False) + "\n")
     shutil.rmtree(final, ignore_errors=True)  # a leftover of a run resumed from before it
     os.replace(tmp, final)
     pointer = ckpt_dir / ".latest.tmp"
@@ -225,6 +233,13 @@ def load_pretrained(path: str | Path):
 
     ckpt = find_checkpoint(path)
     return K3MModel.from_pretrained(ckpt), load_tokenizer(ckpt), TrainConfig.load(ckpt / "train_config.yaml")
+
+
+def load_property_order(path: str | Path) -> list[str] | None:
+    """The property order a checkpoint (or run dir) was trained with; None for checkpoints
+    written before it was saved, which then follow the embedded build's own order."""
+    file = find_checkpoint(path) / PROPERTY_ORDER
+    return json.loads(file.read_text()) if file.is_file() else None
 
 
 # -- metrics ---------------------------------------------------------------------------
@@ -318,7 +333,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
     dist.barrier()
 
     build = CatalogBuild.open(cfg.build)
-    index = CatalogIndex.from_build(build)
+    index = CatalogIndex.from_build(build, property_order=load_property_order(ckpt) if ckpt is not None else None)
     train_rows, valid_rows = split_rows(build, "train", cfg.train_items), split_rows(build, "valid", cfg.valid_items)
     if ckpt is not None:
         from encoders.text import load_tokenizer
@@ -427,7 +442,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
                 if dist.main:
                     trainer_state = {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "rng": states,
                                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-                    save_checkpoint(run_dir, step, raw_model, tokenizer, trainer_state, cfg, cfg.keep_checkpoints)
+                    save_checkpoint(run_dir, step, raw_model, tokenizer, trainer_state, cfg, cfg.keep_checkpoints,
+                                    index.property_order)
                 dist.barrier()
             window_start += time.perf_counter() - paused
             if bar is not None:

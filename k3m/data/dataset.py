@@ -38,11 +38,20 @@ class CatalogIndex:
     prop_values: np.ndarray  # int64, the distinct values of each property
     true_codes: np.ndarray  # int64, sorted codes of the triples (negatives.triple_codes)
 
+    property_order: list[str]  # property names, the order an item's pairs follow
+
     @classmethod
-    def from_build(cls, build: CatalogBuild | str | Path, facts: str = "train") -> "CatalogIndex":
+    def from_build(
+        cls, build: CatalogBuild | str | Path, facts: str = "train", property_order: Optional[Sequence[str]] = None
+    ) -> "CatalogIndex":
         """``facts="train"``: the train triples only (pretraining, evaluation: held-out facts
         never reach a model); ``"all"``: every triple of the build (embedding a catalog whose
-        held-out facts are known, e.g. in production)."""
+        held-out facts are known, e.g. in production).
+
+        ``property_order``: the order a checkpoint was trained with (``property_order.json``
+        in every checkpoint), so that an item keeps its pair order, and so its embedding,
+        in a grown or changed catalog; properties it does not name follow, most frequent
+        first. Default: this build's own order, most frequent properties first."""
         if facts not in FACTS:
             raise ValueError(f"facts must be one of {FACTS}, got {facts!r}")
         if not isinstance(build, CatalogBuild):
@@ -52,8 +61,11 @@ class CatalogIndex:
         train = train.astype(np.int64)
         # within an item, the most frequent properties first: the caps then drop rare ones
         freq = np.bincount(train[:, 1], minlength=num_props)
+        given = {name: i for i, name in enumerate(dict.fromkeys(property_order or ()))}
+        first = np.array([given.get(name, len(given)) for name in build.properties], dtype=np.int64)
+        ordered = np.lexsort((np.arange(num_props), -freq, first))
         rank = np.empty(num_props, dtype=np.int64)
-        rank[np.lexsort((np.arange(num_props), -freq))] = np.arange(num_props)
+        rank[ordered] = np.arange(num_props)
         train = train[np.lexsort((train[:, 2], rank[train[:, 1]], train[:, 0]))]
         pv = np.unique(train[:, 1:], axis=0)
         items = build.items
@@ -69,6 +81,7 @@ class CatalogIndex:
             prop_offsets=np.concatenate([[0], np.cumsum(np.bincount(pv[:, 0], minlength=num_props))]).astype(np.int64),
             prop_values=pv[:, 1].copy(),
             true_codes=np.sort(triple_codes(train[:, 0], train[:, 1], train[:, 2], num_props, num_values)),
+            property_order=[build.properties[i] for i in ordered.tolist()],
         )
 
     @property
@@ -76,8 +89,7 @@ class CatalogIndex:
         return len(self.titles)
 
     def pairs(self, row: int) -> np.ndarray:
-        """int64 [n, 2] (property, value) train pairs of a build row, most frequent
-        properties (over all train triples) first."""
+        """int64 [n, 2] (property, value) train pairs of a build row, in ``property_order``."""
         return self.pair_table[self.pair_offsets[row] : self.pair_offsets[row + 1]]
 
     def pair_strings(self, pairs: np.ndarray) -> list[tuple[str, str]]:

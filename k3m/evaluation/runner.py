@@ -30,6 +30,7 @@ from k3m.evaluation.corruption import SETTINGS, CorruptionPlan, plan_corruption,
 from k3m.evaluation.encoding import ItemEncoder
 from k3m.evaluation.finetune import finetune_and_evaluate
 from k3m.evaluation.models import MODELS, load_model, pretrain_model
+from k3m.pretrain import load_property_order
 from k3m.evaluation.pools import make_pools
 from k3m.evaluation.probe import evaluate_probe, gather, train_probe
 from k3m.evaluation.report import write_report
@@ -119,6 +120,14 @@ class EvaluationRun:
             self.store.add_timing("pretrain", name, result.seconds, run_dir=str(result.run_dir), elsewhere=True)
         return result.run_dir
 
+    def model_index(self, checkpoint: Path) -> CatalogIndex:
+        """The build's index with pairs in the order ``checkpoint`` was trained with (the
+        build's own order for models pretrained on it, so usually the shared index)."""
+        order = load_property_order(checkpoint)
+        if order is None or order == self.index.property_order:
+            return self.index
+        return CatalogIndex.from_build(self.build, property_order=order)
+
     # -- the grid ------------------------------------------------------------------------
     def run(self) -> None:
         start = time.perf_counter()
@@ -132,7 +141,8 @@ class EvaluationRun:
                 torch.set_num_threads(self.cfg.threads)
             model, tokenizer = load_model(MODELS[name], checkpoint, self.cfg.device)
             encoder = ItemEncoder(
-                model, tokenizer, self.index, MODELS[name].knowledge_as_title_text, self.cfg.encode_batch_size, self.cfg.seed
+                model, tokenizer, self.model_index(checkpoint), MODELS[name].knowledge_as_title_text,
+                self.cfg.encode_batch_size, self.cfg.seed,
             )
             self.run_model(name, encoder)
         if "link_prediction" in self.tasks and self.cfg.transe:

@@ -93,6 +93,10 @@ def test_checkpoint_round_trip(run_a, tmp_path):
     from encoders.text import load_tokenizer
 
     assert load_tokenizer(run_dir / "tokenizer").get_vocab() == tokenizer.get_vocab()  # the run's own
+    # the pair order it trained with travels with the checkpoint
+    from k3m.pretrain import load_property_order
+
+    assert load_property_order(run_dir) == CatalogIndex.from_build(build).property_order
 
 
 def test_resume_continues_exactly(run_a, tmp_path):

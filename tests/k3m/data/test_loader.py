@@ -54,3 +54,23 @@ def test_index_orders_pairs_frequent_properties_first(slice_build, slice_index):
         assert np.all(np.diff(-freq[pairs[:, 0]]) >= 0)
     every = CatalogIndex.from_build(slice_build, facts="all")
     assert len(every.pair_table) == len(slice_build.triples) > len(slice_index.pair_table)
+
+
+def test_index_follows_a_given_property_order(slice_build, slice_index):
+    """A checkpoint's property order wins over the build's frequencies (an item keeps its pair
+    order in a grown catalog); properties it does not name follow, most frequent first."""
+    import numpy as np
+
+    from k3m.data import CatalogIndex
+
+    order = slice_index.property_order
+    assert sorted(order) == sorted(slice_build.properties) and len(order) == len(set(order))
+    assert CatalogIndex.from_build(slice_build, property_order=order).property_order == order
+    given = order[::-1][:5] + ["no such property"]  # the five rarest first, an unknown name ignored
+    index = CatalogIndex.from_build(slice_build, property_order=given)
+    assert index.property_order == order[::-1][:5] + [p for p in order if p not in given]
+    rank = {slice_build.properties.index(name): i for i, name in enumerate(index.property_order)}
+    for row in slice_build.item_indices("train")[:50]:
+        pairs = index.pairs(int(row))
+        assert sorted(map(tuple, pairs.tolist())) == sorted(map(tuple, slice_index.pairs(int(row)).tolist()))
+        assert np.all(np.diff([rank[p] for p in pairs[:, 0].tolist()]) >= 0)
