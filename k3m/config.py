@@ -195,7 +195,7 @@ class K3MConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "K3MConfig":
-        return _from_dict(cls, data, "")
+        return dataclass_from_dict(cls, data)
 
     def save(self, directory: str | Path, filename: str = CONFIG_NAME) -> Path:
         """Write the config into ``directory`` as JSON (or YAML when filename ends .yaml)."""
@@ -282,15 +282,17 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-def _from_dict(cls, data: dict[str, Any], where: str):
+def dataclass_from_dict(cls, data: dict[str, Any], what: str = "config", where: str = ""):
+    """``cls(**data)`` with nested dataclass sections built from nested dicts; an unknown key
+    is an error naming its dotted path (shared by the model and evaluation configs)."""
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ValueError(f"unknown config key(s) {', '.join(where + k for k in unknown)}")
+        raise ValueError(f"unknown {what} key(s) {', '.join(where + k for k in unknown)}")
     kwargs = {}
     for name, value in data.items():
         factory = known[name].default_factory
         if factory is not MISSING and is_dataclass(factory) and isinstance(value, dict):
-            value = _from_dict(factory, value, f"{where}{name}.")
+            value = dataclass_from_dict(factory, value, what, f"{where}{name}.")
         kwargs[name] = value
     return cls(**kwargs)

@@ -5,12 +5,13 @@ Unknown keys are an error.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
+from k3m.config import dataclass_from_dict
 from k3m.evaluation.corruption import SETTINGS
 from k3m.evaluation.finetune import FinetuneConfig
 from k3m.evaluation.probe import ProbeConfig
@@ -100,7 +101,7 @@ class EvaluationConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EvaluationConfig":
-        return _from_dict(cls, data, "")
+        return dataclass_from_dict(cls, data, "evaluation config")
 
     @classmethod
     def load(cls, path: str | Path | None, overrides: list[str] = ()) -> "EvaluationConfig":
@@ -108,17 +109,3 @@ class EvaluationConfig:
 
         data = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
         return cls.from_dict(apply_overrides(data, list(overrides)))
-
-
-def _from_dict(cls, data: dict[str, Any], where: str):
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"unknown evaluation config key(s): {', '.join(where + k for k in unknown)}")
-    kwargs = {}
-    for name, value in data.items():
-        factory = known[name].default_factory
-        if callable(factory) and is_dataclass(factory) and isinstance(value, dict):
-            value = _from_dict(factory, value, f"{where}{name}.")
-        kwargs[name] = value
-    return cls(**kwargs)

@@ -88,6 +88,8 @@ def test_resuming_under_another_budget_is_refused(run, capsys):
 def test_bad_config_is_an_error(tmp_path, capsys):
     assert main(["--config", str(REPO / "configs" / "evaluate_test.yaml"), "--set", "models=[k3m, vilbert]"]) == 2
     assert "unknown model" in capsys.readouterr().err
+    assert main(["--config", str(REPO / "configs" / "evaluate_test.yaml"), "--set", "pools.test_item=5"]) == 2
+    assert "unknown evaluation config key(s) pools.test_item" in capsys.readouterr().err
 
 
 def test_a_model_being_pretrained_elsewhere_is_waited_for_or_skipped(tmp_path):
