@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from k3m.nn.structure_aggregation import StructureAggregation
+from machine import describe  # benchmarks/machine.py
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 50.0
@@ -71,21 +71,6 @@ def loop_per_item(layer: StructureAggregation, c, p, v, counts: list[int]) -> to
         out.append(c[i] + w3 @ (alpha.unsqueeze(-1) * t).sum(0).reshape(-1))
         start += n
     return torch.stack(out)
-
-
-def machine() -> dict:
-    model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-        platform.processor(),
-    )
-    return {
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_geometric": __import__("torch_geometric").__version__,
-    }
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -160,7 +145,7 @@ def main(argv=None) -> dict:
         "shape": {"items": args.items, "triples_per_item": args.triples, "hidden": args.hidden, "heads": args.heads},
         "goal_speedup": GOAL,
         "runs": runs,
-        "machine": machine(),
+        "machine": describe(("torch", "torch-geometric")),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
