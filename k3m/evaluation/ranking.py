@@ -99,12 +99,30 @@ def rank_queries(
     ``score_fn(q_slice) -> float [len, V]`` scores every value for a slice of queries;
     ``candidates`` is the optional [P, V] mask of :func:`property_candidates`.
     """
-    ranks = []
+    return rank_queries_under(score_fn, items, props, answers, known, num_values, [candidates], higher_is_better, chunk)[0]
+
+
+def rank_queries_under(
+    score_fn,
+    items: np.ndarray,
+    props: np.ndarray,
+    answers: np.ndarray,
+    known: KnownFacts,
+    num_values: int,
+    candidate_masks: list[torch.Tensor | None],
+    higher_is_better: bool = True,
+    chunk: int = 1024,
+) -> list[np.ndarray]:
+    """:func:`rank_queries` under several candidate masks at once (each None = every value),
+    scoring each query once: one rank array per mask."""
+    ranks: list[list[torch.Tensor]] = [[] for _ in candidate_masks]
     for start in range(0, len(items), chunk):
         sl = slice(start, start + chunk)
         scores = score_fn(sl).float()
-        exclude = known.filter_mask(items[sl], props[sl], answers[sl], num_values)
-        if candidates is not None:
-            exclude |= ~candidates[torch.from_numpy(np.asarray(props[sl], dtype=np.int64))]
-        ranks.append(realistic_ranks(scores, torch.from_numpy(np.asarray(answers[sl], dtype=np.int64)), exclude, higher_is_better))
-    return torch.cat(ranks).numpy() if ranks else np.empty(0)
+        filtered = known.filter_mask(items[sl], props[sl], answers[sl], num_values)
+        answer = torch.from_numpy(np.asarray(answers[sl], dtype=np.int64))
+        prop = torch.from_numpy(np.asarray(props[sl], dtype=np.int64))
+        for out, candidates in zip(ranks, candidate_masks):
+            exclude = filtered if candidates is None else filtered | ~candidates[prop]
+            out.append(realistic_ranks(scores, answer, exclude, higher_is_better))
+    return [torch.cat(r).numpy() if r else np.empty(0) for r in ranks]

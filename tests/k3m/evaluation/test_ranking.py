@@ -106,3 +106,33 @@ def test_same_ranks_as_pykeen_filtered_evaluator(slice_build, graph):
     assert ours["mrr"] == pytest.approx(theirs.get_metric("tail.realistic.inverse_harmonic_mean_rank"), rel=1e-5)
     assert ours["hits@10"] == pytest.approx(theirs.get_metric("tail.realistic.hits_at_10"))
     assert ours["mean_rank"] == pytest.approx(theirs.get_metric("tail.realistic.arithmetic_mean_rank"), rel=1e-5)
+
+
+@pytest.mark.parametrize("source", ["fashion600", "k3m-sample"])
+def test_link_prediction_ranks_both_views_like_brute_force(source, slice_build, k3m_sample_build):
+    """The link-prediction task scores each query once and ranks it twice: against every
+    value (the standard protocol) and type-constrained (the asked property's values only)."""
+    from etl.catalog_build import CatalogBuild
+    from k3m.evaluation.metrics import ranking_metrics
+    from k3m.evaluation.tasks.link_prediction import LinkPredictionTask
+
+    build = slice_build if source == "fashion600" else CatalogBuild.open(k3m_sample_build)
+    triples, split, num_props, num_values = as_graph(build)
+    task = LinkPredictionTask(max_queries=150)
+    task.prepare(build, None, seed=0)
+    assert len(task.facts) == min(150, int((split == TRIPLE_TEST).sum()))
+    g = torch.Generator().manual_seed(0)
+    item_scores = torch.randn(build.num_items, num_values, generator=g).round(decimals=1)  # with ties
+    prop_scores = torch.randn(num_props, num_values, generator=g).round(decimals=1)
+    metrics = task.score(lambda items, props: item_scores[torch.from_numpy(items)] + prop_scores[torch.from_numpy(props)])
+
+    scores = item_scores[torch.from_numpy(task.facts[:, 0])] + prop_scores[torch.from_numpy(task.facts[:, 1])]
+    values_of = defaultdict(set)
+    for _, p, v in triples.tolist():
+        values_of[p].add(v)
+    every = brute_force_ranks(scores, task.facts, triples)
+    typed = brute_force_ranks(scores, task.facts, triples, candidates_of={p: sorted(s) for p, s in values_of.items()})
+    expected = ranking_metrics(every, ks=(1, 3, 10))
+    expected.update({f"typed_{k}": v for k, v in ranking_metrics(typed, ks=(1, 3, 10)).items()})
+    assert metrics == pytest.approx(expected)
+    assert metrics["typed_mrr"] > metrics["mrr"] and (typed <= every).all()
