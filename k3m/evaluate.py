@@ -2,7 +2,7 @@
 
     k3m evaluate --config configs/evaluate_fashion44k.yaml
     k3m evaluate --config configs/evaluate_fashion44k.yaml --model k3m=runs/tiny --set pools.test_items=500
-    k3m evaluate --out reports/fashion44k --report-only
+    k3m evaluate --out reports/fashion44k-full --report-only
     k3m evaluate --config configs/evaluate_fashion44k.yaml --pretrain-only   # beside a grid run
 
 Writes OUT/results.jsonl (one line per finished cell; rerunning resumes), OUT/results.csv,

@@ -54,7 +54,7 @@ class LinkPredictionConfig:
 @dataclass
 class EvaluationConfig:
     build: str = "data/builds/fashion44k"
-    out_dir: str = "reports/fashion44k"
+    out_dir: str = "reports/evaluation"
     mode: str = "probe"  # probe (frozen c*, trained head) | finetune (head + model)
     seed: int = 0
     tasks: list = field(default_factory=lambda: ["classification", "qa"])
