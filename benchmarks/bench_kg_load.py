@@ -75,7 +75,7 @@ class BuildPrefix:
 
 
 def machine() -> dict:
-    return describe(("pyoxigraph", "oxrdflib", "rdflib", "neo4j", "arcadedb-embedded"))
+    return describe(("pyoxigraph", "oxrdflib", "rdflib", "neo4j", "neo4j-rust-ext", "arcadedb-embedded"))
 
 
 class Clock:

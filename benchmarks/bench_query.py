@@ -44,7 +44,7 @@ COMPLETION_PROPERTIES = ("baseColour", "gender", "usage", "Fabric", "Pattern", "
 
 
 def machine() -> dict:
-    return describe(("numpy", "torch", "neo4j", "arcadedb-embedded"))
+    return describe(("numpy", "torch", "neo4j", "neo4j-rust-ext", "arcadedb-embedded"))
 
 
 def percentiles(ms: list[float]) -> dict:
