@@ -32,6 +32,17 @@ TASK_TITLES = {
 }
 
 
+# what a reader of one table needs to know to read it right (details: docs/evaluate.md)
+TASK_NOTES = {
+    "alignment": "Ground-truth groups come from the mapping's group column or, where a catalog has none "
+                 "(fashion44k), from identical normalised titles: then a clean title decides alignment by "
+                 "construction, and the task says something only under "
+                 "title corruption.",
+    "qa": "Many properties have at most 10 values, where Rank@10 is 1 for any model; Rank@1 and MRR separate "
+          "the models more sharply.",
+}
+
+
 def long_table(cells: list[dict]) -> pd.DataFrame:
     """One row per (task, mode, setting, ratio, model, metric), averaged over seeds."""
     rows = [
@@ -230,6 +241,8 @@ def write_report(out_dir: str | Path) -> Path:
         if task == "link_prediction":
             md.append("See the side-by-side table above.")
             continue
+        if task in TASK_NOTES:
+            md.append(TASK_NOTES[task])
         for metric in [m for m in metrics if m != "mean_rank"]:
             md += ["", f"**{metric}**", ""]
             md.append(results_table(part[part["metric"] == metric], task, metric, settings))
