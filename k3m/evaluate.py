@@ -4,6 +4,7 @@
     k3m evaluate --config configs/evaluate_fashion44k.yaml --model k3m=runs/tiny --set pools.test_items=500
     k3m evaluate --out reports/fashion44k-full --report-only
     k3m evaluate --config configs/evaluate_fashion44k.yaml --pretrain-only   # beside a grid run
+    k3m evaluate --config configs/evaluate_fashion44k.yaml --redo link_prediction
 
 Writes OUT/results.jsonl (one line per finished cell; rerunning resumes), OUT/results.csv,
 OUT/report.md and OUT/figures/*.png; see docs/evaluate.md.
@@ -23,6 +24,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (YAML value), dotted for sections: --set pools.test_items=500")
     p.add_argument("--report-only", action="store_true", help="rebuild report.md, results.csv and figures from OUT")
+    p.add_argument("--redo", action="append", default=[], metavar="TASK",
+                   help="drop this task's finished cells from OUT and compute them again (repeatable)")
     p.add_argument("--pretrain-only", action="store_true",
                    help="only pretrain the grid's models (safe to run beside the grid on a second core)")
     p.set_defaults(func=run)
@@ -68,6 +71,9 @@ def run(args) -> int:
             print(write_report(out))
             return 0
         config = load_config(args)
+        unknown = sorted(set(args.redo) - set(config.tasks))
+        if unknown:
+            raise ValueError(f"--redo {', '.join(unknown)}: not a task of this grid ({', '.join(config.tasks)})")
     except (ValueError, FileNotFoundError) as exc:
         print(f"k3m evaluate: error: {exc}", file=sys.stderr)
         return 2
@@ -78,7 +84,7 @@ def run(args) -> int:
             for run_dir in pretrain_all(config):
                 print(run_dir)
             return 0
-        out = evaluate(config)
+        out = evaluate(config, args.redo)
     except OutputConflict as exc:
         print(f"k3m evaluate: error: {exc}", file=sys.stderr)
         return 2

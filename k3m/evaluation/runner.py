@@ -251,9 +251,16 @@ class EvaluationRun:
         (self.out / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
 
 
-def evaluate(config: EvaluationConfig) -> Path:
-    """Run (or resume) the grid of ``config`` and write its report; returns the output dir."""
-    EvaluationRun(config).run()
+def evaluate(config: EvaluationConfig, redo: list[str] = ()) -> Path:
+    """Run (or resume) the grid of ``config`` and write its report; returns the output dir.
+    ``redo``: tasks whose finished cells are dropped first and computed again."""
+    run = EvaluationRun(config)
+    if redo:
+        unknown = sorted(set(redo) - set(config.tasks))
+        if unknown:
+            raise ValueError(f"--redo {', '.join(unknown)}: not a task of this grid ({', '.join(config.tasks)})")
+        log(f"redo {', '.join(redo)}: dropped {run.store.forget(list(redo))} lines of {run.store.path}")
+    run.run()
     return Path(config.out_dir)
 
 

@@ -107,3 +107,21 @@ def test_a_model_being_pretrained_elsewhere_is_waited_for_or_skipped(tmp_path):
         fcntl.flock(held, fcntl.LOCK_EX)
         assert pretrain_model(MODELS["k3m"], cfg.pretrain, "no/such/build", cfg.seed, wait=False) is None
     assert not (tmp_path / "k3m").exists()
+
+
+def test_redo_recomputes_one_task_and_keeps_the_time_sums_whole(run, capsys):
+    out, argv = run
+    before = lines(out / "results.jsonl")
+    lp_before = {c["model"]: c["metrics"] for c in before if c.get("task") == "link_prediction"}
+    assert main(argv + ["--redo", "link_prediction"]) == 0
+    after = lines(out / "results.jsonl")
+    lp_after = [c for c in after if c.get("task") == "link_prediction"]
+    assert sorted(c["model"] for c in lp_after) == sorted(lp_before)  # once each, not twice
+    assert {c["model"]: c["metrics"] for c in lp_after} == lp_before  # seeded: the same figures
+    for part in ("encode_lp", "transe"):  # their times are the redone ones, not both
+        assert len([t for t in after if t.get("part") == part]) == len([t for t in before if t.get("part") == part])
+    # every other cell is kept untouched
+    others = lambda records: [r for r in records if r.get("kind") == "cell" and r["task"] != "link_prediction"]
+    assert others(after) == others(before)
+    assert main(argv + ["--redo", "no_such_task"]) == 2
+    assert "not a task of this grid" in capsys.readouterr().err
