@@ -83,23 +83,15 @@ def realistic_ranks(
     return 1.0 + better.sum(1).double() + (tied.sum(1).double() - 1.0) / 2.0
 
 
-def rank_queries(
-    score_fn,
-    items: np.ndarray,
-    props: np.ndarray,
-    answers: np.ndarray,
-    known: KnownFacts,
-    num_values: int,
-    candidates: torch.Tensor | None = None,
-    higher_is_better: bool = True,
-    chunk: int = 1024,
-) -> np.ndarray:
+def rank_queries(score_fn, items, props, answers, known: KnownFacts, num_values: int,
+                 candidates: torch.Tensor | None = None, **options) -> np.ndarray:
     """Filtered realistic ranks of ``answers`` for queries (items[q], props[q], ?).
 
     ``score_fn(q_slice) -> float [len, V]`` scores every value for a slice of queries;
-    ``candidates`` is the optional [P, V] mask of :func:`property_candidates`.
+    ``candidates`` is the optional [P, V] mask of :func:`property_candidates`;
+    ``options``: ``higher_is_better``, ``chunk`` (see :func:`rank_queries_under`).
     """
-    return rank_queries_under(score_fn, items, props, answers, known, num_values, [candidates], higher_is_better, chunk)[0]
+    return rank_queries_under(score_fn, items, props, answers, known, num_values, [candidates], **options)[0]
 
 
 def rank_queries_under(
