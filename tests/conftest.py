@@ -51,6 +51,42 @@ def k3m_sample_build(k3m_sample_dir, tmp_path_factory) -> Path:
     return out
 
 
+# the tiny preset made narrow: a pretraining of a few steps takes seconds on 2 CPU cores
+MICRO_PRETRAINING = [
+    "model.text.hidden_size=32", "model.text.intermediate_size=64", "model.text.num_layers=1",
+    "model.image.hidden_size=32", "model.image.intermediate_size=64",
+    "model.co_attention.hidden_size=32", "model.co_attention.intermediate_size=64", "model.structure.heads=2",
+    "vocab_size=2000", "batch_size=16", "train_items=256", "valid_items=16", "threads=1", "progress=false",
+    "max_steps=6", "eval_every=0", "checkpoint_every=6", "num_workers=0", "lr=2e-3",
+]
+
+
+@pytest.fixture(scope="session")
+def micro_checkpoint(fashion_slice_build, tmp_path_factory) -> Path:
+    """A micro K3M pretrained 6 steps on the fashion600 slice (run dir; read-only for tests)."""
+    from k3m.pretrain import train
+    from k3m.train_config import TrainConfig
+
+    run_dir = tmp_path_factory.mktemp("micro-runs") / "micro"
+    train(TrainConfig.load(REPO / "configs" / "tiny.yaml", [f"build={fashion_slice_build}", f"run_dir={run_dir}", *MICRO_PRETRAINING]))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def slice_view(fashion_slice_build, tmp_path_factory):
+    """slice_view(name) -> the fashion600 build seen through symlinks in a fresh directory,
+    so what a test writes into it (embeddings) stays private to that test."""
+
+    def make(name: str) -> Path:
+        view = tmp_path_factory.mktemp(name) / "fashion600"
+        view.mkdir()
+        for f in Path(fashion_slice_build).iterdir():
+            (view / f.name).symlink_to(f)
+        return view
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def slice_build(fashion_slice_build):
     """The 600-item fashion44k slice, opened."""

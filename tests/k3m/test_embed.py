@@ -17,37 +17,15 @@ from k3m.embed import EmbedSettings, embed_build, model_id_for
 from k3m.embedding_store import EmbeddingStore, EmbeddingStoreError
 from k3m.embedding_writeback import WritebackSettings, write_back
 
-REPO = Path(__file__).resolve().parents[2]
-MICRO = [
-    "model.text.hidden_size=32", "model.text.intermediate_size=64", "model.text.num_layers=1",
-    "model.image.hidden_size=32", "model.image.intermediate_size=64",
-    "model.co_attention.hidden_size=32", "model.co_attention.intermediate_size=64", "model.structure.heads=2",
-    "vocab_size=2000", "batch_size=16", "train_items=256", "valid_items=16", "threads=1", "progress=false",
-    "max_steps=4", "eval_every=0", "checkpoint_every=4", "num_workers=0",
-]
 
-
-def view(build: Path, where: Path) -> Path:
-    """The build seen through symlinks: embeddings written here stay private to the test."""
-    where.mkdir(parents=True)
-    for f in build.iterdir():
-        (where / f.name).symlink_to(f)
-    return where
+@pytest.fixture(scope="module")
+def checkpoint(micro_checkpoint) -> Path:
+    return micro_checkpoint
 
 
 @pytest.fixture(scope="module")
-def checkpoint(fashion_slice_build, tmp_path_factory) -> Path:
-    from k3m.pretrain import train
-    from k3m.train_config import TrainConfig
-
-    run_dir = tmp_path_factory.mktemp("embed-runs") / "micro"
-    train(TrainConfig.load(REPO / "configs" / "tiny.yaml", [f"build={fashion_slice_build}", f"run_dir={run_dir}", *MICRO]))
-    return run_dir
-
-
-@pytest.fixture(scope="module")
-def build(fashion_slice_build, tmp_path_factory) -> Path:
-    return view(Path(fashion_slice_build), tmp_path_factory.mktemp("embed-builds") / "fashion600")
+def build(slice_view) -> Path:
+    return slice_view("embed-builds")
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +64,7 @@ def test_store_layout_and_determinism(checkpoint, build, store):
     assert store.matrix.shape == (600, 32) and store.matrix.dtype == np.float32
     assert store.ids.tolist() == b.items["item_id"].tolist()
     assert store.property_vectors.shape == (len(b.properties), 32) and store.value_vectors.shape == (len(b.values), 32)
-    assert store.meta["facts"] == "train" and store.meta["checkpoint"].endswith("step_4")
+    assert store.meta["facts"] == "train" and store.meta["checkpoint"].endswith("step_6")
     assert np.isfinite(store.matrix).all() and len(np.unique(np.round(store.matrix, 5), axis=0)) > 590
     again, report = embed_build(checkpoint, build)
     assert report.reused and again.meta["created"] == store.meta["created"]

@@ -11,15 +11,6 @@ from types import SimpleNamespace
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-# the tiny preset made narrow: every fixture here takes seconds on 2 CPU cores
-MICRO = [
-    "model.text.hidden_size=32", "model.text.intermediate_size=64", "model.text.num_layers=1",
-    "model.image.hidden_size=32", "model.image.intermediate_size=64",
-    "model.co_attention.hidden_size=32", "model.co_attention.intermediate_size=64", "model.structure.heads=2",
-    "vocab_size=2000", "batch_size=16", "train_items=256", "valid_items=16", "threads=1", "progress=false",
-    "max_steps=6", "eval_every=0", "checkpoint_every=6", "num_workers=0", "lr=2e-3",
-]
 HOSTILE_ID = "10000' OR 1=1 //"
 HOSTILE_VALUE = "Nike`]->(v) DELETE v WITH 1 AS x MERGE (:Pwned {k: '{x}'}) //"
 HOSTILE_PROPERTY = "Fit} RETURN 1 //`"
@@ -27,23 +18,14 @@ HOSTILE_CATEGORY = "Shirts'}) DETACH DELETE i //"
 
 
 @pytest.fixture(scope="session")
-def query_checkpoint(fashion_slice_build, tmp_path_factory) -> Path:
-    from k3m.pretrain import train
-    from k3m.train_config import TrainConfig
-
-    run_dir = tmp_path_factory.mktemp("query-runs") / "micro"
-    train(TrainConfig.load(REPO / "configs" / "tiny.yaml", [f"build={fashion_slice_build}", f"run_dir={run_dir}", *MICRO]))
-    return run_dir
+def query_checkpoint(micro_checkpoint) -> Path:
+    return micro_checkpoint
 
 
 @pytest.fixture(scope="session")
-def query_build(fashion_slice_build, tmp_path_factory) -> Path:
+def query_build(slice_view) -> Path:
     """The 600-item build seen through symlinks, so embeddings written here stay private."""
-    view = tmp_path_factory.mktemp("query-builds") / "fashion600"
-    view.mkdir()
-    for f in Path(fashion_slice_build).iterdir():
-        (view / f.name).symlink_to(f)
-    return view
+    return slice_view("query-builds")
 
 
 @pytest.fixture(scope="session")
