@@ -4,11 +4,19 @@ Each stage module exposes ``add_parser(subparsers)`` which registers its subcomm
 sets ``func`` (called with the parsed args, returns an exit code). Only the module of the
 command being run is imported: stages pull in torch or database drivers, and
 `k3m import` or `k3m --help` should not pay for that.
+
+Errors are reported here, once, for every command: a stage raises, and the user sees one
+line ``k3m COMMAND: error: MESSAGE`` without a traceback. Exit 2 is a user error (bad
+arguments, config, input files or state the user can fix: ValueError, LookupError, missing
+files, or an exception whose class sets ``exit_code = 2``); exit 1 is a runtime failure
+(RuntimeError, OSError, a graph database error). Anything else is a bug and keeps its
+traceback; ``K3M_DEBUG=1`` shows the traceback of every error.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # command -> (module, one-line help), in the order the data walks: catalog -> graph
@@ -38,12 +46,50 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+USER_ERROR, RUNTIME_FAILURE = 2, 1
+_USER_ERRORS = (ValueError, LookupError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+                PermissionError)
+
+
+def exit_code_of(exc: BaseException) -> int | None:
+    """2 for a user error, 1 for a runtime failure, None for a bug (keeps its traceback)."""
+    code = getattr(exc, "exit_code", None)
+    if isinstance(code, int):
+        return code
+    if isinstance(exc, _USER_ERRORS):
+        return USER_ERROR
+    if isinstance(exc, (RuntimeError, OSError)) or type(exc).__module__.startswith("neo4j"):
+        return RUNTIME_FAILURE
+    return None
+
+
+def message_of(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:  # str(KeyError) is the repr of its argument
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
+
+
+def run_command(prog: str, func, args) -> int:
+    """``func(args)``, with every known error turned into one line and an exit code."""
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - sorted into user errors, failures and bugs below
+        code = exit_code_of(exc)
+        if code is None or os.environ.get("K3M_DEBUG"):
+            raise
+        print(f"{prog}: error: {message_of(exc)}", file=sys.stderr)
+        return code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in STAGES else None)
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    return run_command(f"k3m {args.command}", args.func, args)
 
 
 if __name__ == "__main__":
