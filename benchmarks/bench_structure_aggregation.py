@@ -2,7 +2,7 @@
 
 Same weights, same inputs: 256 items x 10 triples, hidden 768, 8 heads (the base sizes).
 
-- ``pyg``: k3m.nn.StructureAggregation, all items at once (torch_geometric.utils.softmax).
+- ``pyg``: k3m.model.nn.StructureAggregation, all items at once (torch_geometric.utils.softmax).
 - ``loop_original``: the original code's shape, written for this benchmark with the same
   math: a Python loop over items and, inside, over each item's triples
   (t = W1 [c || p || v] per triple, softmax per item, c* = c + W3 sum a t).
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from k3m.nn.structure_aggregation import StructureAggregation
+from k3m.model.nn.structure_aggregation import StructureAggregation
 from machine import describe  # benchmarks/machine.py
 
 REPO = Path(__file__).resolve().parents[1]

@@ -34,7 +34,7 @@ def encode_knowledge(text_encoder: TextEncoder, input_ids: torch.Tensor, attenti
 
 def encode_strings(text_encoder: TextEncoder, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Standalone property/value strings [N, L] -> mean over real tokens [N, H]."""
-    from k3m.nn.pooling import masked_mean
+    from k3m.model.nn.pooling import masked_mean
 
     if input_ids.shape[0] == 0:  # a batch without pairs has no strings to encode
         weight = text_encoder.word_embeddings.weight

@@ -3,7 +3,7 @@
 Loaded from a plain YAML file (``configs/tiny.yaml``) with ``--set key=value`` overrides;
 values are parsed as YAML (``--set lr=3e-4``, ``--set train_items=null``). Dotted keys reach
 into the model config: ``--set model.text.num_layers=4`` (``model`` holds a preset name and
-nested :class:`k3m.config.K3MConfig` overrides). Unknown keys are an error.
+nested :class:`k3m.model.configuration.K3MConfig` overrides). Unknown keys are an error.
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ class TrainConfig:
             raise ValueError("model must be a mapping with a 'preset' name and K3MConfig overrides")
 
     def model_config(self):
-        from k3m.config import K3MConfig
+        from k3m.model import K3MConfig
 
         overrides = {k: v for k, v in self.model.items() if k != "preset"}
         return K3MConfig.preset(self.model["preset"], **overrides)

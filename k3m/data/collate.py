@@ -1,4 +1,4 @@
-"""K3MCollator: a list of :class:`~k3m.data.dataset.ItemRecord` → :class:`~k3m.batch.K3MBatch`.
+"""K3MCollator: a list of :class:`~k3m.data.dataset.ItemRecord` → :class:`~k3m.model.batch.K3MBatch`.
 
 Tokenizes titles and knowledge texts (batched, through the fast tokenizer's Rust backend;
 titles and property/value strings are cached per process), pads to the batch's longest
@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from k3m.batch import K3MBatch
+from k3m.model import K3MBatch
 from k3m.data.dataset import ItemRecord, K3MDataset
 from k3m.data.knowledge import backend, encode_knowledge
 from k3m.data.masking import IGNORE, STREAM_KNOWLEDGE, STREAM_MOM, STREAM_TITLE, item_rng, mlm_mask, mom_mask

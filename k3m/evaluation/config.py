@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import yaml
 
-from k3m.config import dataclass_from_dict
+from k3m.model.configuration import dataclass_from_dict
 from k3m.evaluation.corruption import SETTINGS
 from k3m.evaluation.finetune import FinetuneConfig
 from k3m.evaluation.probe import ProbeConfig

@@ -1,7 +1,7 @@
 """The compared models: K3M and its baselines as modality switches of one architecture.
 
 Every model is the same K3M code with the same encoders, preset and pretraining budget;
-only the switches differ (see :mod:`k3m.config`):
+only the switches differ (see :mod:`k3m.model.configuration`):
 
 =============  ==========================================  ==============================
 name           what it sees                                switches

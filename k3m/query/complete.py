@@ -128,7 +128,7 @@ class Completer:
         """(value ids [n, k], distances [n, k]) best first, for item rows of the store."""
         import torch
 
-        from k3m.heads import lpm_distance
+        from k3m.model.heads import lpm_distance
 
         norm = int(self.store.meta.get("lpm_norm", 2))
         p = torch.from_numpy(np.array(self.store.property_vectors[self.property], dtype=np.float32))  # a copy: the map is read-only

@@ -11,7 +11,7 @@ import torchvision
 from encoders.image import CNNGridEncoder, PatchImageEncoder, RegionImageEncoder, build_image_encoder
 from encoders.image.region_file import RegionFeatureFile, box_locations
 from encoders.text import CheckpointMismatchError
-from k3m.config import ImageConfig
+from k3m.model.configuration import ImageConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

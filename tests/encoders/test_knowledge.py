@@ -6,7 +6,7 @@ import torch
 
 from encoders.knowledge import encode_strings, span_mean
 from encoders.text import TextEncoder
-from k3m.config import K3MConfig
+from k3m.model import K3MConfig
 from k3m.data.knowledge import backend, encode_knowledge
 
 pytestmark = pytest.mark.usefixtures("single_thread")

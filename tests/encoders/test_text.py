@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from encoders.text import CheckpointMismatchError, TextEncoder, load_pretrained_bert, load_tokenizer, minilm_dir
-from k3m.config import K3MConfig
+from k3m.model import K3MConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -13,6 +13,6 @@ def minilm_tokenizer():
 
 @pytest.fixture()
 def tiny_config(slice_tokenizer):
-    from k3m.config import K3MConfig
+    from k3m.model import K3MConfig
 
     return K3MConfig.preset("tiny").with_tokenizer(slice_tokenizer)

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from k3m.batch import K3MBatch
+from k3m.model import K3MBatch
 from k3m.data import Corruption, EpochBatchSampler, K3MCollator, K3MDataset, make_loader
 from k3m.data.masking import IGNORE
 from kg.hetero import HAS

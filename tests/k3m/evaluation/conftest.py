@@ -20,8 +20,7 @@ MICRO = dict(
 @pytest.fixture()
 def make_encoder(slice_tokenizer, slice_index):
     """make_encoder(knowledge_as_title_text=False, **switches) -> ItemEncoder of a micro model."""
-    from k3m.config import K3MConfig
-    from k3m.model import K3MModel
+    from k3m.model import K3MConfig, K3MModel
 
     def make(knowledge_as_title_text=False, **switches):
         torch.manual_seed(0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from k3m.nn.iifm import IIFM
+from k3m.model.nn.iifm import IIFM
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

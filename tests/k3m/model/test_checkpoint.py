@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from encoders.text import CheckpointMismatchError, load_tokenizer, minilm_dir
-from k3m.config import K3MConfig
-from k3m.model import K3MModel
+from k3m.model import K3MConfig, K3MModel
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

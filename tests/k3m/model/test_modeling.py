@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from k3m.config import K3MConfig
-from k3m.model import K3MModel
+from k3m.model import K3MConfig, K3MModel
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

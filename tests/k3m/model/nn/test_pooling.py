@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from k3m.nn.pooling import masked_mean, presence_mean
+from k3m.model.nn.pooling import masked_mean, presence_mean
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -18,10 +18,10 @@ from torch import nn
 from encoders.image import build_image_encoder
 from encoders.knowledge import encode_knowledge, encode_strings, span_mean
 from encoders.text import CheckpointMismatchError, TextEncoder, load_pretrained_bert
-from k3m.batch import K3MBatch
-from k3m.config import CONFIG_NAME, K3MConfig
-from k3m.heads import MLMHead, MOMHead, TaskWeighting, lpm_distance, lpm_margin_loss
-from k3m.nn import IIFM, CoAttentionStack, StructureAggregation, TransformerLayer, masked_mean, presence_mean
+from k3m.model.batch import K3MBatch
+from k3m.model.configuration import CONFIG_NAME, K3MConfig
+from k3m.model.heads import MLMHead, MOMHead, TaskWeighting, lpm_distance, lpm_margin_loss
+from k3m.model.nn import IIFM, CoAttentionStack, StructureAggregation, TransformerLayer, masked_mean, presence_mean
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ def make_batch(slice_build, slice_index):
 
 @pytest.fixture()
 def tiny_model_config(slice_tokenizer):
-    from k3m.config import K3MConfig
+    from k3m.model import K3MConfig
 
     torch.manual_seed(0)
     return K3MConfig.preset("tiny").with_tokenizer(slice_tokenizer)

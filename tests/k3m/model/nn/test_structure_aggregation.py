@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from k3m.nn.structure_aggregation import StructureAggregation
+from k3m.model.nn.structure_aggregation import StructureAggregation
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from encoders.text import minilm_dir
-from k3m.config import K3MConfig
+from k3m.model import K3MConfig
 
 
 def test_presets():

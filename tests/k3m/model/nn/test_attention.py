@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from k3m.nn.attention import MultiHeadAttention
-from k3m.nn.co_attention import CoAttentionStack
+from k3m.model.nn.attention import MultiHeadAttention
+from k3m.model.nn.co_attention import CoAttentionStack
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

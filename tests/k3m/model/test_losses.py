@@ -6,11 +6,11 @@ from types import SimpleNamespace
 
 import torch
 
-from k3m.config import LossConfig
-from k3m.heads.lpm import lpm_distance, lpm_margin_loss, rows_of
-from k3m.heads.mlm import MLMHead
-from k3m.heads.mom import MOMHead
-from k3m.heads.task_weighting import TaskWeighting
+from k3m.model.configuration import LossConfig
+from k3m.model.heads.lpm import lpm_distance, lpm_margin_loss, rows_of
+from k3m.model.heads.mlm import MLMHead
+from k3m.model.heads.mom import MOMHead
+from k3m.model.heads.task_weighting import TaskWeighting
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from k3m.nn.attention import AttentionBlock, FeedForwardBlock
+from k3m.model.nn.attention import AttentionBlock, FeedForwardBlock
 
 
 class CoAttentionLayer(nn.Module):

@@ -1,0 +1,17 @@
+"""K3M building blocks, one concept per module."""
+from k3m.model.nn.attention import MultiHeadAttention, TransformerLayer
+from k3m.model.nn.co_attention import CoAttentionLayer, CoAttentionStack
+from k3m.model.nn.iifm import IIFM
+from k3m.model.nn.pooling import masked_mean, presence_mean
+from k3m.model.nn.structure_aggregation import StructureAggregation
+
+__all__ = [
+    "CoAttentionLayer",
+    "CoAttentionStack",
+    "IIFM",
+    "MultiHeadAttention",
+    "StructureAggregation",
+    "TransformerLayer",
+    "masked_mean",
+    "presence_mean",
+]
