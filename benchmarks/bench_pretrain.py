@@ -6,7 +6,7 @@
 Three measurements, written with a description of the machine to
 ``benchmarks/results/pretrain_<device>_<preset>.json``:
 
-1. ``train``: the real loop (``k3m.pretrain.train``: DataLoader workers, AdamW, bf16 on
+1. ``train``: the real loop (``k3m.training.train``: DataLoader workers, AdamW, bf16 on
    CUDA) for ``--steps`` steps: items/s (median over logging windows, first one dropped)
    and peak memory (process max RSS on CPU, max allocated on CUDA).
 2. ``data``: the collator alone in this process (items/s of one loader worker).
@@ -62,8 +62,8 @@ def peak_flops(name: str):
 
 
 def bench_train(args, run_dir: Path) -> dict:
-    from k3m.pretrain import train
-    from k3m.train_config import TrainConfig
+    from k3m.training import train
+    from k3m.training.config import TrainConfig
 
     overrides = [f"build={args.build}", f"run_dir={run_dir}", f"max_steps={args.steps}", f"batch_size={args.batch_size}",
                  "log_every=5", "eval_every=0", f"checkpoint_every={args.steps}", "valid_items=64", "progress=false",
@@ -116,7 +116,8 @@ def bench_breakdown(args, cfg, run_dir: Path) -> dict:
     from etl.catalog_build import CatalogBuild
     from k3m.data import CatalogIndex
     from k3m.model import K3MModel
-    from k3m.pretrain import Dist, make_loaders, make_optimizer, setup
+    from k3m.training.distributed import Dist, setup
+    from k3m.training.prepare import make_loaders, make_optimizer
 
     dist = setup(cfg)
     device = dist.device

@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from etl.catalog_build import CatalogBuild  # noqa: E402
-from k3m.embed import EmbedSettings, embed_build  # noqa: E402
-from k3m.embedding_writeback import WritebackSettings, write_back  # noqa: E402
+from k3m.embedding.embed import EmbedSettings, embed_build  # noqa: E402
+from k3m.embedding.writeback import WritebackSettings, write_back  # noqa: E402
 from k3m.query import ItemFilter, VectorSearch, similar_items  # noqa: E402
 from k3m.query.complete import Completer  # noqa: E402
 from k3m.query.vector_search import ExactIndex  # noqa: E402

@@ -23,10 +23,10 @@ import sys
 STAGES: dict[str, tuple[str, str]] = {
     "import": ("etl.cli", "import catalog files into a catalog build"),
     "kg": ("kg.cli", "load a build into RDF / the graph database, query them, serve, stats"),
-    "pretrain": ("k3m.pretrain", "pretrain K3M on a catalog build"),
-    "embed": ("k3m.embed", "write item embeddings to the build and the graph"),
+    "pretrain": ("k3m.training.cli", "pretrain K3M on a catalog build"),
+    "embed": ("k3m.embedding.cli", "write item embeddings to the build and the graph"),
     "query": ("k3m.query", "Cypher-driven query scripts over item embeddings"),
-    "evaluate": ("k3m.evaluate", "downstream tasks under missing/noisy modalities, against baselines"),
+    "evaluate": ("k3m.evaluation.cli", "downstream tasks under missing/noisy modalities, against baselines"),
 }
 
 

@@ -177,8 +177,8 @@ def _example_item(build: Path) -> dict:
 
 def _projection(build: Path, png: Path) -> None:
     from etl.catalog_build import CatalogBuild
-    from k3m.embedding_store import EmbeddingStore
-    from k3m.plots.projection import embedding_projection
+    from k3m.embedding.store import EmbeddingStore
+    from k3m.embedding.projection import embedding_projection
 
     catalog = CatalogBuild.open(build)
     store = EmbeddingStore.open(build)  # newest model

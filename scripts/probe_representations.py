@@ -21,12 +21,12 @@ import torch
 from etl.catalog_build import CatalogBuild
 from k3m.data import CatalogIndex
 from k3m.evaluation.config import EvaluationConfig
-from k3m.evaluation.encoding import ItemEncoder
+from k3m.embedding.encoder import ItemEncoder
 from k3m.evaluation.models import MODELS, load_model
 from k3m.evaluation.pools import make_pools
 from k3m.evaluation.probe import evaluate_probe, gather, train_probe
 from k3m.evaluation.tasks.classification import ClassificationTask
-from k3m.pretrain import load_property_order
+from k3m.model.checkpoint import load_property_order
 
 
 @torch.no_grad()

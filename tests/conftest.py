@@ -64,8 +64,8 @@ MICRO_PRETRAINING = [
 @pytest.fixture(scope="session")
 def micro_checkpoint(fashion_slice_build, tmp_path_factory) -> Path:
     """A micro K3M pretrained 6 steps on the fashion600 slice (run dir; read-only for tests)."""
-    from k3m.pretrain import train
-    from k3m.train_config import TrainConfig
+    from k3m.training import train
+    from k3m.training.config import TrainConfig
 
     run_dir = tmp_path_factory.mktemp("micro-runs") / "micro"
     train(TrainConfig.load(REPO / "configs" / "tiny.yaml", [f"build={fashion_slice_build}", f"run_dir={run_dir}", *MICRO_PRETRAINING]))
@@ -106,9 +106,9 @@ def slice_index(slice_build):
 def slice_tokenizer(slice_build, slice_index, tmp_path_factory):
     """A WordPiece tokenizer trained on the slice's train split, as `k3m pretrain` does."""
     from encoders.text import train_wordpiece_tokenizer
-    from k3m.pretrain import training_texts
+    from k3m.data import tokenizer_corpus
 
-    texts = training_texts(slice_index, slice_build.item_indices("train"))
+    texts = tokenizer_corpus(slice_index, slice_build.item_indices("train"))
     return train_wordpiece_tokenizer(texts, 2000, tmp_path_factory.mktemp("slice_tokenizer"))
 
 

@@ -1,16 +1,19 @@
-"""The pretraining data pipeline: catalog build → items → K3MBatch.
+"""The data pipeline: catalog build → items → K3MBatch.
 
     index = CatalogIndex.from_build(build_dir)
     dataset = K3MDataset(index, build.item_indices("train"), max_pairs=cfg.text.max_pairs, ...)
     collator = K3MCollator(dataset, tokenizer, cfg, targets=True)
     batch = collator([dataset[(epoch, row)] for row in rows])   # or make_loader(...)
 """
+from k3m.data.caps import cap_report
 from k3m.data.collate import K3MCollator
-from k3m.data.dataset import CatalogIndex, Corruption, ItemRecord, K3MDataset
-from k3m.data.knowledge import cap_report, encode_knowledge, knowledge_text
+from k3m.data.dataset import Corruption, ItemRecord, K3MDataset
+from k3m.data.index import FACTS, CatalogIndex, tokenizer_corpus
+from k3m.data.knowledge import encode_knowledge, knowledge_text
 from k3m.data.loader import EpochBatchSampler, make_loader
 
 __all__ = [
+    "FACTS",
     "CatalogIndex",
     "Corruption",
     "EpochBatchSampler",
@@ -21,4 +24,5 @@ __all__ = [
     "encode_knowledge",
     "knowledge_text",
     "make_loader",
+    "tokenizer_corpus",
 ]

@@ -105,7 +105,7 @@ class EvaluationConfig:
 
     @classmethod
     def load(cls, path: str | Path | None, overrides: list[str] = ()) -> "EvaluationConfig":
-        from k3m.train_config import apply_overrides
+        from k3m.training.config import apply_overrides
 
         data = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
         return cls.from_dict(apply_overrides(data, list(overrides)))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from k3m.evaluation.corruption import CorruptionPlan
-from k3m.evaluation.encoding import ItemEncoder
+from k3m.embedding.encoder import ItemEncoder
 from k3m.evaluation.probe import gather
 from k3m.evaluation.tasks.base import HeadTask
 

@@ -87,8 +87,9 @@ def pretrain_model(spec: ModelSpec, budget, build: str, seed: int, wait: bool = 
 
 
 def _pretrain_locked(spec: ModelSpec, budget, build: str, seed: int, run_dir: Path) -> PretrainResult:
-    from k3m.pretrain import find_checkpoint, train
-    from k3m.train_config import TrainConfig
+    from k3m.model.checkpoint import find_checkpoint
+    from k3m.training import train
+    from k3m.training.config import TrainConfig
 
     overrides = list(budget.overrides) + pretrain_overrides(spec) + [f"build={build}", f"run_dir={run_dir}", f"seed={seed}"]
     cfg = TrainConfig.load(budget.config, overrides)
@@ -110,9 +111,12 @@ def _pretrain_locked(spec: ModelSpec, budget, build: str, seed: int, run_dir: Pa
 def load_model(spec: ModelSpec, path: str | Path, device: str = "cpu"):
     """(model in eval mode, tokenizer) of a checkpoint dir or a pretraining run dir, refused
     when its modality switches are not the ones ``spec`` names (a mislabelled baseline)."""
-    from k3m.pretrain import load_pretrained
+    from k3m.model.checkpoint import load_checkpoint
+    from k3m.training.checkpointing import TRAIN_CONFIG
+    from k3m.training.config import TrainConfig
 
-    model, tokenizer, train_config = load_pretrained(path)
+    loaded = load_checkpoint(path)
+    model, tokenizer, train_config = loaded.model, loaded.tokenizer, TrainConfig.load(loaded.path / TRAIN_CONFIG)
     wanted = {"use_title": True, "use_image": True, "use_knowledge": True, **spec.switches}
     found = {key: getattr(model.config, key) for key in wanted}
     found_text = bool(getattr(train_config, "knowledge_as_title_text", False))

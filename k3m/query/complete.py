@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from k3m.embedding_store import EmbeddingStore
+from k3m.embedding.store import EmbeddingStore
 
 HELDOUT_SPLITS = {"valid": (1,), "test": (2,), "all": (1, 2)}
 # bulk reads return one collected row: a record per item costs ~10x more over Bolt
@@ -238,7 +238,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from etl.catalog_build import BuildError, CatalogBuild
-    from k3m.embedding_store import EmbeddingStoreError
+    from k3m.embedding.store import EmbeddingStoreError
     from k3m.query.connection import apply_data_dir, locate_store, open_graph
     from k3m.query.output import dumps
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from k3m.embedding_store import EmbeddingStore, EmbeddingStoreError
+from k3m.embedding.store import EmbeddingStore, EmbeddingStoreError
 
 PKG_BUILD = "MATCH (m:PKG {name: $name}) RETURN m.build AS build"
 

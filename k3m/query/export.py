@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from k3m.embedding_store import EmbeddingStore
+from k3m.embedding.store import EmbeddingStore
 
 FORMATS = {".parquet": "parquet", ".npz": "npz"}
 RESERVED = {"parquet": {"embedding"}, "npz": {"ids", "embeddings"}}
@@ -126,7 +126,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from neo4j.exceptions import Neo4jError
 
-    from k3m.embedding_store import EmbeddingStoreError
+    from k3m.embedding.store import EmbeddingStoreError
     from k3m.query.connection import apply_data_dir, locate_store, open_graph
     from k3m.query.output import dumps
     from kg.params import parse_params

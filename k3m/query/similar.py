@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-from k3m.embedding_store import EmbeddingStore
+from k3m.embedding.store import EmbeddingStore
 from k3m.query.patterns import ItemFilter
 from k3m.query.vector_search import STRATEGIES, VectorSearch
 
@@ -121,7 +121,7 @@ def parse_where(specs: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def run(args) -> int:
-    from k3m.embedding_store import EmbeddingStoreError
+    from k3m.embedding.store import EmbeddingStoreError
     from k3m.query.connection import apply_data_dir, locate_store, open_graph
     from k3m.query.output import dumps
     from k3m.query.vector_search import VectorSearchError

@@ -22,11 +22,11 @@ from functools import cached_property
 
 import numpy as np
 
-from k3m.embedding_store import EmbeddingStore
+from k3m.embedding.store import EmbeddingStore
+from k3m.embedding.writeback import INDEX_NAME
 from k3m.query.patterns import QUERY_ITEM, ItemFilter, candidate_query
 
 STRATEGIES = ("auto", "native", "client", "cypher")
-INDEX_NAME = "k3m_item_embedding"
 _NORM_CHUNK = 65536  # rows per chunk when computing norms of a memory-mapped matrix
 
 
@@ -199,19 +199,3 @@ class VectorSearch:
             if len(rows) >= k or fetch >= total:
                 return [Hit(r["id"], 2.0 * r["score"] - 1.0) for r in rows]  # index score = (1+cos)/2
             fetch = min(total, fetch * 4)
-
-
-def ensure_native_index(db, dim: int) -> bool:
-    """Create the cosine vector index on ``Item.embedding`` where the server has one.
-
-    Returns False (and does nothing) on servers without native vector indexes. ``dim`` is
-    an integer we computed, formatted into the statement because index options are not
-    parameters in every Neo4j 5 release.
-    """
-    if not db.capabilities.native_vector_index:
-        return False
-    db.write(
-        f"CREATE VECTOR INDEX {INDEX_NAME} IF NOT EXISTS FOR (i:Item) ON (i.embedding) "
-        f"OPTIONS {{indexConfig: {{`vector.dimensions`: {int(dim)}, `vector.similarity_function`: 'cosine'}}}}"
-    )
-    return True

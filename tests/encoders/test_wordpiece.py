@@ -24,11 +24,11 @@ def test_same_texts_same_vocabulary_in_any_process(slice_index, slice_build, tmp
     from tokenizers import normalizers, pre_tokenizers
 
     import encoders.wordpiece as wordpiece
-    from k3m.pretrain import training_texts
+    from k3m.data import tokenizer_corpus
 
     normalizer, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
     counts = Counter()
-    for text in training_texts(slice_index, slice_build.item_indices("train")):
+    for text in tokenizer_corpus(slice_index, slice_build.item_indices("train")):
         counts.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
     (tmp_path / "counts.json").write_text(json.dumps(counts))
     vocabs = []
@@ -43,9 +43,9 @@ def test_same_texts_same_vocabulary_in_any_process(slice_index, slice_build, tmp
 
 def test_trained_tokenizer_reads_the_catalog(fashion_slice_build, slice_index, slice_build, tmp_path):
     from encoders.text import train_wordpiece_tokenizer
-    from k3m.pretrain import training_texts
+    from k3m.data import tokenizer_corpus
 
-    train_wordpiece_tokenizer(training_texts(slice_index, slice_build.item_indices("train")), 2000, tmp_path)
+    train_wordpiece_tokenizer(tokenizer_corpus(slice_index, slice_build.item_indices("train")), 2000, tmp_path)
     tok = load_tokenizer(tmp_path)  # as saved
     rows = slice_build.item_indices("train")[:200]
     ids = tok([slice_index.titles[r] for r in rows])["input_ids"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from k3m.evaluation.corruption import plan_corruption, product_keys
-from k3m.evaluation.encoding import ItemEncoder
+from k3m.embedding.encoder import ItemEncoder
 
 MICRO = dict(
     text={"hidden_size": 32, "intermediate_size": 64, "num_layers": 1},

@@ -30,7 +30,7 @@ def query_build(slice_view) -> Path:
 
 @pytest.fixture(scope="session")
 def query_store(query_checkpoint, query_build):
-    from k3m.embed import embed_build
+    from k3m.embedding.embed import embed_build
 
     store, _ = embed_build(query_checkpoint, query_build)
     return store
@@ -67,7 +67,7 @@ def load(db, build_path) -> None:
 @pytest.fixture(scope="session")
 def loaded_db(open_db, query_build, query_store):
     """The 600-item build in the graph with its embeddings written back (read-only use)."""
-    from k3m.embedding_writeback import write_back
+    from k3m.embedding.writeback import write_back
 
     db = open_db()
     load(db, query_build)
@@ -88,7 +88,7 @@ def hostile(fashion_dir, query_checkpoint, tmp_path_factory) -> SimpleNamespace:
     """40 real fashion44k rows edited to carry hostile id/value/property/category, imported by
     the real ETL and embedded by the micro checkpoint."""
     from etl.build import import_catalog
-    from k3m.embed import embed_build
+    from k3m.embedding.embed import embed_build
 
     with gzip.open(fashion_dir / "styles.jsonl.gz", "rt", encoding="utf-8") as stream:
         rows = [json.loads(line) for line in itertools.islice(stream, 40)]

@@ -8,7 +8,7 @@ import pytest
 
 from etl.catalog_build import CatalogBuild
 from k3m.cli import main
-from k3m.embedding_writeback import write_back
+from k3m.embedding.writeback import write_back
 from k3m.query import CompletionSettings, ItemFilter, complete_attributes, export_items, run_cypher, similar_items
 
 

@@ -1,9 +1,10 @@
 """Item vectors c* of a pretrained model, on clean or corrupted inputs.
 
-:class:`ItemEncoder` wraps a model, its tokenizer and the build's :class:`CatalogIndex`; a
-:class:`~k3m.evaluation.corruption.CorruptionPlan` reaches the model only through the data
-pipeline's hooks (``Corruption.title_source``/``image_source``), so corrupted inputs are
-built exactly like clean ones. The model's modality switches (``use_title`` ...) and the
+:class:`ItemEncoder` wraps a model, its tokenizer and the build's :class:`CatalogIndex`. A
+corruption plan (anything with ``items``, ``title_source`` and ``image_source`` arrays, e.g.
+the evaluation's ``CorruptionPlan``) reaches the model only through the data pipeline's
+hooks (``Corruption.title_source``/``image_source``), so corrupted inputs are built exactly
+like clean ones. The model's modality switches (``use_title`` ...) and the
 "+PKG as text" flag are applied by the same dataset, as in pretraining. Knowledge input is
 always the train triples only (held-out facts never reach a model).
 """
@@ -16,7 +17,6 @@ import numpy as np
 import torch
 
 from k3m.data import CatalogIndex, Corruption, K3MCollator, K3MDataset
-from k3m.evaluation.corruption import CorruptionPlan
 
 
 @dataclass
@@ -32,7 +32,7 @@ class ItemEncoder:
     def config(self):
         return self.model.config
 
-    def dataset(self, rows: np.ndarray, plan: CorruptionPlan | None = None) -> K3MDataset:
+    def dataset(self, rows: np.ndarray, plan=None) -> K3MDataset:
         if plan is None:
             corruption = Corruption(knowledge_as_title_text=self.knowledge_as_title_text)
         else:
@@ -46,7 +46,7 @@ class ItemEncoder:
             use_title=cfg.use_title, use_image=cfg.use_image, use_knowledge=cfg.use_knowledge, corruption=corruption,
         )
 
-    def batches(self, rows: np.ndarray, plan: CorruptionPlan | None = None) -> Iterator:
+    def batches(self, rows: np.ndarray, plan=None) -> Iterator:
         dataset = self.dataset(rows, plan)
         collate = K3MCollator(dataset, self.tokenizer, self.config, targets=False)
         device = next(self.model.parameters()).device
@@ -54,12 +54,12 @@ class ItemEncoder:
             yield collate([dataset[int(r)] for r in rows[start : start + self.batch_size]]).to(device)
 
     @torch.no_grad()
-    def encode(self, rows: np.ndarray, plan: CorruptionPlan | None = None) -> torch.Tensor:
+    def encode(self, rows: np.ndarray, plan=None) -> torch.Tensor:
         """float [len(rows), H] c* in eval mode, in the order of ``rows``."""
         out = [self.model.encode_items(batch).float().cpu() for batch in self.batches(rows, plan)]
         return torch.cat(out) if out else torch.empty(0, self.config.hidden_size)
 
-    def encode_train(self, rows: np.ndarray, plan: CorruptionPlan | None = None) -> torch.Tensor:
+    def encode_train(self, rows: np.ndarray, plan=None) -> torch.Tensor:
         """c* of one mini-batch with gradients, in the model's current mode (fine-tuning)."""
         dataset = self.dataset(rows, plan)
         batch = K3MCollator(dataset, self.tokenizer, self.config, targets=False)([dataset[int(r)] for r in rows])

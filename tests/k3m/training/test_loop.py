@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from k3m.pretrain import evaluate, load_pretrained, main, make_loaders, setup, train
-from k3m.train_config import TrainConfig
+from k3m.model.checkpoint import load_checkpoint
+from k3m.pretrain import main
+from k3m.training import TrainConfig, train, validate
+from k3m.training.distributed import setup
+from k3m.training.prepare import make_loaders
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MICRO = [
     "model.text.hidden_size=32", "model.text.intermediate_size=64", "model.text.num_layers=1",
     "model.image.hidden_size=32", "model.image.intermediate_size=64",
@@ -74,7 +77,9 @@ def test_checkpoint_round_trip(run_a, tmp_path):
     from k3m.model import K3MModel
 
     run_dir, summary = run_a
-    model, tokenizer, cfg = load_pretrained(run_dir)
+    loaded = load_checkpoint(run_dir)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    cfg = TrainConfig.load(loaded.path / "train_config.yaml")
     state = torch.load(run_dir / "checkpoints" / "step_8" / "trainer_state.pt", weights_only=False)
     assert state["step"] == 8 and len(state["rng"]) == 1
     assert len(state["optimizer"]["state"]) == sum(1 for p in model.parameters() if p.requires_grad)
@@ -83,7 +88,7 @@ def test_checkpoint_round_trip(run_a, tmp_path):
     dist = setup(cfg)
     _, _, valid = make_loaders(cfg, model.config, CatalogIndex.from_build(build), tokenizer,
                                build.item_indices("train")[:512], build.item_indices("valid")[:32], dist)
-    assert evaluate(model, valid, dist, nullcontext()) == pytest.approx(summary["valid"], rel=1e-6)
+    assert validate(model, valid, dist, nullcontext()) == pytest.approx(summary["valid"], rel=1e-6)
     # and saves / loads to the same weights and tokenizer
     model.save_pretrained(tmp_path / "again", tokenizer)
     reloaded = K3MModel.from_pretrained(tmp_path / "again")
@@ -94,7 +99,7 @@ def test_checkpoint_round_trip(run_a, tmp_path):
 
     assert load_tokenizer(run_dir / "tokenizer").get_vocab() == tokenizer.get_vocab()  # the run's own
     # the pair order it trained with travels with the checkpoint
-    from k3m.pretrain import load_property_order
+    from k3m.model.checkpoint import load_property_order
 
     assert load_property_order(run_dir) == CatalogIndex.from_build(build).property_order
 

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from k3m.train_config import TrainConfig, apply_overrides
+from k3m.training.config import TrainConfig, apply_overrides
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
 @pytest.mark.parametrize("name", ["tiny", "base", "tiny_fast"])

@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from k3m.embedding_store import EmbeddingStore
+from k3m.embedding.store import EmbeddingStore
 
+INDEX_NAME = "k3m_item_embedding"  # the native vector index, where the server has them (Neo4j 5)
 WRITE = """
 UNWIND $rows AS r
 MATCH (i:Item {id: r.id})
@@ -86,3 +87,19 @@ def write_back(db, store: EmbeddingStore, settings: WritebackSettings = Writebac
 
 def _count(db, batch: list[dict], model: str, created: str) -> int:
     return db.write_transaction(lambda tx: tx.run(WRITE, rows=batch, model=model, created=created).single()["n"])
+
+
+def ensure_native_index(db, dim: int) -> bool:
+    """Create the cosine vector index on ``Item.embedding`` where the server has one.
+
+    Returns False (and does nothing) on servers without native vector indexes. ``dim`` is
+    an integer we computed, formatted into the statement because index options are not
+    parameters in every Neo4j 5 release.
+    """
+    if not db.capabilities.native_vector_index:
+        return False
+    db.write(
+        f"CREATE VECTOR INDEX {INDEX_NAME} IF NOT EXISTS FOR (i:Item) ON (i.embedding) "
+        f"OPTIONS {{indexConfig: {{`vector.dimensions`: {int(dim)}, `vector.similarity_function`: 'cosine'}}}}"
+    )
+    return True

@@ -1,6 +1,6 @@
 """A 2-D projection of item embeddings, coloured by category, as a PNG.
 
-    from k3m.plots import embedding_projection
+    from k3m.embedding.projection import embedding_projection
     embedding_projection(store.matrix, build.items["category"], "runs/demo/embeddings.png")
 
 PCA by default (exact, seconds for 44k items); ``method="tsne"`` runs t-SNE on a random

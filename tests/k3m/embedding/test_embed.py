@@ -13,9 +13,9 @@ import pytest
 
 from etl.catalog_build import CatalogBuild
 from k3m.cli import main
-from k3m.embed import EmbedSettings, embed_build, model_id_for
-from k3m.embedding_store import EmbeddingStore, EmbeddingStoreError
-from k3m.embedding_writeback import WritebackSettings, write_back
+from k3m.embedding.embed import EmbedSettings, embed_build, model_id_for
+from k3m.embedding.store import EmbeddingStore, EmbeddingStoreError
+from k3m.embedding.writeback import WritebackSettings, write_back
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_later_items_are_embedded_without_retraining(checkpoint, store, build, l
     the order the checkpoint trained with (property_order.json), not in the grown build's
     own property frequencies, which order most known items' pairs differently."""
     from k3m.data import CatalogIndex
-    from k3m.pretrain import load_property_order
+    from k3m.model.checkpoint import load_property_order
 
     later, _ = embed_build(checkpoint, later_build)
     assert later.matrix.shape == (640, 32) and later.ids[:600].tolist() == store.ids.tolist()
@@ -116,11 +116,11 @@ def test_facts_all_reads_the_held_out_triples(checkpoint, build, store):
     # checkpoint's property order) reads the same knowledge either way; every other one moves
     from k3m.data import CatalogIndex
     from k3m.data.knowledge import backend, encode_knowledge
-    from k3m.pretrain import load_pretrained, load_property_order
+    from k3m.model.checkpoint import load_checkpoint
 
-    model, tokenizer, _ = load_pretrained(checkpoint)
+    loaded = load_checkpoint(checkpoint)
+    model, tokenizer, order = loaded.model, loaded.tokenizer, loaded.property_order
     text = model.config.text
-    order = load_property_order(checkpoint)
 
     def read(facts):
         index = CatalogIndex.from_build(b, facts=facts, property_order=order)

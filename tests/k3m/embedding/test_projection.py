@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from etl.catalog_build import CatalogBuild
-from k3m.plots import ProjectionSettings, embedding_projection
+from k3m.embedding.projection import ProjectionSettings, embedding_projection
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from k3m.evaluate import main
+from k3m.cli import main as k3m_main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
+
+
+def main(argv: list[str]) -> int:
+    return k3m_main(["evaluate", *argv])
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ OUT/report.md and OUT/figures/*.png; see docs/evaluate.md.
 from __future__ import annotations
 
 import argparse
-import sys
+from pathlib import Path
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -57,47 +57,25 @@ def load_config(args):
 
 
 def run(args) -> int:
-    try:
-        if args.report_only:
-            from pathlib import Path
+    if args.report_only:
+        from k3m.evaluation.report import write_report
 
-            from k3m.evaluation.report import write_report
+        out = args.out or (load_config(args).out_dir if args.config else None)
+        if not out:
+            raise ValueError("--report-only needs --out or a --config naming out_dir")
+        if not (Path(out) / "results.jsonl").is_file():
+            raise FileNotFoundError(f"{out}: no results.jsonl to report on")
+        print(write_report(out))
+        return 0
+    config = load_config(args)
+    unknown = sorted(set(args.redo) - set(config.tasks))
+    if unknown:
+        raise ValueError(f"--redo {', '.join(unknown)}: not a task of this grid ({', '.join(config.tasks)})")
+    from k3m.evaluation.runner import evaluate, pretrain_all
 
-            out = args.out or (load_config(args).out_dir if args.config else None)
-            if not out:
-                raise ValueError("--report-only needs --out or a --config naming out_dir")
-            if not (Path(out) / "results.jsonl").is_file():
-                raise FileNotFoundError(f"{out}: no results.jsonl to report on")
-            print(write_report(out))
-            return 0
-        config = load_config(args)
-        unknown = sorted(set(args.redo) - set(config.tasks))
-        if unknown:
-            raise ValueError(f"--redo {', '.join(unknown)}: not a task of this grid ({', '.join(config.tasks)})")
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"k3m evaluate: error: {exc}", file=sys.stderr)
-        return 2
-    from k3m.evaluation.runner import OutputConflict, evaluate, pretrain_all
-
-    try:
-        if args.pretrain_only:
-            for run_dir in pretrain_all(config):
-                print(run_dir)
-            return 0
-        out = evaluate(config, args.redo)
-    except OutputConflict as exc:
-        print(f"k3m evaluate: error: {exc}", file=sys.stderr)
-        return 2
-    print(out / "report.md")
+    if args.pretrain_only:
+        for run_dir in pretrain_all(config):
+            print(run_dir)
+        return 0
+    print(evaluate(config, args.redo) / "report.md")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m k3m.evaluate", description=__doc__.splitlines()[0])
-    configure(parser)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

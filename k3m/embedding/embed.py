@@ -1,7 +1,4 @@
-"""`k3m embed --checkpoint CKPT BUILD`: item representations c* for every item of a build.
-
-    k3m embed --checkpoint runs/tiny BUILD               # store in BUILD/embeddings/<model>/ + graph
-    k3m embed --checkpoint runs/tiny BUILD --float16 --no-graph
+"""Item representations c* for every item of a build (``k3m embed``, k3m.embedding.cli).
 
 The model reads each item's title, image and triples (inductive: a build imported after
 pretraining is embedded by the same checkpoint, no retraining). Batches run on the GPU when
@@ -17,9 +14,7 @@ already carry them (``--force`` rewrites).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -27,8 +22,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import torch
 
-FACTS = ("train", "all")  # as k3m.data.dataset.FACTS
+from etl.catalog_build import CatalogBuild
+from k3m.data import FACTS, CatalogIndex
+from k3m.embedding.encoder import ItemEncoder
+from k3m.embedding.store import EmbeddingStore, check_model_id, write_store
+from k3m.model import WEIGHTS_NAME
+from k3m.model.checkpoint import find_checkpoint, load_checkpoint
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,6 @@ class EmbedReport:
 def model_id_for(checkpoint: str | Path) -> str:
     """``<run>-<step>-<sha256 of the weights, 10 hex>``: readable and exact (two runs that
     share a name never share an id)."""
-    from k3m.model import WEIGHTS_NAME
-    from k3m.pretrain import find_checkpoint
-
     ckpt = find_checkpoint(checkpoint)
     digest = hashlib.sha256()
     with open(ckpt / WEIGHTS_NAME, "rb") as handle:
@@ -76,9 +74,7 @@ def model_id_for(checkpoint: str | Path) -> str:
     return f"{name[:100]}-{digest.hexdigest()[:10]}"
 
 
-def resolve_device(device: str):
-    import torch
-
+def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -87,14 +83,6 @@ def resolve_device(device: str):
 def embed_build(checkpoint: str | Path, build_path: str | Path, settings: EmbedSettings = EmbedSettings(),
                 progress=None):
     """Compute (or reuse) the build's embeddings; returns (EmbeddingStore, EmbedReport)."""
-    import torch
-
-    from etl.catalog_build import CatalogBuild
-    from k3m.data import CatalogIndex
-    from k3m.embedding_store import EmbeddingStore, check_model_id, write_store
-    from k3m.evaluation.encoding import ItemEncoder
-    from k3m.pretrain import find_checkpoint, load_pretrained, load_property_order
-
     started = time.perf_counter()
     build = CatalogBuild.open(build_path)
     ckpt = find_checkpoint(checkpoint)
@@ -110,9 +98,10 @@ def embed_build(checkpoint: str | Path, build_path: str | Path, settings: EmbedS
             return existing, EmbedReport(model_id, str(existing.path), meta["items"], meta["dim"], str(device), True,
                                          time.perf_counter() - started)
 
-    model, tokenizer, _ = load_pretrained(ckpt)
-    model = model.to(device).eval()
-    encoder = ItemEncoder(model, tokenizer, CatalogIndex.from_build(build, facts=settings.facts, property_order=load_property_order(ckpt)), batch_size=settings.batch_size)
+    loaded = load_checkpoint(ckpt)
+    model = loaded.model.to(device).eval()
+    index = CatalogIndex.from_build(build, facts=settings.facts, property_order=loaded.property_order)
+    encoder = ItemEncoder(model, loaded.tokenizer, index, batch_size=settings.batch_size)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     rows = np.arange(build.num_items, dtype=np.int64)
     parts = []
@@ -137,74 +126,3 @@ def embed_build(checkpoint: str | Path, build_path: str | Path, settings: EmbedS
     store = write_store(build.path, model_id, build.items["item_id"].to_numpy(dtype=object), embeddings, props, values,
                         meta, settings.dtype)
     return store, EmbedReport(model_id, str(store.path), len(rows), int(embeddings.shape[1]), str(device), False, seconds)
-
-
-# -- command line ----------------------------------------------------------------------
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "embed", help="item embeddings c* of a build, into the build and onto the graph's Item nodes",
-        description=__doc__.split("\n\n")[0] + " See docs/query.md.",
-    )
-    p.add_argument("build", type=Path, help="catalog build directory (k3m import)")
-    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint dir, or a run dir (its latest checkpoint)")
-    p.add_argument("--float16", action="store_true", help="store c* as float16 (half the disk; search widens to float32)")
-    p.add_argument("--facts", choices=FACTS, default=EmbedSettings.facts, help="triples the model reads (default: train)")
-    p.add_argument("--batch-size", type=int, default=EmbedSettings.batch_size)
-    p.add_argument("--device", default=EmbedSettings.device, help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--model-id", help="name of these embeddings (default: <run>-<step>-<weights hash>)")
-    p.add_argument("--recompute", action="store_true", help="recompute even if the build holds this model's embeddings")
-    p.add_argument("--no-graph", action="store_true", help="do not write the embeddings onto the graph")
-    p.add_argument("--force", action="store_true", help="rewrite graph items that already carry these embeddings")
-    p.add_argument("--write-batch", type=int, default=None, help="items per graph transaction")
-    p.add_argument("--database", help="graph database (embedded default: k3m)")
-    p.add_argument("--data-dir", type=Path, help="state directory of the embedded graph (default $K3M_DATA_DIR or ./data)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=run)
-
-
-def run(args) -> int:
-    from k3m.query.connection import apply_data_dir, open_graph
-
-    settings = EmbedSettings(
-        batch_size=args.batch_size, device=args.device, dtype="float16" if args.float16 else "float32",
-        facts=args.facts, model_id=args.model_id, recompute=args.recompute,
-    )
-    try:
-        store, report = embed_build(args.checkpoint, args.build, settings, progress=_progress("embedded"))
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"k3m embed: error: {exc}", file=sys.stderr)
-        return 2
-    out = {"embed": report.as_dict()}
-    if not args.no_graph:
-        from k3m.embedding_writeback import WritebackSettings, write_back
-        from k3m.query.vector_search import ensure_native_index
-
-        apply_data_dir(args.data_dir)
-        wb = WritebackSettings(force=args.force, **({"batch_size": args.write_batch} if args.write_batch else {}))
-        with open_graph(args.database) as db:
-            wb_report = write_back(db, store, wb, progress=_progress("written to the graph") if sys.stderr.isatty() else None)
-            native = ensure_native_index(db, report.dim)
-            out["graph"] = {**wb_report.as_dict(), "server": db.capabilities.agent, "native_vector_index": native}
-        if wb_report.missing_in_graph == wb_report.items:
-            print(f"k3m embed: warning: none of the items is in the graph; load it first: k3m kg load {args.build} --graph",
-                  file=sys.stderr)
-    if args.json:
-        print(json.dumps(out, indent=1))
-    else:
-        e = out["embed"]
-        how = "reused" if e["reused"] else f"{e['items_per_s']:.0f} items/s on {e['device']}"
-        print(f"embeddings {e['model_id']}: {e['items']} items x {e['dim']} ({how}) -> {e['store']}")
-        if "graph" in out:
-            g = out["graph"]
-            print(f"graph: {g['written']} written ({g['items_per_s']:.0f} items/s), {g['skipped_current']} already current, "
-                  f"{g['missing_in_graph']} not in the graph")
-    return 0
-
-
-def _progress(what: str):
-    tty = sys.stderr.isatty()
-
-    def report(done: int, total: int) -> None:  # one updating line on a terminal, lines in a log
-        print(f"{chr(13) if tty else ''}[k3m] {done}/{total} {what}", end="" if tty and done < total else "\n",
-              file=sys.stderr, flush=True)
-    return report

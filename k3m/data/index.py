@@ -1,0 +1,103 @@
+"""CatalogIndex: what every batch needs from a catalog build, computed once.
+
+Per-item pairs (CSR over the train triples unless asked for all), each property's values,
+the sorted codes of the triples (LPM filtering), titles, categories and image presence.
+Within an item, pairs follow one property order (a checkpoint's, or the build's own: most
+frequent properties first), so the knowledge caps drop the rarest properties.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from etl.catalog_build import CatalogBuild
+from k3m.data.knowledge import knowledge_text
+from k3m.data.negatives import triple_codes
+
+FACTS = ("train", "all")
+
+
+@dataclass
+class CatalogIndex:
+    path: Path
+    properties: list[str]
+    values: list[str]
+    titles: list[Optional[str]]  # None = missing (null or blank in the build)
+    category: np.ndarray  # int64 [N], -1 = none
+    has_image: np.ndarray  # bool [N]
+    pair_offsets: np.ndarray  # int64 [N+1]: train pairs of row i are pair_table[off[i]:off[i+1]]
+    pair_table: np.ndarray  # int64 [T, 2] (property, value); within an item, frequent properties first
+    prop_offsets: np.ndarray  # int64 [num_props+1]: CSR over prop_values
+    prop_values: np.ndarray  # int64, the distinct values of each property
+    true_codes: np.ndarray  # int64, sorted codes of the triples (negatives.triple_codes)
+
+    property_order: list[str]  # property names, the order an item's pairs follow
+
+    @classmethod
+    def from_build(
+        cls, build: CatalogBuild | str | Path, facts: str = "train", property_order: Optional[Sequence[str]] = None
+    ) -> "CatalogIndex":
+        """``facts="train"``: the train triples only (pretraining, evaluation: held-out facts
+        never reach a model); ``"all"``: every triple of the build (embedding a catalog whose
+        held-out facts are known, e.g. in production).
+
+        ``property_order``: the order a checkpoint was trained with (``property_order.json``
+        in every checkpoint), so that an item keeps its pair order, and so its embedding,
+        in a grown or changed catalog; properties it does not name follow, most frequent
+        first. Default: this build's own order, most frequent properties first."""
+        if facts not in FACTS:
+            raise ValueError(f"facts must be one of {FACTS}, got {facts!r}")
+        if not isinstance(build, CatalogBuild):
+            build = CatalogBuild.open(build)
+        n, num_props, num_values = build.num_items, len(build.properties), len(build.values)
+        train = build.train_triples() if facts == "train" else np.asarray(build.triples)
+        train = train.astype(np.int64)
+        # within an item, the most frequent properties first: the caps then drop rare ones
+        freq = np.bincount(train[:, 1], minlength=num_props)
+        given = {name: i for i, name in enumerate(dict.fromkeys(property_order or ()))}
+        first = np.array([given.get(name, len(given)) for name in build.properties], dtype=np.int64)
+        ordered = np.lexsort((np.arange(num_props), -freq, first))
+        rank = np.empty(num_props, dtype=np.int64)
+        rank[ordered] = np.arange(num_props)
+        train = train[np.lexsort((train[:, 2], rank[train[:, 1]], train[:, 0]))]
+        pv = np.unique(train[:, 1:], axis=0)
+        items = build.items
+        return cls(
+            path=build.path,
+            properties=build.properties,
+            values=build.values,
+            titles=[t if isinstance(t, str) and t.strip() else None for t in items["title"].tolist()],
+            category=items["category_index"].to_numpy(dtype=np.int64),
+            has_image=np.array(build.has_image, dtype=bool),
+            pair_offsets=np.concatenate([[0], np.cumsum(np.bincount(train[:, 0], minlength=n))]).astype(np.int64),
+            pair_table=np.ascontiguousarray(train[:, 1:]),
+            prop_offsets=np.concatenate([[0], np.cumsum(np.bincount(pv[:, 0], minlength=num_props))]).astype(np.int64),
+            prop_values=pv[:, 1].copy(),
+            true_codes=np.sort(triple_codes(train[:, 0], train[:, 1], train[:, 2], num_props, num_values)),
+            property_order=[build.properties[i] for i in ordered.tolist()],
+        )
+
+    @property
+    def num_items(self) -> int:
+        return len(self.titles)
+
+    def pairs(self, row: int) -> np.ndarray:
+        """int64 [n, 2] (property, value) train pairs of a build row, in ``property_order``."""
+        return self.pair_table[self.pair_offsets[row] : self.pair_offsets[row + 1]]
+
+    def pair_strings(self, pairs: np.ndarray) -> list[tuple[str, str]]:
+        return [(self.properties[p], self.values[v]) for p, v in pairs.tolist()]
+
+
+def tokenizer_corpus(index: CatalogIndex, rows) -> Iterator[str]:
+    """Titles and knowledge texts of ``rows``: what a WordPiece tokenizer is trained on."""
+    for row in rows:
+        title = index.titles[row]
+        if title:
+            yield title
+        pairs = index.pairs(int(row))
+        if len(pairs):
+            yield knowledge_text(index.pair_strings(pairs))[0]

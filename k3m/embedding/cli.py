@@ -1,0 +1,80 @@
+"""``k3m embed --checkpoint CKPT BUILD``: item embeddings into the build and onto the graph.
+
+    k3m embed --checkpoint runs/tiny BUILD               # store in BUILD/embeddings/<model>/ + graph
+    k3m embed --checkpoint runs/tiny BUILD --float16 --no-graph
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from k3m.data import FACTS
+from k3m.embedding.embed import EmbedSettings, embed_build
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "embed", help="item embeddings c* of a build, into the build and onto the graph's Item nodes",
+        description=__doc__.split("\n\n")[0] + " See docs/query.md.",
+    )
+    p.add_argument("build", type=Path, help="catalog build directory (k3m import)")
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint dir, or a run dir (its latest checkpoint)")
+    p.add_argument("--float16", action="store_true", help="store c* as float16 (half the disk; search widens to float32)")
+    p.add_argument("--facts", choices=FACTS, default=EmbedSettings.facts, help="triples the model reads (default: train)")
+    p.add_argument("--batch-size", type=int, default=EmbedSettings.batch_size)
+    p.add_argument("--device", default=EmbedSettings.device, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--model-id", help="name of these embeddings (default: <run>-<step>-<weights hash>)")
+    p.add_argument("--recompute", action="store_true", help="recompute even if the build holds this model's embeddings")
+    p.add_argument("--no-graph", action="store_true", help="do not write the embeddings onto the graph")
+    p.add_argument("--force", action="store_true", help="rewrite graph items that already carry these embeddings")
+    p.add_argument("--write-batch", type=int, default=None, help="items per graph transaction")
+    p.add_argument("--database", help="graph database (embedded default: k3m)")
+    p.add_argument("--data-dir", type=Path, help="state directory of the embedded graph (default $K3M_DATA_DIR or ./data)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from kg.graph_db import connect
+    from kg.paths import DATA_DIR_ENV
+
+    settings = EmbedSettings(
+        batch_size=args.batch_size, device=args.device, dtype="float16" if args.float16 else "float32",
+        facts=args.facts, model_id=args.model_id, recompute=args.recompute,
+    )
+    store, report = embed_build(args.checkpoint, args.build, settings, progress=_progress("embedded"))
+    out = {"embed": report.as_dict()}
+    if not args.no_graph:
+        from k3m.embedding.writeback import WritebackSettings, ensure_native_index, write_back
+
+        if args.data_dir is not None:
+            os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
+        wb = WritebackSettings(force=args.force, **({"batch_size": args.write_batch} if args.write_batch else {}))
+        with connect(database=args.database) as db:
+            wb_report = write_back(db, store, wb, progress=_progress("written to the graph") if sys.stderr.isatty() else None)
+            native = ensure_native_index(db, report.dim)
+            out["graph"] = {**wb_report.as_dict(), "server": db.capabilities.agent, "native_vector_index": native}
+        if wb_report.missing_in_graph == wb_report.items:
+            print(f"k3m embed: warning: none of the items is in the graph; load it first: k3m kg load {args.build} --graph",
+                  file=sys.stderr)
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        e = out["embed"]
+        how = "reused" if e["reused"] else f"{e['items_per_s']:.0f} items/s on {e['device']}"
+        print(f"embeddings {e['model_id']}: {e['items']} items x {e['dim']} ({how}) -> {e['store']}")
+        if "graph" in out:
+            g = out["graph"]
+            print(f"graph: {g['written']} written ({g['items_per_s']:.0f} items/s), {g['skipped_current']} already current, "
+                  f"{g['missing_in_graph']} not in the graph")
+    return 0
+
+
+def _progress(what: str):
+    tty = sys.stderr.isatty()
+
+    def report(done: int, total: int) -> None:  # one updating line on a terminal, lines in a log
+        print(f"{chr(13) if tty else ''}[k3m] {done}/{total} {what}", end="" if tty and done < total else "\n",
+              file=sys.stderr, flush=True)
+    return report

@@ -1,0 +1,83 @@
+"""``python -m k3m.pretrain`` / ``k3m pretrain``: pretrain K3M on a catalog build.
+
+    python -m k3m.pretrain --config configs/tiny.yaml [--set key=value ...]
+    python -m k3m.pretrain --resume RUN_DIR
+    torchrun --nproc_per_node N -m k3m.pretrain --config ...      (DistributedDataParallel)
+    python -m k3m.pretrain --config configs/tiny.yaml --stats      (what the knowledge caps drop)
+
+See docs/pretrain.md for the run directory layout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from etl.catalog_build import CatalogBuild
+from k3m.data import CatalogIndex, cap_report
+from k3m.model.checkpoint import find_checkpoint
+from k3m.training.checkpointing import TRAIN_CONFIG
+from k3m.training.config import TrainConfig
+from k3m.training.distributed import Dist
+from k3m.training.loop import train
+from k3m.training.prepare import prepare_tokenizer, resolve_text_dir, split_rows
+
+DESCRIPTION = "Pretrain K3M (MLM title, MLM knowledge, MOM, LPM) on a catalog build. See docs/pretrain.md."
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="YAML", help="training config (configs/tiny.yaml); with --resume, "
+                   "defaults to the checkpoint's own")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (YAML value); dotted keys reach into the model: "
+                   "--set model.text.num_layers=4")
+    p.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
+                   help="continue exactly from the latest checkpoint of the run dir (or of PATH)")
+    p.add_argument("--stats", action="store_true",
+                   help="print how many train pairs the max_pairs / max_knowledge_tokens caps drop, and exit")
+    p.set_defaults(func=run)
+
+
+def add_parser(subparsers) -> None:
+    configure(subparsers.add_parser("pretrain", help="pretrain K3M on a catalog build", description=DESCRIPTION))
+
+
+def load_config(args) -> tuple[TrainConfig, str | None]:
+    if args.resume is None:
+        if not args.config:
+            raise ValueError("--config is required (e.g. configs/tiny.yaml)")
+        return TrainConfig.load(args.config, args.overrides), None
+    base = TrainConfig.load(args.config, args.overrides) if args.config else None
+    resume = args.resume or (base.run_dir if base else None)
+    if not resume:
+        raise ValueError("--resume needs a PATH or a --config naming the run_dir")
+    if base is None:  # the checkpoint's own config, writing on in the checkpoint's run dir
+        ckpt = find_checkpoint(resume)
+        base = TrainConfig.load(ckpt / TRAIN_CONFIG, [f"run_dir={ckpt.parent.parent}"] + args.overrides)
+    return base, resume
+
+
+def stats(cfg: TrainConfig) -> dict:
+    build = CatalogBuild.open(cfg.build)
+    model_cfg = resolve_text_dir(cfg.model_config())
+    with tempfile.TemporaryDirectory() as tmp:
+        index = CatalogIndex.from_build(build)
+        tokenizer = prepare_tokenizer(cfg, model_cfg, index, split_rows(build, "train", cfg.train_items), Path(tmp), Dist())
+        return cap_report(build, tokenizer, model_cfg.text.max_pairs, model_cfg.text.max_knowledge_tokens)
+
+
+def run(args) -> int:
+    cfg, resume = load_config(args)
+    if args.stats:
+        print(json.dumps(stats(cfg), indent=2))
+        return 0
+    summary = train(cfg, resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary, indent=2))
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return 0

@@ -1,0 +1,87 @@
+"""What a run needs before its first step: the tokenizer, the model config, the data
+loaders and the optimizer with its schedule."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from encoders.text import load_tokenizer, minilm_dir, train_wordpiece_tokenizer
+from k3m.data import Corruption, EpochBatchSampler, K3MCollator, K3MDataset, make_loader, tokenizer_corpus
+from k3m.training.distributed import Dist
+
+
+def resolve_text_dir(model_cfg):
+    """``model.text.pretrained_text_dir: minilm`` names the bundled all-MiniLM-L6-v2."""
+    text_dir = model_cfg.text.pretrained_text_dir
+    if text_dir is None:
+        return model_cfg
+    if text_dir == "minilm":
+        text_dir = minilm_dir()
+    return model_cfg.with_pretrained_text(text_dir)
+
+
+def prepare_tokenizer(cfg, model_cfg, index, train_rows, run_dir: Path, dist: Dist):
+    """The run's tokenizer in ``run_dir/tokenizer`` (rank 0 makes it, the others read it)."""
+    out = run_dir / "tokenizer"
+    if dist.main and not (out / "tokenizer.json").is_file():
+        if cfg.tokenizer == "train":  # deterministic, unlike tokenizers' own trainer
+            train_wordpiece_tokenizer(tokenizer_corpus(index, train_rows), cfg.vocab_size, out)
+        else:
+            if model_cfg.text.pretrained_text_dir is None:
+                raise ValueError("tokenizer: pretrained needs model.text.pretrained_text_dir (e.g. minilm)")
+            load_tokenizer(model_cfg.text.pretrained_text_dir).save_pretrained(str(out))
+    dist.barrier()
+    return load_tokenizer(out)
+
+
+def split_rows(build, split: str, limit):
+    rows = build.item_indices(split)
+    return rows if limit is None else rows[:limit]
+
+
+def make_loaders(cfg, model_cfg, index, tokenizer, train_rows, valid_rows, dist: Dist):
+    """(train loader, its sampler, validation loader)."""
+    common = dict(
+        max_pairs=model_cfg.text.max_pairs,
+        seed=cfg.seed,
+        use_title=model_cfg.use_title,
+        use_image=model_cfg.use_image,
+        use_knowledge=model_cfg.use_knowledge,
+        corruption=Corruption(knowledge_as_title_text=cfg.knowledge_as_title_text),
+    )
+    pin = dist.device.type == "cuda"
+    train_set = K3MDataset(index, train_rows, pair_order=cfg.pair_order, **common)
+    sampler = EpochBatchSampler(
+        train_set, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed,
+        num_replicas=dist.world, rank=dist.rank, multiple_of=cfg.grad_accum,
+    )
+    collate = K3MCollator(train_set, tokenizer, model_cfg, targets=True, fixed_length=cfg.compile)
+    if sampler.batches_per_epoch() == 0:
+        raise ValueError(f"{len(train_rows)} train items give no full step of {cfg.batch_size} x {cfg.grad_accum} per process")
+    train = make_loader(train_set, collate, sampler, cfg.num_workers, pin_memory=pin)
+    # validation: fixed masks (epoch 0), in order, in the main process
+    valid_set = K3MDataset(index, valid_rows, pair_order="fixed", **common)
+    valid_sampler = EpochBatchSampler(
+        valid_set, cfg.batch_size, shuffle=False, drop_last=False, num_replicas=dist.world, rank=dist.rank
+    )
+    valid = make_loader(valid_set, K3MCollator(valid_set, tokenizer, model_cfg, targets=True), valid_sampler, 0, pin)
+    return train, sampler, valid
+
+
+def make_optimizer(cfg, model, total_steps: int, device):
+    """AdamW (no decay on biases and norms), linear warmup then linear decay to 0."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=cfg.betas, fused=device.type == "cuda",
+    )
+    warmup = max(1, round(cfg.warmup_fraction * total_steps))
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
