@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from encoders.pooling import masked_mean
 from encoders.text import TextEncoder
 
 KNOWLEDGE_TOKEN_TYPE = 1  # BERT segment id for knowledge text and property/value strings
@@ -34,8 +35,6 @@ def encode_knowledge(text_encoder: TextEncoder, input_ids: torch.Tensor, attenti
 
 def encode_strings(text_encoder: TextEncoder, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Standalone property/value strings [N, L] -> mean over real tokens [N, H]."""
-    from k3m.model.nn.pooling import masked_mean
-
     if input_ids.shape[0] == 0:  # a batch without pairs has no strings to encode
         weight = text_encoder.word_embeddings.weight
         return weight.new_zeros(0, weight.shape[1])

@@ -22,32 +22,18 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from encoders.weights import CheckpointMismatchError, load_state_dict_strictly, read_state_dict
+from encoders.wordpiece import SPECIAL_TOKENS, train_wordpiece
+
+__all__ = ["SPECIAL_TOKENS", "CheckpointMismatchError", "TextEncoder", "load_pretrained_bert", "load_tokenizer",
+           "minilm_dir", "read_state_dict", "train_wordpiece_tokenizer"]
+
 log = logging.getLogger(__name__)
 
-SPECIAL_TOKENS = {
-    "pad_token": "[PAD]",
-    "unk_token": "[UNK]",
-    "cls_token": "[CLS]",
-    "sep_token": "[SEP]",
-    "mask_token": "[MASK]",
-}
 # Pretraining heads and the pooler of a BERT checkpoint are not part of the encoder; they
 # are reported as ignored, never silently merged.
 IGNORABLE_PREFIXES = ("cls.", "pooler.")
 NON_PERSISTENT = ("embeddings.position_ids",)
-
-
-class CheckpointMismatchError(RuntimeError):
-    """A checkpoint's keys or shapes do not match the model it is loaded into."""
-
-    def __init__(self, source, missing=(), unexpected=(), mismatched=()):
-        self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
-        parts = [f"checkpoint {source} does not match the model"]
-        for name, keys in (("missing keys", self.missing), ("unexpected keys", self.unexpected), ("shape mismatches", self.mismatched)):
-            if keys:
-                shown = ", ".join(map(str, keys[:12])) + (f", ... ({len(keys)} in all)" if len(keys) > 12 else "")
-                parts.append(f"{name}: {shown}")
-        super().__init__("; ".join(parts))
 
 
 @dataclass
@@ -78,8 +64,6 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: st
     process, which exact resume and seeded runs rely on. The vocabulary may come out smaller
     than ``vocab_size`` on a small corpus: use ``len(tokenizer)``.
     """
-    from encoders.wordpiece import train_wordpiece
-
     return train_wordpiece(texts, vocab_size, out_dir, lowercase=lowercase, min_frequency=min_frequency)
 
 
@@ -140,15 +124,6 @@ class TextEncoder(nn.Module):
         return out.last_hidden_state
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def _checkpoint_file(directory: Path) -> Path:
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (directory / name).is_file():
@@ -169,17 +144,6 @@ def load_pretrained_bert(encoder: TextEncoder, directory: str | Path) -> LoadRep
         state = {(k[5:] if k.startswith("bert.") else k): v for k, v in state.items()}
     ignored = sorted(k for k in state if k.startswith(IGNORABLE_PREFIXES) or k in NON_PERSISTENT)
     state = {k: v for k, v in state.items() if k not in set(ignored)}
-    target = encoder.bert.state_dict()
-    missing = sorted(set(target) - set(state))
-    unexpected = sorted(set(state) - set(target))
-    mismatched = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(target[k].shape)}"
-        for k in set(state) & set(target)
-        if state[k].shape != target[k].shape
-    )
-    if missing or unexpected or mismatched:
-        raise CheckpointMismatchError(source, missing, unexpected, mismatched)
-    encoder.bert.load_state_dict(state, strict=True)
-    report = LoadReport(str(source), loaded=sorted(state), ignored=ignored)
+    report = LoadReport(str(source), loaded=load_state_dict_strictly(encoder.bert, state, source), ignored=ignored)
     log.info("loaded %d tensors from %s (ignored: %s)", len(report.loaded), source, ", ".join(ignored) or "none")
     return report

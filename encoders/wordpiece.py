@@ -6,7 +6,7 @@ numbers: two trainings on the same texts give different vocabularies, so two pre
 runs with the same seed would differ. This trainer learns the same kind of vocabulary (BPE
 merges over BERT-normalised words, continuations prefixed ``##``) with ties broken by the
 symbols' strings, and returns a BERT-layout fast tokenizer (BERT normaliser and pre-tokenizer, [CLS]/[SEP]
-template, the special tokens of ``encoders.text``). Called through
+template, SPECIAL_TOKENS). Called through
 ``encoders.text.train_wordpiece_tokenizer``.
 """
 from __future__ import annotations
@@ -17,6 +17,13 @@ from pathlib import Path
 from typing import Iterable
 
 PREFIX = "##"
+SPECIAL_TOKENS = {
+    "pad_token": "[PAD]",
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "mask_token": "[MASK]",
+}
 
 
 def _merge_symbol(a: str, b: str) -> str:
@@ -78,8 +85,6 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: str | Path, 
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
     from transformers import PreTrainedTokenizerFast
-
-    from encoders.text import SPECIAL_TOKENS
 
     normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=lowercase)
     pre_tokenizer = pre_tokenizers.BertPreTokenizer()

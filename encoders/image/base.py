@@ -14,6 +14,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from encoders.pooling import masked_mean
+
 
 @dataclass
 class VisualTokens:
@@ -51,8 +53,7 @@ class ImageEncoder(nn.Module):
             target_mask = mom_mask & real
             features = torch.where(target_mask.unsqueeze(-1), self.mask_feature.to(features.dtype), features)
         x = self.proj(features) + positions
-        weights = real.to(x.dtype).unsqueeze(-1)
-        pooled = (x * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True).clamp_min(1)
+        pooled = masked_mean(x, real).unsqueeze(1)
         tokens = torch.cat([self.global_token.expand(x.shape[0], -1, -1) + pooled, x], dim=1)
         mask = torch.cat([present.unsqueeze(-1), real], dim=1)
         target = target.detach() if target is not None else None

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from encoders.image.base import ImageEncoder, check_pixels
-from encoders.text import CheckpointMismatchError, read_state_dict
+from encoders.weights import load_state_dict_strictly, read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -30,14 +30,12 @@ def resnet_trunk(name: str, weights: str | None = None) -> tuple[nn.Sequential, 
 
 
 def load_backbone_weights(net: nn.Module, path: str | Path) -> None:
-    state = read_state_dict(path)
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # classifier not used
-    target = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
-    missing, unexpected = sorted(set(target) - set(state)), sorted(set(state) - set(target))
-    mismatched = sorted(f"{k}: {tuple(state[k].shape)} vs {tuple(target[k].shape)}" for k in set(state) & set(target) if state[k].shape != target[k].shape)
-    if missing or unexpected or mismatched:
-        raise CheckpointMismatchError(path, missing, unexpected, mismatched)
-    net.load_state_dict(state, strict=False)
+    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith("fc.")}  # classifier not used
+    trunk = nn.Module()  # the backbone without its classifier, under the same key names
+    for name, child in net.named_children():
+        if name != "fc":
+            trunk.add_module(name, child)
+    load_state_dict_strictly(trunk, state, path)
 
 
 class CNNGridEncoder(ImageEncoder):

@@ -7,7 +7,6 @@ knowledge text is masked out of attention, pooling, the item centre and the loss
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -17,13 +16,14 @@ from torch import nn
 
 from encoders.image import build_image_encoder
 from encoders.knowledge import encode_knowledge, encode_strings, span_mean
-from encoders.text import CheckpointMismatchError, TextEncoder, load_pretrained_bert
+from encoders.pooling import masked_mean
+from encoders.text import TextEncoder, load_pretrained_bert
+from encoders.weights import load_state_dict_strictly
 from k3m.model.batch import K3MBatch
 from k3m.model.configuration import CONFIG_NAME, K3MConfig
 from k3m.model.heads import MLMHead, MOMHead, TaskWeighting, lpm_distance, lpm_margin_loss
-from k3m.model.nn import IIFM, CoAttentionStack, StructureAggregation, TransformerLayer, masked_mean, presence_mean
+from k3m.model.nn import IIFM, CoAttentionStack, StructureAggregation, TransformerLayer, presence_mean
 
-log = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 TITLE_TOKEN_TYPE = 0
@@ -213,16 +213,5 @@ class K3MModel(nn.Module):
             if not needed.is_file():
                 raise FileNotFoundError(f"{directory}: no {needed.name} (not a K3M checkpoint)")
         model = cls(K3MConfig.load(directory), load_pretrained_text=False)
-        state = load_file(str(weights))
-        target = model.state_dict()
-        missing = sorted(set(target) - set(state))
-        unexpected = sorted(set(state) - set(target))
-        mismatched = sorted(k for k in set(state) & set(target) if state[k].shape != target[k].shape)
-        if missing or unexpected or mismatched:
-            shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(target[k].shape)}" for k in mismatched]
-            if strict:
-                raise CheckpointMismatchError(weights, missing, unexpected, shapes)
-            log.warning("%s", CheckpointMismatchError(weights, missing, unexpected, shapes))
-            state = {k: v for k, v in state.items() if k in target and k not in set(mismatched)}
-        model.load_state_dict(state, strict=False)
+        load_state_dict_strictly(model, load_file(str(weights)), weights, strict)
         return model.to(map_location)

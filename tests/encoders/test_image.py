@@ -10,7 +10,7 @@ import torchvision
 
 from encoders.image import CNNGridEncoder, PatchImageEncoder, RegionImageEncoder, build_image_encoder
 from encoders.image.region_file import RegionFeatureFile, box_locations
-from encoders.text import CheckpointMismatchError
+from encoders.weights import CheckpointMismatchError
 from k3m.model.configuration import ImageConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -5,7 +5,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from encoders.text import CheckpointMismatchError, TextEncoder, load_pretrained_bert, load_tokenizer, minilm_dir
+from encoders.text import TextEncoder, load_pretrained_bert, load_tokenizer, minilm_dir
+from encoders.weights import CheckpointMismatchError
 from k3m.model import K3MConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread")

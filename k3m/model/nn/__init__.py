@@ -2,7 +2,7 @@
 from k3m.model.nn.attention import MultiHeadAttention, TransformerLayer
 from k3m.model.nn.co_attention import CoAttentionLayer, CoAttentionStack
 from k3m.model.nn.iifm import IIFM
-from k3m.model.nn.pooling import masked_mean, presence_mean
+from k3m.model.nn.pooling import presence_mean
 from k3m.model.nn.structure_aggregation import StructureAggregation
 
 __all__ = [
@@ -12,6 +12,5 @@ __all__ = [
     "MultiHeadAttention",
     "StructureAggregation",
     "TransformerLayer",
-    "masked_mean",
     "presence_mean",
 ]

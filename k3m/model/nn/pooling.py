@@ -1,13 +1,8 @@
-"""Pooling over real tokens only (the original's mean included padding)."""
+"""The item centre: the mean over the modalities an item has (token pooling itself is
+encoders.pooling.masked_mean)."""
 from __future__ import annotations
 
 import torch
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """x [B, L, H], bool mask [B, L] -> [B, H]; a row without real tokens gives zeros."""
-    weights = mask.to(x.dtype).unsqueeze(-1)
-    return (x * weights).sum(1) / weights.sum(1).clamp_min(1)
 
 
 def presence_mean(vectors: list[torch.Tensor], present: list[torch.Tensor]) -> torch.Tensor:

@@ -8,7 +8,8 @@ import logging
 import pytest
 import torch
 
-from encoders.text import CheckpointMismatchError, load_tokenizer, minilm_dir
+from encoders.text import load_tokenizer, minilm_dir
+from encoders.weights import CheckpointMismatchError
 from k3m.model import K3MConfig, K3MModel
 
 pytestmark = pytest.mark.usefixtures("single_thread")
