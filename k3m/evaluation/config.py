@@ -5,13 +5,10 @@ Unknown keys are an error.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import ClassVar, Optional
 
-import yaml
-
-from k3m.model.configuration import dataclass_from_dict
+from k3m.config import Config, ConfigError
 from k3m.evaluation.corruption import SETTINGS
 from k3m.evaluation.finetune import FinetuneConfig
 from k3m.evaluation.probe import ProbeConfig
@@ -35,7 +32,7 @@ class PretrainBudget:
     overrides for every model; only the model's modality switches differ."""
 
     config: str = "configs/tiny.yaml"
-    overrides: list = field(default_factory=lambda: ["max_steps=300", "progress=false"])
+    overrides: list[str] = field(default_factory=lambda: ["max_steps=300", "progress=false"])
     run_root: str = "runs/evaluate"  # pretraining runs go to RUN_ROOT/<model> (checkpoints stay out of reports)
 
 
@@ -52,16 +49,18 @@ class LinkPredictionConfig:
 
 
 @dataclass
-class EvaluationConfig:
+class EvaluationConfig(Config):
+    WHAT: ClassVar[str] = "evaluation config"
+
     build: str = "data/builds/fashion44k"
     out_dir: str = "reports/evaluation"
     mode: str = "probe"  # probe (frozen c*, trained head) | finetune (head + model)
     seed: int = 0
-    tasks: list = field(default_factory=lambda: ["classification", "qa"])
-    settings: list = field(default_factory=lambda: list(SETTINGS))
-    ratios: list = field(default_factory=lambda: [0.0, 0.2, 0.5, 0.8, 1.0])
-    models: list = field(default_factory=lambda: ["k3m", "no_kg", "pkg_text", "title_only", "image_only"])
-    checkpoints: dict = field(default_factory=dict)  # model name -> checkpoint/run dir (skips pretraining)
+    tasks: list[str] = field(default_factory=lambda: ["classification", "qa"])
+    settings: list[str] = field(default_factory=lambda: list(SETTINGS))
+    ratios: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.5, 0.8, 1.0])
+    models: list[str] = field(default_factory=lambda: ["k3m", "no_kg", "pkg_text", "title_only", "image_only"])
+    checkpoints: dict[str, str] = field(default_factory=dict)  # model name -> checkpoint/run dir (skips pretraining)
     transe: bool = True  # the PyKEEN TransE anchor, when link_prediction is a task
     device: str = "cpu"
     # torch intra-op threads for encoding and heads. 1 by default: on the shared 2-core CPU,
@@ -80,7 +79,7 @@ class EvaluationConfig:
         from k3m.evaluation.models import MODELS
 
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+            raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
         for name, allowed, given in (
             ("task", TASKS, self.tasks),
             ("setting", tuple(SETTINGS), self.settings),
@@ -88,24 +87,10 @@ class EvaluationConfig:
         ):
             unknown = sorted(set(given) - set(allowed))
             if unknown:
-                raise ValueError(f"unknown {name}(s) {unknown}; choose from {list(allowed)}")
+                raise ConfigError(f"unknown {name}(s) {unknown}; choose from {list(allowed)}")
         unknown = sorted(set(self.checkpoints) - set(self.models))
         if unknown:
-            raise ValueError(f"checkpoints given for models not in the grid: {unknown}")
+            raise ConfigError(f"checkpoints given for models not in the grid: {unknown}")
         self.ratios = sorted(float(r) for r in self.ratios)
         if any(not 0.0 <= r <= 1.0 for r in self.ratios):
-            raise ValueError(f"ratios must lie in [0, 1], got {self.ratios}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EvaluationConfig":
-        return dataclass_from_dict(cls, data, "evaluation config")
-
-    @classmethod
-    def load(cls, path: str | Path | None, overrides: list[str] = ()) -> "EvaluationConfig":
-        from k3m.training.config import apply_overrides
-
-        data = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
-        return cls.from_dict(apply_overrides(data, list(overrides)))
+            raise ConfigError(f"ratios must lie in [0, 1], got {self.ratios}")

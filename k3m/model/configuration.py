@@ -1,9 +1,10 @@
 """K3MConfig: every setting of the K3M model, as nested dataclasses with explicit defaults.
 
-The config is a plain value: ``to_dict``/``from_dict`` round-trip it, ``save(dir)`` writes
-``dir/k3m_config.json`` (or ``.yaml``) and ``load(path)`` reads either. Presets live in
-``k3m/presets/<name>.yaml`` and only list what differs from the defaults below (which are
-the ``tiny`` sizes). Unknown keys are an error, never silently dropped.
+The config is a plain value (k3m.config.Config: typed, unknown keys are errors):
+``to_dict``/``from_dict`` round-trip it, ``save(dir)`` writes ``dir/k3m_config.json`` (or
+``.yaml``) and ``load(path)`` reads either. Presets are YAML files in ``k3m/model/presets/``
+(``K3MConfig.from_preset("tiny")``); the defaults below are the ``tiny`` preset's values, and
+a test keeps the two equal.
 
 Baselines of the evaluation are switches on this config:
 
@@ -16,9 +17,11 @@ Baselines of the evaluation are switches on this config:
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import ClassVar, Optional
+
+from k3m.config import Config
 
 CONFIG_NAME = "k3m_config.json"
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -140,7 +143,10 @@ class LossConfig:
 
 
 @dataclass
-class K3MConfig:
+class K3MConfig(Config):
+    WHAT: ClassVar[str] = "config"
+    PRESET_DIR: ClassVar[Path] = PRESET_DIR
+
     text: TextConfig = field(default_factory=TextConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
     co_attention: CoAttentionConfig = field(default_factory=CoAttentionConfig)
@@ -189,41 +195,16 @@ class K3MConfig:
         if self.lpm.norm not in (1, 2):
             raise ValueError("lpm.norm must be 1 or 2")
 
-    # -- (de)serialisation ----------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "K3MConfig":
-        return dataclass_from_dict(cls, data)
-
+    # -- files ------------------------------------------------------------------------
     def save(self, directory: str | Path, filename: str = CONFIG_NAME) -> Path:
         """Write the config into ``directory`` as JSON (or YAML when filename ends .yaml)."""
-        path = Path(directory) / filename
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        else:
-            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        return super().save(Path(directory) / filename)
 
     @classmethod
-    def load(cls, path: str | Path) -> "K3MConfig":
+    def load(cls, path: str | Path, overrides: list[str] | tuple = ()) -> "K3MConfig":
         """Read a config file, or ``k3m_config.json`` inside a directory."""
         path = Path(path)
-        if path.is_dir():
-            path = path / CONFIG_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"no K3M config at {path}")
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(path.read_text()) or {}
-        else:
-            data = json.loads(path.read_text())
-        return cls.from_dict(data)
+        return super().load(path / CONFIG_NAME if path.is_dir() else path, overrides)
 
     def with_tokenizer(self, tokenizer) -> "K3MConfig":
         """Copy with vocab size and pad id taken from a (trained or loaded) tokenizer."""
@@ -247,52 +228,3 @@ class K3MConfig:
             pretrained_text_dir=str(Path(directory).resolve()),
         )
         return replace(self, text=text)
-
-
-def _preset(cls, name: str, **overrides: Any) -> "K3MConfig":
-    """``tiny`` (CPU) or ``base`` (the original sizes); ``overrides`` are nested dicts
-    or values for top-level fields, e.g. ``preset("tiny", image={"kind": "cnn"})``."""
-    path = PRESET_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-        raise ValueError(f"unknown preset {name!r}; known: {known}")
-    import yaml
-
-    data = yaml.safe_load(path.read_text()) or {}
-    data = _merge(data, overrides)
-    data["preset"] = name
-    return cls.from_dict(data)
-
-
-# Set after the dataclass is built, so that the field default stays None: the class-level
-# K3MConfig.preset(name, ...) makes a config, the instance attribute config.preset is the
-# name it was made from.
-K3MConfig.preset = classmethod(_preset)  # type: ignore[assignment,method-assign]
-
-
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        if is_dataclass(value):
-            value = asdict(value)
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def dataclass_from_dict(cls, data: dict[str, Any], what: str = "config", where: str = ""):
-    """``cls(**data)`` with nested dataclass sections built from nested dicts; an unknown key
-    is an error naming its dotted path (shared by the model and evaluation configs)."""
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"unknown {what} key(s) {', '.join(where + k for k in unknown)}")
-    kwargs = {}
-    for name, value in data.items():
-        factory = known[name].default_factory
-        if factory is not MISSING and is_dataclass(factory) and isinstance(value, dict):
-            value = dataclass_from_dict(factory, value, what, f"{where}{name}.")
-        kwargs[name] = value
-    return cls(**kwargs)

@@ -7,18 +7,20 @@ nested :class:`k3m.model.configuration.K3MConfig` overrides). Unknown keys are a
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
 
-import yaml
+from k3m.config import Config, ConfigError
+from k3m.model import K3MConfig
 
 TOKENIZERS = ("train", "pretrained")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
+    WHAT: ClassVar[str] = "training config"
+
     # data
     build: str = "data/builds/fashion44k"  # catalog build directory (k3m import --out)
     run_dir: str = "runs/k3m"  # checkpoints/, metrics.jsonl, tensorboard/
@@ -42,7 +44,7 @@ class TrainConfig:
     epochs: int = 1
     max_steps: Optional[int] = None  # optimizer steps; None = epochs x steps per epoch
     lr: float = 5e-4
-    betas: tuple = (0.9, 0.98)
+    betas: tuple[float, ...] = (0.9, 0.98)
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     max_grad_norm: float = 1.0
@@ -62,65 +64,30 @@ class TrainConfig:
     progress: bool = True  # tqdm bar on rank 0
 
     def __post_init__(self):
-        # YAML 1.1 reads "2e-3" as a string: coerce the float settings
-        for name in ("lr", "weight_decay", "warmup_fraction", "max_grad_norm"):
-            setattr(self, name, float(getattr(self, name)))
-        self.betas = tuple(float(b) for b in self.betas)
         if self.tokenizer not in TOKENIZERS:
-            raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
+            raise ConfigError(f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.batch_size < 1 or self.grad_accum < 1 or self.epochs < 1:
-            raise ValueError("batch_size, grad_accum and epochs must be >= 1")
-        if not isinstance(self.model, dict) or "preset" not in self.model:
-            raise ValueError("model must be a mapping with a 'preset' name and K3MConfig overrides")
+            raise ConfigError("batch_size, grad_accum and epochs must be >= 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError("max_steps must be >= 1 (or null: epochs x steps per epoch)")
+        for name in ("log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1")
+        if "preset" not in self.model:
+            raise ConfigError("model must be a mapping with a 'preset' name and K3MConfig overrides")
 
-    def model_config(self):
-        from k3m.model import K3MConfig
-
+    def model_config(self) -> K3MConfig:
         overrides = {k: v for k, v in self.model.items() if k != "preset"}
-        return K3MConfig.preset(self.model["preset"], **overrides)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["betas"] = list(self.betas)
-        return data
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-
-    @classmethod
-    def load(cls, path: str | Path, overrides: list[str] = ()) -> "TrainConfig":
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        return cls.from_dict(apply_overrides(data, overrides))
+        return K3MConfig.from_preset(self.model["preset"], **overrides)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training config key(s): {', '.join(unknown)}")
-        if "model" in data:  # a partial model section keeps the default preset
-            data = {**data, "model": {"preset": "tiny", **(data["model"] or {})}}
-        config = cls(**data)
+        if isinstance(data.get("model"), dict) or data.get("model") is None and "model" in data:
+            data = {**data, "model": {"preset": "tiny", **(data["model"] or {})}}  # a partial section keeps the preset
+        config = super().from_dict(data)
         model = config.model_config()  # fail now, not after the tokenizer is trained
         if config.knowledge_as_title_text and model.use_knowledge:
-            raise ValueError("knowledge_as_title_text is the no-knowledge-modality baseline: set model.use_knowledge=false")
+            raise ConfigError("knowledge_as_title_text is the no-knowledge-modality baseline: set model.use_knowledge=false")
         return config
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``key=value`` / ``a.b.c=value`` assignments (values parsed as YAML) into a copy."""
-    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        *parents, leaf = key.strip().split(".")
-        node = data
-        for name in parents:
-            node = node.setdefault(name, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"--set {key}: {name} is not a mapping")
-        node[leaf] = yaml.safe_load(raw)
-    return data

@@ -37,7 +37,7 @@ def test_span_means_over_real_knowledge_text(slice_tokenizer, slice_index, slice
 
 def test_encode_strings_no_strings_and_padding(slice_tokenizer):
     torch.manual_seed(0)
-    encoder = TextEncoder(K3MConfig.preset("tiny").with_tokenizer(slice_tokenizer).text).eval()
+    encoder = TextEncoder(K3MConfig.from_preset("tiny").with_tokenizer(slice_tokenizer).text).eval()
     assert encode_strings(encoder, torch.zeros(0, 5, dtype=torch.long), torch.zeros(0, 5, dtype=torch.bool)).shape == (0, 128)
     enc = slice_tokenizer(["Navy Blue", "Cotton"], padding=True, return_tensors="pt")
     with torch.no_grad():

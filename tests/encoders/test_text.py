@@ -37,7 +37,7 @@ def test_minilm_dir_and_tokenizer():
 
 
 def minilm_encoder() -> TextEncoder:
-    return TextEncoder(K3MConfig.preset("tiny").with_pretrained_text(minilm_dir()).text)
+    return TextEncoder(K3MConfig.from_preset("tiny").with_pretrained_text(minilm_dir()).text)
 
 
 def test_strict_loading_accepts_a_bert_prefix_and_reports_ignored_heads(tmp_path):

@@ -15,4 +15,4 @@ def minilm_tokenizer():
 def tiny_config(slice_tokenizer):
     from k3m.model import K3MConfig
 
-    return K3MConfig.preset("tiny").with_tokenizer(slice_tokenizer)
+    return K3MConfig.from_preset("tiny").with_tokenizer(slice_tokenizer)

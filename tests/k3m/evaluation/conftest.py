@@ -24,7 +24,7 @@ def make_encoder(slice_tokenizer, slice_index):
 
     def make(knowledge_as_title_text=False, **switches):
         torch.manual_seed(0)
-        config = K3MConfig.preset("tiny", **MICRO, **switches).with_tokenizer(slice_tokenizer)
+        config = K3MConfig.from_preset("tiny", **MICRO, **switches).with_tokenizer(slice_tokenizer)
         return ItemEncoder(K3MModel(config).eval(), slice_tokenizer, slice_index, knowledge_as_title_text, batch_size=32)
 
     return make

@@ -46,4 +46,4 @@ def tiny_model_config(slice_tokenizer):
     from k3m.model import K3MConfig
 
     torch.manual_seed(0)
-    return K3MConfig.preset("tiny").with_tokenizer(slice_tokenizer)
+    return K3MConfig.from_preset("tiny").with_tokenizer(slice_tokenizer)

@@ -60,7 +60,7 @@ def test_minilm_initialisation_loads_the_real_weights(make_batch, tmp_path):
     from transformers import BertModel
 
     tokenizer = load_tokenizer(minilm_dir())
-    config = K3MConfig.preset("tiny").with_pretrained_text(minilm_dir())
+    config = K3MConfig.from_preset("tiny").with_pretrained_text(minilm_dir())
     assert (config.text.vocab_size, config.text.hidden_size, config.text.num_layers) == (30522, 384, 6)
     model = K3MModel(config).eval()
     reference = BertModel.from_pretrained(str(minilm_dir()), add_pooling_layer=False).eval()
@@ -85,7 +85,7 @@ def test_minilm_initialisation_loads_the_real_weights(make_batch, tmp_path):
 
 
 def test_pretrained_directory_that_does_not_fit_the_config_is_refused():
-    config = K3MConfig.preset("tiny", text={"pretrained_text_dir": str(minilm_dir())})  # sizes not taken from it
+    config = K3MConfig.from_preset("tiny", text={"pretrained_text_dir": str(minilm_dir())})  # sizes not taken from it
     with pytest.raises(CheckpointMismatchError) as err:
         K3MModel(config)
     message = str(err.value)

@@ -90,7 +90,7 @@ def test_absent_inputs_do_not_leak(tiny_model_config, slice_tokenizer, make_batc
 )
 def test_every_parameter_receives_a_gradient(overrides, slice_tokenizer, make_batch):
     torch.manual_seed(0)
-    config = K3MConfig.preset("tiny", **overrides).with_tokenizer(slice_tokenizer)
+    config = K3MConfig.from_preset("tiny", **overrides).with_tokenizer(slice_tokenizer)
     batch = make_batch(config, slice_tokenizer, n=3)
     model = K3MModel(config)
     model(batch).losses["loss"].backward()
@@ -146,7 +146,7 @@ def test_encode_items_is_deterministic_and_keeps_the_mode(tiny_model_config, sli
     ids=["no-knowledge", "no-structure", "no-image", "no-title", "no-co-attention", "two-pairs"],
 )
 def test_switches(overrides, tasks, slice_tokenizer, make_batch):
-    config = K3MConfig.preset("tiny", **overrides).with_tokenizer(slice_tokenizer)
+    config = K3MConfig.from_preset("tiny", **overrides).with_tokenizer(slice_tokenizer)
     batch = make_batch(config, slice_tokenizer, n=3)
     model = K3MModel(config)
     out = model(batch)
@@ -208,8 +208,8 @@ def test_region_features_in_the_original_layout(slice_tokenizer, make_batch):
     """image.kind='region': 36 x 2048 features, 5-d locations, 1601-class distributions.
     No detector output exists offline, so the region tensors are drawn at random (the
     rest of the batch is real); absent images have an all-False region mask."""
-    config = K3MConfig.preset("tiny", image={"kind": "region"}).with_tokenizer(slice_tokenizer)
-    patch_config = K3MConfig.preset("tiny").with_tokenizer(slice_tokenizer)
+    config = K3MConfig.from_preset("tiny", image={"kind": "region"}).with_tokenizer(slice_tokenizer)
+    patch_config = K3MConfig.from_preset("tiny").with_tokenizer(slice_tokenizer)
     batch = make_batch(patch_config, slice_tokenizer, n=3, presence=[(True, True, True), (True, False, True), (True, True, False)])
     g = torch.Generator().manual_seed(0)
     B, R = 3, config.image.num_regions

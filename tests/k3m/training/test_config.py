@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from k3m.training.config import TrainConfig, apply_overrides
+from k3m.config import apply_overrides
+from k3m.training.config import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
