@@ -4,7 +4,7 @@ Tokenizes titles and knowledge texts (batched, through the fast tokenizer's Rust
 titles and property/value strings are cached per process), pads to the batch's longest
 row (or to the config's caps with ``fixed_length``, for static shapes under torch.compile),
 draws the pretraining targets (``targets=True``: MLM, MOM masks, LPM negatives) and builds
-the batch's PyG star graph. Every random draw is keyed by (seed, epoch, build rows), never
+the batch's PyG star graph (k3m.model.batch.batch_graph), where the pairs live. Every random draw is keyed by (seed, epoch, build rows), never
 by worker or call order.
 """
 from __future__ import annotations
@@ -14,12 +14,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from k3m.model import K3MBatch
+from k3m.model.batch import K3MBatch, batch_graph
 from k3m.data.dataset import ItemRecord, K3MDataset
 from k3m.data.knowledge import backend, encode_knowledge
 from k3m.data.masking import IGNORE, STREAM_KNOWLEDGE, STREAM_MOM, STREAM_TITLE, item_rng, mlm_mask, mom_mask
 from k3m.data.negatives import negative_items, negative_values
-from kg.hetero import star_graph
 
 STREAM_NEGATIVES = 4
 
@@ -78,11 +77,12 @@ class K3MCollator:
             **title,
             **image,
             **knowledge,
-            **{k: torch.from_numpy(v) for k, v in pairs.items()},
-            graph=star_graph(
+            graph=batch_graph(
                 torch.from_numpy(pairs["pair_item"]),
                 torch.from_numpy(pairs["pair_property"]),
                 torch.from_numpy(pairs["pair_value"]),
+                torch.from_numpy(pairs["pair_property_span"]),
+                torch.from_numpy(pairs["pair_value_span"]),
                 num_items=B,
                 item_index=torch.from_numpy(rows),
             ),

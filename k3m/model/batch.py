@@ -5,11 +5,14 @@ Presence is explicit: a missing title, image or knowledge has ``*_present[b] = F
 all-False attention mask rows; there is never a zero tensor pretending to be data.
 
 Knowledge pairs: the item's (property, value) pairs kept in its knowledge text
-``p1 : v1 ; p2 : v2 ; ...`` (capped at ``max_pairs`` and ``max_knowledge_tokens``).
-Pair ``j`` belongs to batch item ``pair_item[j]``; its property and value are the token
-spans ``[start, end)`` of row ``pair_item[j]`` of ``knowledge_input_ids``. The PyG
-``graph`` has one ``('item', 'has', 'value')`` edge per pair, in the same order, so
-edge ``j`` <-> pair ``j``.
+``p1 : v1 ; p2 : v2 ; ...`` (capped at ``max_pairs`` and ``max_knowledge_tokens``). They
+live in one place, the batch's PyG star graph ``graph`` (:func:`batch_graph`): item nodes
+(batch order), one value node per pair, and edge ``j`` = pair ``j`` from item to value
+(``('item', 'has', 'value')``, the property id on the edge) and back
+(``('value', 'rev_has', 'item')``, which the structure aggregation reads). The
+``pair_*`` properties are views of it: pair ``j`` belongs to batch item ``pair_item[j]``;
+its property and value are the token spans ``[start, end)`` of row ``pair_item[j]`` of
+``knowledge_input_ids``.
 
 LPM (link prediction, margin loss): positives are the pairs; ``lpm_neg_value[j, k]`` are
 global value ids drawn from the same property's values and filtered against the item's
@@ -27,6 +30,42 @@ from typing import Optional
 
 import torch
 from torch_geometric.data import HeteroData
+
+from kg.hetero import HAS, REV_HAS
+
+
+def batch_graph(
+    pair_item: torch.Tensor,
+    pair_property: torch.Tensor,
+    pair_value: torch.Tensor,
+    property_span: torch.Tensor,
+    value_span: torch.Tensor,
+    num_items: int,
+    item_index: torch.Tensor,
+) -> HeteroData:
+    """The batch's star graphs, edge ``j`` = pair ``j``.
+
+    Value nodes are the pairs' value *mentions*, one per pair (``value_id`` names the global
+    value): K3M's value vector is contextual, the mean over the value's token span
+    (``span``) in the knowledge text of batch item ``item``, so two items sharing a value
+    still have two value vectors. The property is on the edge (``edge_attr`` = property id,
+    ``property_span`` its tokens). Items without pairs are nodes without edges (c* = c).
+    """
+    num_pairs = int(pair_item.numel())
+    mention = torch.arange(num_pairs, dtype=torch.long)
+    data = HeteroData()
+    data["item"].num_nodes = int(num_items)
+    data["item"].item_index = item_index
+    data["value"].num_nodes = num_pairs
+    data["value"].value_id = pair_value
+    data["value"].item = pair_item  # whose knowledge text the mention's span is in
+    data["value"].span = value_span
+    data[HAS].edge_index = torch.stack([pair_item, mention])
+    data[HAS].edge_attr = pair_property
+    data[HAS].property_span = property_span
+    data[REV_HAS].edge_index = torch.stack([mention, pair_item])
+    data[REV_HAS].edge_attr = pair_property
+    return data
 
 
 @dataclass
@@ -55,13 +94,8 @@ class K3MBatch:
     knowledge_present: Optional[torch.Tensor] = None  # bool [B]
     knowledge_mlm_labels: Optional[torch.Tensor] = None  # long [B, Lk]
 
-    # pairs / triples of the batch
-    pair_item: Optional[torch.Tensor] = None  # long [P], batch position
-    pair_property: Optional[torch.Tensor] = None  # long [P], global property id
-    pair_value: Optional[torch.Tensor] = None  # long [P], global value id
-    pair_property_span: Optional[torch.Tensor] = None  # long [P, 2] token [start, end)
-    pair_value_span: Optional[torch.Tensor] = None  # long [P, 2]
-    graph: Optional[HeteroData] = None  # item -has-> value star graphs, edge j == pair j
+    # pairs / triples of the batch: the star graphs (batch_graph), edge j == pair j
+    graph: Optional[HeteroData] = None
 
     # LPM
     lpm_neg_value: Optional[torch.Tensor] = None  # long [P, K] global value ids
@@ -80,6 +114,32 @@ class K3MBatch:
     def batch_size(self) -> int:
         return int(self.item_index.shape[0])
 
+    # -- views of the graph -----------------------------------------------------------
+    @property
+    def pair_item(self) -> Optional[torch.Tensor]:
+        """long [P], the batch position of each pair's item."""
+        return None if self.graph is None else self.graph[HAS].edge_index[0]
+
+    @property
+    def pair_property(self) -> Optional[torch.Tensor]:
+        """long [P], global property ids."""
+        return None if self.graph is None else self.graph[HAS].edge_attr
+
+    @property
+    def pair_value(self) -> Optional[torch.Tensor]:
+        """long [P], global value ids."""
+        return None if self.graph is None else self.graph["value"].value_id
+
+    @property
+    def pair_property_span(self) -> Optional[torch.Tensor]:
+        """long [P, 2], token [start, end) of each property in its item's knowledge text."""
+        return None if self.graph is None else self.graph[HAS].property_span
+
+    @property
+    def pair_value_span(self) -> Optional[torch.Tensor]:
+        """long [P, 2], token [start, end) of each value."""
+        return None if self.graph is None else self.graph["value"].span
+
     def to(self, device, non_blocking: bool = False) -> "K3MBatch":
         moved = {}
         for f in fields(self):
@@ -92,6 +152,6 @@ class K3MBatch:
     def pin_memory(self) -> "K3MBatch":
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, torch.Tensor):
+            if isinstance(value, (torch.Tensor, HeteroData)):
                 setattr(self, f.name, value.pin_memory())
         return self

@@ -19,6 +19,7 @@ from encoders.knowledge import encode_knowledge, encode_strings, span_mean
 from encoders.pooling import masked_mean
 from encoders.text import TextEncoder, load_pretrained_bert
 from encoders.weights import load_state_dict_strictly
+from kg.hetero import HAS, REV_HAS
 from k3m.model.batch import K3MBatch
 from k3m.model.configuration import CONFIG_NAME, K3MConfig
 from k3m.model.heads import MLMHead, MOMHead, TaskWeighting, lpm_distance, lpm_margin_loss
@@ -134,12 +135,15 @@ class K3MModel(nn.Module):
         center = presence_mean([pooled[n] for n in streams], [present[n] for n in streams])
 
         item_repr, attention = center, None
-        has_pairs = batch.pair_item is not None and batch.pair_property_span is not None and batch.pair_value_span is not None
-        if self.structure is not None and has_pairs:
-            knowledge = fused["knowledge"]
-            prop = span_mean(knowledge, batch.pair_item, batch.pair_property_span)
-            value = span_mean(knowledge, batch.pair_item, batch.pair_value_span)
-            item_repr, attention = self.structure(center, prop, value, batch.pair_item, return_attention=True)
+        if self.structure is not None and batch.graph is not None:
+            # the batch's star graph: value nodes and property edges carry span means of the
+            # fused knowledge text, item nodes the centre c
+            graph, knowledge = batch.graph, fused["knowledge"]
+            prop = span_mean(knowledge, graph[HAS].edge_index[0], graph[HAS].property_span)
+            value = span_mean(knowledge, graph["value"].item, graph["value"].span)
+            item_repr, (_, attention) = self.structure(
+                (value, center), graph[REV_HAS].edge_index, prop, return_attention_weights=True
+            )
 
         losses = self._losses(batch, streams, fused, visual, item_repr) if compute_losses else {}
         return K3MOutput(center, item_repr, losses, pooled, present, attention)

@@ -4,7 +4,7 @@ import torch
 from k3m.model import K3MBatch
 from k3m.data import Corruption, EpochBatchSampler, K3MCollator, K3MDataset, make_loader
 from k3m.data.masking import IGNORE
-from kg.hetero import HAS
+from kg.hetero import HAS, REV_HAS
 
 
 def make(index, tokenizer, config, rows, targets=True, **kwargs):
@@ -50,12 +50,22 @@ def test_batch_contract(slice_build, slice_index, slice_tokenizer, tiny_config):
     assert title_targets.any(1).all() and not (title_targets & ~b.title_attention_mask).any()
     assert not (special & title_targets & (b.title_input_ids != slice_tokenizer.mask_token_id)).any()
 
-    # graph: edge j is pair j
+    # graph: the one place the pairs live; edge j is pair j, one value node (mention) per pair,
+    # and its spans hold the property's and the (unmasked) value's tokens
     g = b.graph
     assert g["item"].num_nodes == B and (g["item"].item_index == b.item_index).all()
     src, dst = g[HAS].edge_index
-    assert (src == b.pair_item).all() and (g["value"].value_id[dst] == b.pair_value).all()
-    assert (g[HAS].edge_property == b.pair_property).all()
+    assert g["value"].num_nodes == P and torch.equal(dst, torch.arange(P))
+    assert torch.equal(g[REV_HAS].edge_index, g[HAS].edge_index.flip(0)) and torch.equal(g[REV_HAS].edge_attr, g[HAS].edge_attr)
+    original = torch.where(b.knowledge_mlm_labels != IGNORE, b.knowledge_mlm_labels, b.knowledge_input_ids)
+
+    def tokens(text):
+        return slice_tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    for j in range(P):
+        (a, z), (c, d) = g[HAS].property_span[j].tolist(), g["value"].span[j].tolist()
+        assert original[src[j], a:z].tolist() == tokens(slice_index.properties[int(g[HAS].edge_attr[j])])
+        assert original[src[j], c:d].tolist() == tokens(slice_index.values[int(g["value"].value_id[j])])
 
     # LPM: K negatives per pair, string tables cover every id
     assert b.lpm_neg_value.shape == b.lpm_neg_item.shape == (P, K)

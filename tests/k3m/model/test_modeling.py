@@ -51,6 +51,28 @@ def test_every_presence_combination_in_one_batch(tiny_model_config, slice_tokeni
     torch.testing.assert_close(sums[k], torch.ones_like(sums[k]))
 
 
+def test_structure_aggregation_reads_the_batch_graph(tiny_model_config, slice_tokenizer, make_batch):
+    """The GAT consumes batch.graph: an item whose edges are taken out of the graph keeps
+    c* = c, and no other item moves (its knowledge text, and so c, is unchanged)."""
+    from kg.hetero import HAS, REV_HAS
+
+    model = K3MModel(tiny_model_config).eval()
+    batch = make_batch(tiny_model_config, slice_tokenizer, n=6, targets=False)
+    with torch.no_grad():
+        full = model(batch, compute_losses=False)
+        keep = batch.graph[HAS].edge_index[0] != 2
+        assert (~keep).any()
+        for edge_type in (HAS, REV_HAS):
+            batch.graph[edge_type].edge_index = batch.graph[edge_type].edge_index[:, keep]
+            batch.graph[edge_type].edge_attr = batch.graph[edge_type].edge_attr[keep]
+        batch.graph[HAS].property_span = batch.graph[HAS].property_span[keep]
+        cut = model(batch, compute_losses=False)
+    assert torch.equal(cut.item_center, full.item_center)
+    assert torch.equal(cut.item_repr[2], cut.item_center[2]) and not torch.equal(full.item_repr[2], full.item_center[2])
+    others = [0, 1, 3, 4, 5]
+    torch.testing.assert_close(cut.item_repr[others], full.item_repr[others])
+
+
 @pytest.mark.parametrize("presence", PRESENCE, ids=lambda p: "".join("TIK"[j] if on else "-" for j, on in enumerate(p)))
 def test_batch_of_one_matches_its_row_in_a_bigger_batch(presence, tiny_model_config, slice_tokenizer, make_batch, slice_build):
     """Batch size 1 works for every presence pattern, and an item's c* does not depend on

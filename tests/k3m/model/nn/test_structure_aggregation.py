@@ -25,6 +25,12 @@ def per_item_reference(layer: StructureAggregation, c, p, v, pair_item):
     return out
 
 
+def aggregate(layer, c, p, v, pair_item, **kwargs):
+    """The layer on the star graph of the pairs: value node j -> item pair_item[j], property j on the edge."""
+    edge_index = torch.stack([torch.arange(len(pair_item)), pair_item])
+    return layer((v, c), edge_index, p, **kwargs)
+
+
 def inputs(num_items=7, hidden=32, seed=0):
     g = torch.Generator().manual_seed(seed)
     counts = torch.tensor([3, 0, 1, 10, 0, 2, 5])[:num_items]  # items 1 and 4 have no triples
@@ -37,7 +43,8 @@ def test_matches_the_per_item_formula_and_items_without_triples_keep_c():
     torch.manual_seed(0)
     layer = StructureAggregation(32, heads=4)
     c, p, v, pair_item = inputs()
-    out, alpha = layer(c, p, v, pair_item, return_attention=True)
+    out, (edge_index, alpha) = aggregate(layer, c, p, v, pair_item, return_attention_weights=True)
+    assert torch.equal(edge_index[1], pair_item) and alpha.shape == (len(pair_item), 4)
     torch.testing.assert_close(out, per_item_reference(layer, c, p, v, pair_item), atol=1e-5, rtol=1e-5)
     assert torch.equal(out[1], c[1]) and torch.equal(out[4], c[4])
     sums = torch.zeros(7, 4).index_add_(0, pair_item, alpha)
@@ -49,9 +56,9 @@ def test_pair_order_does_not_matter_and_gradients_reach_every_weight():
     layer = StructureAggregation(32, heads=8)
     c, p, v, pair_item = inputs()
     perm = torch.randperm(len(pair_item))
-    torch.testing.assert_close(layer(c, p, v, pair_item), layer(c, p[perm], v[perm], pair_item[perm]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(aggregate(layer, c, p, v, pair_item), aggregate(layer, c, p[perm], v[perm], pair_item[perm]), atol=1e-5, rtol=1e-5)
     c.requires_grad_(True)
-    layer(c, p, v, pair_item).square().sum().backward()
+    aggregate(layer, c, p, v, pair_item).square().sum().backward()
     assert all(param.grad is not None and param.grad.abs().sum() > 0 for param in layer.parameters())
 
 
@@ -59,6 +66,20 @@ def test_single_item_and_no_pairs_at_all():
     layer = StructureAggregation(16, heads=2)
     c = torch.randn(1, 16)
     empty = torch.zeros(0, 16)
-    assert torch.equal(layer(c, empty, empty, torch.zeros(0, dtype=torch.long)), c)
-    out = layer(c, torch.randn(1, 16), torch.randn(1, 16), torch.zeros(1, dtype=torch.long))
+    assert torch.equal(aggregate(layer, c, empty, empty, torch.zeros(0, dtype=torch.long)), c)
+    out = aggregate(layer, c, torch.randn(1, 16), torch.randn(1, 16), torch.zeros(1, dtype=torch.long))
     assert out.shape == (1, 16) and not torch.equal(out, c)
+
+
+def test_shared_value_nodes_and_reset_parameters():
+    """Like GATConv, value nodes may be shared by several edges (the KG's own star graphs)."""
+    torch.manual_seed(0)
+    layer = StructureAggregation(16, heads=2)
+    c, values, props = torch.randn(3, 16), torch.randn(2, 16), torch.randn(4, 16)
+    edge_index = torch.tensor([[0, 1, 0, 1], [0, 0, 1, 2]])  # value 0 reaches items 0 and 1
+    shared = layer((values, c), edge_index, props)
+    mentions = layer((values[edge_index[0]], c), torch.stack([torch.arange(4), edge_index[1]]), props)
+    torch.testing.assert_close(shared, mentions)
+    before = [p.detach().clone() for p in layer.parameters()]
+    layer.reset_parameters()
+    assert all(not torch.equal(a, b) for a, b in zip(before, layer.parameters()))
