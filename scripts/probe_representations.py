@@ -24,7 +24,7 @@ from k3m.evaluation.config import EvaluationConfig
 from k3m.embedding.encoder import ItemEncoder
 from k3m.evaluation.models import MODELS, load_model
 from k3m.evaluation.pools import make_pools
-from k3m.evaluation.probe import evaluate_probe, gather, train_probe
+from k3m.evaluation.probe import gather, measure_probe, train_probe
 from k3m.evaluation.tasks.classification import ClassificationTask
 from k3m.model.checkpoint import load_property_order
 
@@ -66,7 +66,7 @@ def main(argv=None) -> None:
         train, test = representations(model, encoder, train_rows), representations(model, encoder, test_rows)
         for key in train:
             probe = train_probe(task, gather(train[key], train_rows, task.train), train[key], cfg.probe, cfg.seed)
-            metrics = evaluate_probe(task, probe, gather(test[key], test_rows, task.test))
+            metrics = measure_probe(task, probe, gather(test[key], test_rows, task.test))
             rows.append(f"| {MODELS[name].label} | {key} | {train[key].shape[1]} | "
                         f"{100 * metrics['accuracy']:.1f} | {100 * metrics['macro_f1']:.1f} |")
     print("| model | representation | dim | accuracy | macro-F1 |\n|---|---|---|---|---|\n" + "\n".join(rows))

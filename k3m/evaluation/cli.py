@@ -71,11 +71,11 @@ def run(args) -> int:
     unknown = sorted(set(args.redo) - set(config.tasks))
     if unknown:
         raise ValueError(f"--redo {', '.join(unknown)}: not a task of this grid ({', '.join(config.tasks)})")
-    from k3m.evaluation.runner import evaluate, pretrain_all
+    from k3m.evaluation.runner import pretrain_all, run_evaluation
 
     if args.pretrain_only:
         for run_dir in pretrain_all(config):
             print(run_dir)
         return 0
-    print(evaluate(config, args.redo) / "report.md")
+    print(run_evaluation(config, args.redo) / "report.md")
     return 0

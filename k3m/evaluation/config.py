@@ -12,10 +12,10 @@ from k3m.config import Config, ConfigError
 from k3m.evaluation.corruption import SETTINGS
 from k3m.evaluation.finetune import FinetuneConfig
 from k3m.evaluation.probe import ProbeConfig
+from k3m.evaluation.tasks import TASKS
 from k3m.evaluation.transe import TransEConfig
 
 MODES = ("probe", "finetune")
-TASKS = ("classification", "alignment", "qa", "qa_lpm", "link_prediction")
 
 
 @dataclass
@@ -81,7 +81,7 @@ class EvaluationConfig(Config):
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
         for name, allowed, given in (
-            ("task", TASKS, self.tasks),
+            ("task", tuple(TASKS), self.tasks),
             ("setting", tuple(SETTINGS), self.settings),
             ("model", tuple(MODELS), self.models),
         ):

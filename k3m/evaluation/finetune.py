@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from k3m.evaluation.corruption import CorruptionPlan
 from k3m.embedding.encoder import ItemEncoder
+from k3m.evaluation.corruption import CorruptionPlan
 from k3m.evaluation.probe import gather
 from k3m.evaluation.tasks.base import HeadTask
 
@@ -29,7 +29,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01
 
 
-def finetune_and_evaluate(
+def finetune_and_measure(
     task: HeadTask,
     encoder: ItemEncoder,
     train_plan: CorruptionPlan | None,
@@ -68,4 +68,4 @@ def finetune_and_evaluate(
     with torch.no_grad():
         vectors = gather(encoder.encode(rows, test_plan), rows, task.test)
         logits = task.logits(head.cpu(), vectors, task.test)
-    return task.evaluate(logits, task.test)
+    return task.measure(logits, task.test)

@@ -1,46 +1,40 @@
 """Metrics of the evaluation tasks, as plain functions over numpy arrays.
 
-Classification: accuracy, macro-F1 (mean over the classes that occur in the truth or the
-predictions, a class's F1 being 0 when it has no true positive — sklearn's convention).
-Alignment: binary precision, recall, F1 of the positive class (0 when undefined).
+Classification and alignment come from scikit-learn: accuracy, macro-F1 (mean over the
+classes that occur in the truth or the predictions, a class's F1 being 0 when it has no
+true positive), binary precision, recall, F1 of the positive class (0 when undefined).
 Ranking: from 1-based ranks (possibly fractional under ties): MRR, Hits@k; the paper's
-Rank@k is Hits@k over the candidate answers.
+Rank@k is Hits@k over the candidate answers (tested against brute force and PyKEEN).
 """
 from __future__ import annotations
 
 import numpy as np
+from sklearn import metrics as sklearn_metrics
+
+
+def _labels(y_true, y_pred, what: str) -> tuple[np.ndarray, np.ndarray]:
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if len(y_true) == 0:
+        raise ValueError(f"{what} of an empty set")
+    return y_true, y_pred
 
 
 def accuracy(y_true, y_pred) -> float:
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if len(y_true) == 0:
-        raise ValueError("accuracy of an empty set")
-    return float(np.mean(y_true == y_pred))
+    return float(sklearn_metrics.accuracy_score(*_labels(y_true, y_pred, "accuracy")))
 
 
 def macro_f1(y_true, y_pred) -> float:
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if len(y_true) == 0:
-        raise ValueError("macro-F1 of an empty set")
-    scores = []
-    for label in np.union1d(y_true, y_pred):
-        tp = np.sum((y_true == label) & (y_pred == label))
-        fp = np.sum((y_true != label) & (y_pred == label))
-        fn = np.sum((y_true == label) & (y_pred != label))
-        scores.append(2 * tp / (2 * tp + fp + fn))  # never 0/0: the label occurs somewhere
-    return float(np.mean(scores))
+    """Mean F1 over the classes occurring in the truth or the predictions."""
+    return float(sklearn_metrics.f1_score(*_labels(y_true, y_pred, "macro-F1"), average="macro", zero_division=0.0))
 
 
 def binary_prf(y_true, y_pred) -> dict[str, float]:
-    """Precision, recall and F1 of the positive class (labels are 0/1 or bool)."""
-    y_true, y_pred = np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool)
-    tp = int(np.sum(y_true & y_pred))
-    fp = int(np.sum(~y_true & y_pred))
-    fn = int(np.sum(y_true & ~y_pred))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1}
+    """Precision, recall and F1 of the positive class (labels are 0/1 or bool); 0 when undefined."""
+    y_true, y_pred = (np.asarray(y, dtype=bool) for y in _labels(y_true, y_pred, "precision/recall"))
+    p, r, f, _ = sklearn_metrics.precision_recall_fscore_support(
+        y_true, y_pred, average="binary", pos_label=True, zero_division=0.0
+    )
+    return {"precision": float(p), "recall": float(r), "f1": float(f)}
 
 
 def mean_reciprocal_rank(ranks) -> float:

@@ -67,6 +67,6 @@ def train_probe(
 
 
 @torch.no_grad()
-def evaluate_probe(task: HeadTask, probe: tuple[Standardize, nn.Module], test_vectors: torch.Tensor) -> dict[str, float]:
+def measure_probe(task: HeadTask, probe: tuple[Standardize, nn.Module], test_vectors: torch.Tensor) -> dict[str, float]:
     scale, head = probe
-    return task.evaluate(task.logits(head, scale(test_vectors), task.test), task.test)
+    return task.measure(task.logits(head, scale(test_vectors), task.test), task.test)

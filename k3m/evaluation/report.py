@@ -19,28 +19,15 @@ from k3m.evaluation.models import label
 from k3m.evaluation.plots import plot_metric
 from k3m.evaluation.reference import PAPER_VALUES
 from k3m.evaluation.results import ResultStore
+from k3m.evaluation.tasks import TASKS
 
 CLEAN = "clean"
 QUESTION_TASKS = (("classification", "accuracy"), ("qa", "rank@10"))
 QUESTION_SETTINGS = ("TMR", "TNR", "TINR")
-TASK_TITLES = {
-    "classification": "Item classification",
-    "alignment": "Product alignment",
-    "qa": "Attribute QA (trained head)",
-    "qa_lpm": "Attribute QA (zero-shot LPM scorer)",
-    "link_prediction": "Link prediction (clean inputs)",
-}
 
 
-# what a reader of one table needs to know to read it right (details: docs/evaluate.md)
-TASK_NOTES = {
-    "alignment": "Ground-truth groups come from the mapping's group column or, where a catalog has none "
-                 "(fashion44k), from identical normalised titles: then a clean title decides alignment by "
-                 "construction, and the task says something only under "
-                 "title corruption.",
-    "qa": "Many properties have at most 10 values, where Rank@10 is 1 for any model; Rank@1 and MRR separate "
-          "the models more sharply.",
-}
+def task_title(task: str) -> str:
+    return TASKS[task].title if task in TASKS else task
 
 
 def long_table(cells: list[dict]) -> pd.DataFrame:
@@ -86,7 +73,7 @@ def answer_question(grid: pd.DataFrame, mode: str, sizes: dict) -> list[str]:
     for task, metric in QUESTION_TASKS:
         part = grid[(grid["task"] == task) & (grid["metric"] == metric) & (grid["mode"] == mode)]
         if not {"k3m", "no_kg"} <= set(part["model"]):
-            lines.append(f"- **{TASK_TITLES[task]}**: not answered — this run has no K3M and no-KG results for it.")
+            lines.append(f"- **{task_title(task)}**: not answered — this run has no K3M and no-KG results for it.")
             continue
         wide = part.pivot_table(index=["setting", "ratio"], columns="model", values="value")
         settings = [s for s in QUESTION_SETTINGS if s in wide.index.get_level_values("setting")]
@@ -118,7 +105,7 @@ def answer_question(grid: pd.DataFrame, mode: str, sizes: dict) -> list[str]:
             detail += f"; {clean}"
         missing = [s for s in QUESTION_SETTINGS if s not in settings]
         lines.append(
-            f"- **{TASK_TITLES[task]}** ({metric}): K3M at or above no-KG at every ratio of {', '.join(settings)}: "
+            f"- **{task_title(task)}** ({metric}): K3M at or above no-KG at every ratio of {', '.join(settings)}: "
             f"{verdict} — {detail}. At 100%: {'; '.join(at_100) or 'not run'}."
             + (f" ({', '.join(missing)} not in this run.)" if missing else "")
         )
@@ -226,7 +213,7 @@ def write_report(out_dir: str | Path) -> Path:
     for mode in modes:
         md += ["", f"## The question ({mode} mode)", ""]
         md += answer_question(grid, mode, meta.get("tasks", {}))
-    lp = df[(df["task"] == "link_prediction")]
+    lp = df[df["task"].isin([n for n, t in TASKS.items() if t.kg_anchor])]
     if not lp.empty:
         md += ["", "## Link prediction: K3M and TransE side by side", ""]
         md += lp_section(lp, meta)
@@ -237,12 +224,12 @@ def write_report(out_dir: str | Path) -> Path:
     figures = []
     for (task, mode), part in grid.groupby(["task", "mode"], sort=False):
         metrics = list(dict.fromkeys(part["metric"]))
-        md += ["", f"### {TASK_TITLES.get(task, task)} — {mode} mode", ""]
-        if task == "link_prediction":
+        md += ["", f"### {task_title(task)} — {mode} mode", ""]
+        if task in TASKS and TASKS[task].kg_anchor:
             md.append("See the side-by-side table above.")
             continue
-        if task in TASK_NOTES:
-            md.append(TASK_NOTES[task])
+        if task in TASKS and TASKS[task].note:  # what a reader of the table needs to know
+            md.append(TASKS[task].note)
         for metric in [m for m in metrics if m != "mean_rank"]:
             md += ["", f"**{metric}**", ""]
             md.append(results_table(part[part["metric"] == metric], task, metric, settings))
@@ -281,7 +268,6 @@ def setup_section(meta: dict) -> list[str]:
 
 def scope_lines(config: dict) -> list[str]:
     """Say plainly when a run covers less than the full protocol."""
-    from k3m.evaluation.config import TASKS
     from k3m.evaluation.models import MODELS
 
     left_out = [

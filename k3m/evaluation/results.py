@@ -19,6 +19,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from etl.atomic import write_text
+
 KEY_FIELDS = ("task", "setting", "ratio", "model", "mode", "seed")
 
 
@@ -73,14 +75,12 @@ class ResultStore:
     def timings(self) -> list[dict]:
         return [r for r in self.records if r.get("kind") == "timing"]
 
-    def forget(self, tasks: list[str]) -> int:
-        """Drop every cell of ``tasks`` and the timing lines that recomputing them writes
-        again (encoding for head tasks, LP encoding and TransE for link prediction), so a
-        rerun redoes those cells and the report's time sums stay whole. The file is
-        rewritten aside and renamed over the old one. Returns the number of lines dropped."""
+    def forget(self, tasks: list[str], parts: set[str]) -> int:
+        """Drop every cell of ``tasks`` and the timing lines of ``parts`` that recomputing
+        them writes again (each task declares its ``timing_parts``), so a rerun redoes those
+        cells and the report's time sums stay whole. The file is rewritten aside and renamed
+        over the old one. Returns the number of lines dropped."""
         tasks = set(tasks)
-        parts = ({"encode_lp", "transe"} if "link_prediction" in tasks else set()) | (
-            {"encode"} if tasks - {"link_prediction"} else set())
 
         def dropped(record: dict) -> bool:
             if record.get("kind", "cell") == "cell":
@@ -90,12 +90,7 @@ class ResultStore:
         keep = [r for r in self.records if not dropped(r)]
         gone = len(self.records) - len(keep)
         if gone:
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            with open(tmp, "wb") as f:
-                f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in keep).encode())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
             self.records, self._keys = [], set()
             for record in keep:
                 self._remember(record)

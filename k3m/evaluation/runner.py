@@ -28,11 +28,11 @@ from k3m.data import CatalogIndex
 from k3m.evaluation.config import EvaluationConfig
 from k3m.evaluation.corruption import SETTINGS, CorruptionPlan, plan_corruption, product_keys
 from k3m.embedding.encoder import ItemEncoder
-from k3m.evaluation.finetune import finetune_and_evaluate
+from k3m.evaluation.finetune import finetune_and_measure
 from k3m.evaluation.models import MODELS, load_model, pretrain_model
 from k3m.model.checkpoint import load_property_order
 from k3m.evaluation.pools import make_pools
-from k3m.evaluation.probe import evaluate_probe, gather, train_probe
+from k3m.evaluation.probe import gather, measure_probe, train_probe
 from k3m.evaluation.report import write_report
 from k3m.evaluation.results import CellResult, ResultStore, cell_key
 from k3m.evaluation.tasks import make_task
@@ -43,7 +43,6 @@ CLEAN = "clean"
 # what a results.jsonl depends on besides its cell keys: resuming under other values would
 # mix incomparable numbers (the grid lists may grow freely)
 FINGERPRINT = ("build", "pools", "pretrain", "probe", "finetune", "alignment", "link_prediction", "transe_training")
-KNOWLEDGE_TASKS = ("qa_lpm", "link_prediction")  # scored by the LPM: models with knowledge only
 
 
 class OutputConflict(ValueError):
@@ -70,7 +69,7 @@ class EvaluationRun:
         head_tasks = [t for t in self.tasks.values() if isinstance(t, HeadTask)]
         # only the items some task uses are encoded
         self.finetune_rows = np.unique(np.concatenate([t.train.rows.ravel() for t in head_tasks] + [np.empty(0, np.int64)]))
-        test_sets = [t.test.rows.ravel() for name, t in self.tasks.items() if name != "link_prediction"]
+        test_sets = [t.test.rows.ravel() for t in self.tasks.values() if not t.clean_only]
         self.test_rows = np.unique(np.concatenate(test_sets + [np.empty(0, np.int64)]))
 
     def check_resumable(self) -> None:
@@ -101,11 +100,11 @@ class EvaluationRun:
     # -- models --------------------------------------------------------------------------
     def tasks_for(self, name: str) -> list[str]:
         knowledge = MODELS[name].switches.get("use_knowledge", True)
-        return [t for t in self.tasks if knowledge or t not in KNOWLEDGE_TASKS]
+        return [n for n, t in self.tasks.items() if knowledge or not t.needs_lpm]
 
     def pending(self, name: str, setting: str, ratio: float) -> list[str]:
-        tasks = [t for t in self.tasks_for(name) if t != "link_prediction" or setting == CLEAN]
-        return [t for t in tasks if not self.store.has(cell_key(t, setting, ratio, name, self.cfg.mode, self.cfg.seed))]
+        tasks = [n for n in self.tasks_for(name) if setting == CLEAN or not self.tasks[n].clean_only]
+        return [n for n in tasks if not self.store.has(cell_key(n, setting, ratio, name, self.cfg.mode, self.cfg.seed))]
 
     def checkpoint(self, name: str) -> Path:
         if name in self.cfg.checkpoints:
@@ -145,10 +144,11 @@ class EvaluationRun:
                 self.cfg.encode_batch_size, self.cfg.seed,
             )
             self.run_model(name, encoder)
-        if "link_prediction" in self.tasks and self.cfg.transe:
-            if self.cfg.threads:
-                torch.set_num_threads(self.cfg.threads)
-            self.run_transe()
+        for task_name, task in self.tasks.items():
+            if task.kg_anchor and self.cfg.transe:
+                if self.cfg.threads:
+                    torch.set_num_threads(self.cfg.threads)
+                self.run_transe(task_name, task)
         self.store.add_timing("run", "total", time.perf_counter() - start)
         self.write_meta()
         write_report(self.out)
@@ -169,21 +169,21 @@ class EvaluationRun:
             for task_name in pending:
                 task = self.tasks[task_name]
                 t0 = time.perf_counter()
-                if task_name == "link_prediction":
-                    rows = task.rows
-                    lp_vectors = encoder.encode(rows)
-                    self.store.add_timing("encode_lp", name, time.perf_counter() - t0, items=len(rows))
-                    t0 = time.perf_counter()  # the cell's own time is the scoring
-                    metrics = task.score(encoder.lpm_scorer(rows, lp_vectors))
-                elif task_name == "qa_lpm":
-                    metrics = task.score(encoder.lpm_scorer(self.test_rows, vectors["test"]))
+                if not task.trains_head:  # scored by the model's LPM over the task's own items
+                    rows, task_vectors = task.rows, vectors.get("test")
+                    if task_vectors is not None and np.isin(rows, self.test_rows).all():
+                        task_vectors = task_vectors[torch.from_numpy(np.searchsorted(self.test_rows, rows))]
+                    else:
+                        task_vectors = self._encode(name, encoder, rows, plans["test"], setting, ratio, part="encode_lp")
+                        t0 = time.perf_counter()  # the cell's own time is the scoring
+                    metrics = task.score(encoder.lpm_scorer(rows, task_vectors))
                 elif cfg.mode == "probe":
                     probe = train_probe(
                         task, gather(vectors["finetune"], self.finetune_rows, task.train), vectors["finetune"], cfg.probe, cfg.seed
                     )
-                    metrics = evaluate_probe(task, probe, gather(vectors["test"], self.test_rows, task.test))
+                    metrics = measure_probe(task, probe, gather(vectors["test"], self.test_rows, task.test))
                 else:
-                    metrics = finetune_and_evaluate(task, encoder, plans["finetune"], plans["test"], cfg.finetune, cfg.seed)
+                    metrics = finetune_and_measure(task, encoder, plans["finetune"], plans["test"], cfg.finetune, cfg.seed)
                 seconds = time.perf_counter() - t0
                 self.store.add(CellResult(task_name, setting, ratio, name, cfg.mode, cfg.seed, metrics, seconds, task.sizes()))
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in task.metrics)
@@ -193,9 +193,12 @@ class EvaluationRun:
         """c* of the pools under the condition, encoded once for all pending tasks."""
         needs = set()
         for task_name in pending:
-            if task_name == "qa_lpm":
+            task = self.tasks[task_name]
+            if task.clean_only:
+                continue  # encodes its own items
+            if not task.trains_head:
                 needs.add("test")
-            elif task_name != "link_prediction" and (self.cfg.mode == "probe"):
+            elif self.cfg.mode == "probe":
                 needs |= {"finetune", "test"}
         spec = MODELS[name]
         touches = SETTINGS[setting].target if setting != CLEAN else None
@@ -213,15 +216,16 @@ class EvaluationRun:
                 out[role] = self._encode(name, encoder, rows, plans[role], setting, ratio)
         return out
 
-    def _encode(self, name, encoder, rows, plan, setting, ratio) -> torch.Tensor:
+    def _encode(self, name, encoder, rows, plan, setting, ratio, part: str = "encode") -> torch.Tensor:
         t0 = time.perf_counter()
         vectors = encoder.encode(rows, plan)
-        self.store.add_timing("encode", name, time.perf_counter() - t0, setting=setting, ratio=ratio, items=len(rows))
+        fields = {"setting": setting, "ratio": ratio} if part == "encode" else {}
+        self.store.add_timing(part, name, time.perf_counter() - t0, **fields, items=len(rows))
         return vectors
 
-    def run_transe(self) -> None:
-        cfg, task = self.cfg, self.tasks["link_prediction"]
-        if self.store.has(cell_key("link_prediction", CLEAN, 0.0, "transe", cfg.mode, cfg.seed)):
+    def run_transe(self, task_name: str, task) -> None:
+        cfg = self.cfg
+        if self.store.has(cell_key(task_name, CLEAN, 0.0, "transe", cfg.mode, cfg.seed)):
             return
         log(f"TransE: training {cfg.transe_training.num_epochs} epochs on the train triples")
         anchor = train_transe(self.build, cfg.transe_training)
@@ -229,8 +233,8 @@ class EvaluationRun:
         t0 = time.perf_counter()
         metrics = task.score(anchor.score_values)
         seconds = time.perf_counter() - t0
-        self.store.add(CellResult("link_prediction", CLEAN, 0.0, "transe", cfg.mode, cfg.seed, metrics, seconds, task.sizes()))
-        log(f"  link_prediction transe: mrr {metrics['mrr']:.4f}")
+        self.store.add(CellResult(task_name, CLEAN, 0.0, "transe", cfg.mode, cfg.seed, metrics, seconds, task.sizes()))
+        log(f"  {task_name} transe: mrr {metrics['mrr']:.4f}")
 
     def write_meta(self) -> None:
         """What the report needs besides the results: config, data, pools, task sizes, notes."""
@@ -251,7 +255,7 @@ class EvaluationRun:
         (self.out / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
 
 
-def evaluate(config: EvaluationConfig, redo: list[str] = ()) -> Path:
+def run_evaluation(config: EvaluationConfig, redo: list[str] = ()) -> Path:
     """Run (or resume) the grid of ``config`` and write its report; returns the output dir.
     ``redo``: tasks whose finished cells are dropped first and computed again."""
     run = EvaluationRun(config)
@@ -259,7 +263,8 @@ def evaluate(config: EvaluationConfig, redo: list[str] = ()) -> Path:
         unknown = sorted(set(redo) - set(config.tasks))
         if unknown:
             raise ValueError(f"--redo {', '.join(unknown)}: not a task of this grid ({', '.join(config.tasks)})")
-        log(f"redo {', '.join(redo)}: dropped {run.store.forget(list(redo))} lines of {run.store.path}")
+        parts = {part for name in redo for part in run.tasks[name].timing_parts}
+        log(f"redo {', '.join(redo)}: dropped {run.store.forget(list(redo), parts)} lines of {run.store.path}")
     run.run()
     return Path(config.out_dir)
 

@@ -1,30 +1,31 @@
-"""Downstream tasks by name: ``make_task(name, config)``."""
+"""The downstream tasks, one class each, registered by name: ``make_task(name, config)``.
+
+Each class declares the facts the runner and the report need (``title``, ``metrics``,
+``note``, ``trains_head``, ``needs_lpm``, ``clean_only``, ``from_config``); adding a task is
+adding a class here.
+"""
 from __future__ import annotations
 
 from k3m.evaluation.tasks.alignment import AlignmentTask
 from k3m.evaluation.tasks.attribute_qa import AttributeQATask, LPMAttributeQATask
-from k3m.evaluation.tasks.base import Examples, HeadTask, Pools, ScoringTask
+from k3m.evaluation.tasks.base import Examples, HeadTask, Pools, ScoringTask, Task
 from k3m.evaluation.tasks.classification import ClassificationTask
 from k3m.evaluation.tasks.link_prediction import LinkPredictionTask
 
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls for cls in (ClassificationTask, AlignmentTask, AttributeQATask, LPMAttributeQATask, LinkPredictionTask)
+}
 
-def make_task(name: str, config):
+
+def make_task(name: str, config) -> Task:
     """A fresh task object for ``name``, sized by the evaluation ``config``."""
-    if name == "classification":
-        return ClassificationTask()
-    if name == "alignment":
-        a = config.alignment
-        return AlignmentTask(a.max_positives_per_group, a.hard_negatives, a.random_negatives)
-    if name == "qa":
-        return AttributeQATask()
-    if name == "qa_lpm":
-        return LPMAttributeQATask()
-    if name == "link_prediction":
-        return LinkPredictionTask(config.link_prediction.max_queries)
-    raise ValueError(f"unknown task {name!r}")
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose from {list(TASKS)}")
+    return TASKS[name].from_config(config)
 
 
 __all__ = [
+    "TASKS",
     "AlignmentTask",
     "AttributeQATask",
     "ClassificationTask",
@@ -34,5 +35,6 @@ __all__ = [
     "LinkPredictionTask",
     "Pools",
     "ScoringTask",
+    "Task",
     "make_task",
 ]

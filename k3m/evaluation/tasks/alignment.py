@@ -35,7 +35,16 @@ class AlignmentTask(HeadTask):
     random_negatives: int = 1
 
     name = "alignment"
+    title = "Product alignment"
     metrics = ("f1", "precision", "recall")
+    note = ("Ground-truth groups come from the mapping's group column or, where a catalog has none "
+            "(fashion44k), from identical normalised titles: then a clean title decides alignment by "
+            "construction, and the task says something only under title corruption.")
+
+    @classmethod
+    def from_config(cls, config) -> "AlignmentTask":
+        a = config.alignment
+        return cls(a.max_positives_per_group, a.hard_negatives, a.random_negatives)
 
     def prepare(self, build, pools: Pools, seed: int) -> None:
         def examples(rows):
@@ -62,5 +71,5 @@ class AlignmentTask(HeadTask):
         pos_weight = (1 - target).sum().clamp(min=1) / target.sum().clamp(min=1)
         return nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
 
-    def evaluate(self, logits: torch.Tensor, examples: Examples) -> dict[str, float]:
+    def measure(self, logits: torch.Tensor, examples: Examples) -> dict[str, float]:
         return binary_prf(examples.target, logits.cpu().numpy() > 0)

@@ -107,7 +107,10 @@ class PropertySoftmaxHead(nn.Module):
 
 class AttributeQATask(HeadTask, _QAFacts):
     name = "qa"
+    title = "Attribute QA (trained head)"
     metrics = QA_METRICS
+    note = ("Many properties have at most 10 values, where Rank@10 is 1 for any model; Rank@1 and MRR separate "
+            "the models more sharply.")
 
     def prepare(self, build, pools: Pools, seed: int) -> None:
         self._prepare_facts(build)
@@ -142,7 +145,7 @@ class AttributeQATask(HeadTask, _QAFacts):
         true_logit = out.logit[out.pair == target[out.example]]  # one entry per example, in order
         return (log_normaliser - true_logit).mean()
 
-    def evaluate(self, out: PropertyLogits, examples: Examples) -> dict[str, float]:
+    def measure(self, out: PropertyLogits, examples: Examples) -> dict[str, float]:
         scores = torch.full((out.num_examples, self.num_values), float("-inf"))
         scores[out.example.cpu(), self.pair_value[out.pair.cpu()]] = out.logit.float().cpu()
         return qa_metrics(self._ranks(scores, examples))
@@ -152,11 +155,16 @@ class LPMAttributeQATask(ScoringTask, _QAFacts):
     """Zero-shot QA with the model's LPM scorer (only models pretrained with knowledge)."""
 
     name = "qa_lpm"
+    title = "Attribute QA (zero-shot LPM scorer)"
     metrics = QA_METRICS
 
     def prepare(self, build, pools: Pools, seed: int) -> None:
         self._prepare_facts(build)
         self.test = self._examples(held_out_facts(build, pools.test, (TRIPLE_TEST,)))
+
+    @property
+    def rows(self) -> np.ndarray:
+        return np.unique(self.test.rows)
 
     def score(self, lpm_values) -> dict[str, float]:
         """``lpm_values(rows, props) -> float [Q, V]``, higher = better (negated distance)."""

@@ -17,6 +17,7 @@ corrupted condition is encoded once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -42,11 +43,37 @@ class Examples:
         return Examples(self.rows[index], self.target[index], {k: v[index] for k, v in self.extra.items()})
 
 
-class HeadTask:
-    """A task learnt by a head over item vectors. Subclasses set ``name``/``metrics``."""
+class Task:
+    """What every task declares about itself; the runner dispatches on these facts, never on
+    a task's name. Subclasses register themselves in :mod:`k3m.evaluation.tasks`."""
 
-    name: str = ""
-    metrics: tuple[str, ...] = ()
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""  # the report's heading
+    metrics: ClassVar[tuple[str, ...]] = ()
+    note: ClassVar[str] = ""  # what a reader of the task's table needs to know
+    trains_head: ClassVar[bool] = False  # a head is fitted on item vectors (HeadTask)
+    needs_lpm: ClassVar[bool] = False  # scored by the model's own LPM: only models pretrained with knowledge
+    clean_only: ClassVar[bool] = False  # asked on clean inputs only, not under the corruption grid
+    kg_anchor: ClassVar[bool] = False  # a KG-embedding model (TransE) trained on the train triples answers it too
+    # timing lines that computing the task's cells writes (dropped with its cells by --redo)
+    timing_parts: ClassVar[tuple[str, ...]] = ("encode",)
+
+    @classmethod
+    def from_config(cls, config) -> "Task":
+        """A fresh task sized by the evaluation config."""
+        return cls()
+
+    def prepare(self, build, pools: Pools, seed: int) -> None:
+        raise NotImplementedError
+
+    def sizes(self) -> dict[str, int]:
+        raise NotImplementedError
+
+
+class HeadTask(Task):
+    """A task learnt by a head over item vectors."""
+
+    trains_head: ClassVar[bool] = True
 
     def prepare(self, build, pools: Pools, seed: int) -> None:
         """Choose the fine-tuning and test examples (``self.train``, ``self.test``)."""
@@ -65,15 +92,24 @@ class HeadTask:
     def loss(self, logits, examples: Examples) -> torch.Tensor:
         return nn.functional.cross_entropy(logits, torch.from_numpy(examples.target).to(logits.device))
 
-    def evaluate(self, logits, examples: Examples) -> dict[str, float]:
+    def measure(self, logits, examples: Examples) -> dict[str, float]:
+        """The task's metrics of head outputs ``logits`` on ``examples``."""
         raise NotImplementedError
 
     def sizes(self) -> dict[str, int]:
         return {"n_train": len(self.train), "n_test": len(self.test)}
 
 
-class ScoringTask:
+class ScoringTask(Task):
     """A task scored by the model's own LPM scorer, without a trained head."""
 
-    name: str = ""
-    metrics: tuple[str, ...] = ()
+    needs_lpm: ClassVar[bool] = True
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The items whose vectors the scorer needs (sorted build rows)."""
+        raise NotImplementedError
+
+    def score(self, value_scores) -> dict[str, float]:
+        """``value_scores(items, props) -> float [Q, V]``, higher = more plausible."""
+        raise NotImplementedError

@@ -16,6 +16,7 @@ from k3m.evaluation.tasks.base import Examples, HeadTask, Pools
 
 class ClassificationTask(HeadTask):
     name = "classification"
+    title = "Item classification"
     metrics = ("accuracy", "macro_f1")
 
     def prepare(self, build, pools: Pools, seed: int) -> None:
@@ -31,6 +32,6 @@ class ClassificationTask(HeadTask):
     def make_head(self, hidden: int) -> nn.Module:
         return nn.Sequential(nn.Flatten(1), nn.Linear(hidden, self.num_classes))
 
-    def evaluate(self, logits: torch.Tensor, examples: Examples) -> dict[str, float]:
+    def measure(self, logits: torch.Tensor, examples: Examples) -> dict[str, float]:
         pred = logits.argmax(1).cpu().numpy()
         return {"accuracy": accuracy(examples.target, pred), "macro_f1": macro_f1(examples.target, pred)}

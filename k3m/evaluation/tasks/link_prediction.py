@@ -32,7 +32,15 @@ class LinkPredictionTask(ScoringTask):
     max_queries: int | None = None  # a seeded sample of the test facts; None = all
 
     name = "link_prediction"
+    title = "Link prediction (clean inputs)"
+    clean_only = True
+    kg_anchor = True
+    timing_parts = ("encode_lp", "transe")
     metrics = ("mrr", "hits@1", "hits@3", "hits@10", "typed_mrr", "typed_hits@1", "typed_hits@3", "typed_hits@10")
+
+    @classmethod
+    def from_config(cls, config) -> "LinkPredictionTask":
+        return cls(config.link_prediction.max_queries)
 
     def prepare(self, build, pools: Pools, seed: int) -> None:
         triples = np.asarray(build.triples, dtype=np.int64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from k3m.evaluation.finetune import FinetuneConfig, finetune_and_evaluate
+from k3m.evaluation.finetune import FinetuneConfig, finetune_and_measure
 from k3m.evaluation.pools import make_pools
 from k3m.evaluation.tasks import AlignmentTask, ClassificationTask
 
@@ -22,7 +22,7 @@ def test_finetune_trains_a_copy_and_scores_the_test_pool(slice_build, make_encod
     losses = []
     original = task.loss
     monkeypatch.setattr(task, "loss", lambda logits, ex: losses.append(original(logits, ex)) or losses[-1])
-    metrics = finetune_and_evaluate(task, enc, train_plan, test_plan, FinetuneConfig(steps=12, batch_size=16), seed=0)
+    metrics = finetune_and_measure(task, enc, train_plan, test_plan, FinetuneConfig(steps=12, batch_size=16), seed=0)
     assert set(metrics) == {"accuracy", "macro_f1"} and 0 <= metrics["accuracy"] <= 1
     assert len(losses) == 12 and all(torch.isfinite(l) for l in losses)
     assert np.mean([l.item() for l in losses[-4:]]) < np.mean([l.item() for l in losses[:4]])  # it learns
@@ -34,5 +34,5 @@ def test_finetune_pairs(slice_build, make_encoder):
     enc = make_encoder()
     task = AlignmentTask()
     task.prepare(slice_build, make_pools(slice_build, None, None, seed=0), seed=0)
-    metrics = finetune_and_evaluate(task, enc, None, None, FinetuneConfig(steps=3, batch_size=8), seed=0)
+    metrics = finetune_and_measure(task, enc, None, None, FinetuneConfig(steps=3, batch_size=8), seed=0)
     assert set(metrics) == {"f1", "precision", "recall"}

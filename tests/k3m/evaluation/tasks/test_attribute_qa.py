@@ -55,7 +55,7 @@ def test_head_is_a_softmax_per_property_ranked_like_the_shared_ranking(slice_bui
     loss.backward()
     assert head.weight.grad.abs().sum() > 0
 
-    ours = task.evaluate(out, task.test)
+    ours = task.measure(out, task.test)
     ranks = rank_queries(lambda sl: dense[sl], task.test.rows[:, 0], props, task.test.target,
                          KnownFacts(triples, len(slice_build.properties)), task.num_values, candidates=candidates)
     assert ours["mrr"] == pytest.approx(float(np.mean(1 / ranks)))
