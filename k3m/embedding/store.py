@@ -16,7 +16,6 @@ and renamed into place when complete, so a half-written one never looks finished
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+
+from etl.atomic import partial_path, replace_directory
 
 EMBEDDINGS_DIR = "embeddings"
 DTYPES = ("float32", "float16")
@@ -141,7 +142,7 @@ def write_store(
     root = EmbeddingStore.root(build_path)
     root.mkdir(exist_ok=True)
     final = root / model_id
-    tmp = root / f".{model_id}.{os.getpid()}.tmp"
+    tmp = partial_path(final)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     np.save(tmp / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=dtype))
@@ -150,11 +151,5 @@ def write_store(
     pq.write_table(pa.table({"item_id": pa.array([str(i) for i in ids], pa.string())}), tmp / "ids.parquet")
     full_meta = {**meta, "model_id": model_id, "dtype": dtype, "dim": int(embeddings.shape[1]), "items": int(len(ids))}
     (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2) + "\n")
-    if final.exists():  # replace: move the old one aside first so the swap is one rename
-        old = root / f".{model_id}.{os.getpid()}.old"
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(final)
+    replace_directory(tmp, final)
     return EmbeddingStore(final)

@@ -54,6 +54,9 @@ class TrainConfig(Config):
     # loader workers (at least 1): oversubscribed cores make every op wait for stragglers
     threads: Optional[int] = None
     precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    # deterministic kernels on CPU (torch.use_deterministic_algorithms): the same seed gives
+    # the same run, bit for bit, at any fixed thread count; CUDA runs are not bit-reproducible
+    deterministic: bool = True
     compile: bool = False  # torch.compile the model (static shapes: padded to the caps)
     ddp_find_unused_parameters: bool = True  # a batch without images leaves image weights unused
     # bookkeeping

@@ -42,6 +42,9 @@ def setup(cfg) -> Dist:
     if device.type == "cpu":
         cores = len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         torch.set_num_threads(cfg.threads or max(1, cores - cfg.num_workers))
+        # multi-threaded CPU backward (index_put_/index_add accumulation) otherwise sums in
+        # a different order from run to run
+        torch.use_deterministic_algorithms(cfg.deterministic)
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Dist(rank, world, device)
