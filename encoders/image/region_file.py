@@ -10,9 +10,11 @@ A directory of memory-mapped arrays (one row per image, ``num_regions`` = 36 slo
     class_probs.npy    float16/32 [N, R, 1601]   detector class distribution
 
 ``box_locations`` turns boxes into the original's 5-d location
-``[x1/W, y1/H, x2/W, y2/H, area/(W*H)]``. ``RegionFeatureFile.lookup`` returns the
-K3MBatch ``region_*`` tensors for a list of item ids; ids without features come back with
-an all-False ``region_mask`` (a missing image, not zeros pretending to be regions).
+``[x1/W, y1/H, x2/W, y2/H, area/(W*H)]``. ``RegionFeatureFile.read`` returns the
+K3MBatch ``region_*`` tensors for file rows (``rows_of`` maps item ids to rows, ``lookup``
+does both); items without features come back with an all-False ``region_mask`` (a missing
+image, not zeros pretending to be regions). The data pipeline reads a model's region file
+through ``k3m.data.index_for``, which makes the file's coverage the items' image presence.
 """
 from __future__ import annotations
 
@@ -74,10 +76,19 @@ class RegionFeatureFile:
     def num_regions(self) -> int:
         return int(self._array("features").shape[1])
 
+    def rows_of(self, item_ids: Sequence[str]) -> np.ndarray:
+        """int64 file row of each item id, -1 where the file has none."""
+        row_of = self.row_of
+        return np.fromiter((row_of.get(str(i), -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
+
     def lookup(self, item_ids: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The region tensors (see :meth:`read`) of the given item ids."""
+        return self.read(self.rows_of(item_ids))
+
+    def read(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         """region_features [B,R,F], region_locations [B,R,5], region_class_probs [B,R,C],
-        region_mask [B,R] and image_present [B] for the given item ids."""
-        rows = np.array([self.row_of.get(str(i), -1) for i in item_ids], dtype=np.int64)
+        region_mask [B,R] and image_present [B] of file rows (-1: no image)."""
+        rows = np.asarray(rows, dtype=np.int64)
         found = rows >= 0
         safe = np.where(found, rows, 0)
         features = np.asarray(self._array("features")[safe], dtype=np.float32)

@@ -8,7 +8,7 @@
 from k3m.data.caps import cap_report
 from k3m.data.collate import K3MCollator
 from k3m.data.dataset import Corruption, ItemRecord, K3MDataset
-from k3m.data.index import FACTS, CatalogIndex, tokenizer_corpus
+from k3m.data.index import FACTS, CatalogIndex, index_for, tokenizer_corpus
 from k3m.data.knowledge import encode_knowledge, knowledge_text
 from k3m.data.loader import EpochBatchSampler, make_loader
 
@@ -22,6 +22,7 @@ __all__ = [
     "K3MDataset",
     "cap_report",
     "encode_knowledge",
+    "index_for",
     "knowledge_text",
     "make_loader",
     "tokenizer_corpus",

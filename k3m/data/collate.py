@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from k3m.model.batch import K3MBatch, batch_graph
+from encoders.image.region_file import RegionFeatureFile
 from k3m.data.dataset import ItemRecord, K3MDataset
 from k3m.data.knowledge import backend, encode_knowledge
 from k3m.data.masking import IGNORE, STREAM_KNOWLEDGE, STREAM_MOM, STREAM_TITLE, item_rng, mlm_mask, mom_mask
@@ -33,9 +34,11 @@ class K3MCollator:
     """
 
     def __init__(self, dataset: K3MDataset, tokenizer, config, targets: bool = True, fixed_length: bool = False):
-        if config.image.kind == "region":
-            raise NotImplementedError("catalog builds store pixels; region features are not produced by the data pipeline")
         self.index = dataset.index
+        # image.kind "region": features of a region file, at the rows index_for attached
+        self.region_file = config.image.region_feature_file if config.image.kind == "region" and config.use_image else None
+        if self.region_file is not None and self.index.image_feature_rows is None:
+            raise ValueError("a region model reads its images through k3m.data.index_for(build, config)")
         self.seed = dataset.seed
         self.targets = targets
         self.fixed_length = fixed_length
@@ -53,11 +56,12 @@ class K3MCollator:
         special = set(tokenizer.all_special_ids)
         self.random_ids = np.array([i for i in range(len(tokenizer)) if i not in special], dtype=np.int64)
         self._images = None  # memory map, opened lazily in each worker process
+        self._regions = None  # likewise the region file
         self._strings: dict[tuple[str, int], np.ndarray] = {}  # token ids of property/value strings
         self._titles: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # title text -> ids, normal-token mask
 
     def __getstate__(self):
-        return {**self.__dict__, "_images": None}
+        return {**self.__dict__, "_images": None, "_regions": None}
 
     @property
     def images(self) -> np.ndarray:
@@ -173,21 +177,26 @@ class K3MCollator:
     def _images_of(self, records) -> dict:
         image_rows = np.array([r.image_row for r in records], dtype=np.int64)
         present = image_rows >= 0
-        store = self.images
-        pixels = np.zeros((len(records),) + store.shape[1:], dtype=np.uint8)
-        if present.any():
-            pixels[present] = store[image_rows[present]]
-        pixels = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))  # numpy: ~15x faster than torch here
+        if self.region_file is not None:
+            if self._regions is None:
+                self._regions = RegionFeatureFile.open(self.region_file)
+            file_rows = np.where(present, self.index.image_feature_rows[np.maximum(image_rows, 0)], -1)
+            out = {**self._regions.read(file_rows), "image_pixels": None}
+            real = out["region_mask"].numpy()
+        else:
+            store = self.images
+            pixels = np.zeros((len(records),) + store.shape[1:], dtype=np.uint8)
+            if present.any():
+                pixels[present] = store[image_rows[present]]
+            pixels = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))  # numpy: ~15x faster than torch here
+            out = {"image_pixels": torch.from_numpy(pixels), "image_present": torch.from_numpy(present)}
+            real = np.ones((len(records), self.num_visual_tokens), dtype=bool)
         token_mask = np.zeros((len(records), self.num_visual_tokens), dtype=bool)
         if self.targets:
             for b in np.flatnonzero(present):
                 rng = item_rng(self.seed, records[b].epoch, records[b].row, STREAM_MOM)
-                token_mask[b] = mom_mask(self.num_visual_tokens, rng, self.masking.mom_prob)
-        return {
-            "image_pixels": torch.from_numpy(pixels),
-            "image_present": torch.from_numpy(present),
-            "image_token_mask": torch.from_numpy(token_mask),
-        }
+                token_mask[b] = mom_mask(self.num_visual_tokens, rng, self.masking.mom_prob) & real[b]
+        return {**out, "image_token_mask": torch.from_numpy(token_mask)}
 
     # -- LPM ---------------------------------------------------------------------------
     def _lpm(self, batch: K3MBatch, rows: np.ndarray, pairs: dict, epoch: int) -> None:

@@ -7,12 +7,13 @@ frequent properties first), so the knowledge caps drop the rarest properties.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from encoders.image.region_file import RegionFeatureFile
 from etl.catalog_build import CatalogBuild
 from k3m.data.knowledge import knowledge_text
 from k3m.data.negatives import triple_codes
@@ -35,6 +36,10 @@ class CatalogIndex:
     true_codes: np.ndarray  # int64, sorted codes of the triples (negatives.triple_codes)
 
     property_order: list[str]  # property names, the order an item's pairs follow
+    item_ids: Optional[np.ndarray] = None  # object [N], the build's item ids
+    # rows of a precomputed image-feature file per build row (-1: none); set by index_for for
+    # models that read image features instead of pixels (image.kind "region")
+    image_feature_rows: Optional[np.ndarray] = None
 
     @classmethod
     def from_build(
@@ -78,7 +83,16 @@ class CatalogIndex:
             prop_values=pv[:, 1].copy(),
             true_codes=np.sort(triple_codes(train[:, 0], train[:, 1], train[:, 2], num_props, num_values)),
             property_order=[build.properties[i] for i in ordered.tolist()],
+            item_ids=items["item_id"].to_numpy(dtype=object),
         )
+
+    def with_image_feature_rows(self, rows: np.ndarray) -> "CatalogIndex":
+        """A copy whose images are the rows of a feature file: an item has an image exactly
+        when the file has a row for it."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) != self.num_items:
+            raise ValueError(f"{len(rows)} image feature rows for {self.num_items} items")
+        return replace(self, has_image=rows >= 0, image_feature_rows=rows)
 
     @property
     def num_items(self) -> int:
@@ -90,6 +104,23 @@ class CatalogIndex:
 
     def pair_strings(self, pairs: np.ndarray) -> list[tuple[str, str]]:
         return [(self.properties[p], self.values[v]) for p, v in pairs.tolist()]
+
+
+def index_for(build: CatalogBuild | str | Path, model_config, facts: str = "train",
+              property_order: Optional[Sequence[str]] = None) -> CatalogIndex:
+    """The build's index as ``model_config``'s model reads it: for ``image.kind: region`` the
+    images are the rows of its region feature file (``image.region_feature_file``)."""
+    index = CatalogIndex.from_build(build, facts=facts, property_order=property_order)
+    image = model_config.image
+    if model_config.use_image and image.kind == "region":
+        if not image.region_feature_file:
+            raise ValueError("image.kind 'region' reads image.region_feature_file (a region feature directory), which is not set")
+        regions = RegionFeatureFile.open(image.region_feature_file)
+        if regions.num_regions != image.num_regions:
+            raise ValueError(f"{image.region_feature_file} holds {regions.num_regions} regions per image, "
+                             f"the model reads image.num_regions={image.num_regions}")
+        index = index.with_image_feature_rows(regions.rows_of(index.item_ids))
+    return index
 
 
 def tokenizer_corpus(index: CatalogIndex, rows) -> Iterator[str]:

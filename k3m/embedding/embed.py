@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from etl.catalog_build import CatalogBuild
-from k3m.data import FACTS, CatalogIndex
+from k3m.data import FACTS, index_for
 from k3m.embedding.encoder import ItemEncoder
 from k3m.embedding.store import EmbeddingStore, check_model_id, write_store
 from k3m.model import WEIGHTS_NAME
@@ -100,7 +100,7 @@ def embed_build(checkpoint: str | Path, build_path: str | Path, settings: EmbedS
 
     loaded = load_checkpoint(ckpt)
     model = loaded.model.to(device).eval()
-    index = CatalogIndex.from_build(build, facts=settings.facts, property_order=loaded.property_order)
+    index = index_for(build, model.config, facts=settings.facts, property_order=loaded.property_order)
     encoder = ItemEncoder(model, loaded.tokenizer, index, batch_size=settings.batch_size)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     rows = np.arange(build.num_items, dtype=np.int64)

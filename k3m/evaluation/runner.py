@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from etl.catalog_build import CatalogBuild
-from k3m.data import CatalogIndex
+from k3m.data import CatalogIndex, index_for
 from k3m.evaluation.config import EvaluationConfig
 from k3m.evaluation.corruption import SETTINGS, CorruptionPlan, plan_corruption, product_keys
 from k3m.embedding.encoder import ItemEncoder
@@ -119,13 +119,15 @@ class EvaluationRun:
             self.store.add_timing("pretrain", name, result.seconds, run_dir=str(result.run_dir), elsewhere=True)
         return result.run_dir
 
-    def model_index(self, checkpoint: Path) -> CatalogIndex:
-        """The build's index with pairs in the order ``checkpoint`` was trained with (the
-        build's own order for models pretrained on it, so usually the shared index)."""
+    def model_index(self, checkpoint: Path, model_config) -> CatalogIndex:
+        """The build's index as the model reads it: pairs in the order ``checkpoint`` was
+        trained with, images from its region file if it reads regions (usually the shared
+        index: models pretrained on this build with pixels)."""
         order = load_property_order(checkpoint)
-        if order is None or order == self.index.property_order:
+        same_order = order is None or order == self.index.property_order
+        if same_order and not (model_config.use_image and model_config.image.kind == "region"):
             return self.index
-        return CatalogIndex.from_build(self.build, property_order=order)
+        return index_for(self.build, model_config, property_order=order)
 
     # -- the grid ------------------------------------------------------------------------
     def run(self) -> None:
@@ -140,7 +142,7 @@ class EvaluationRun:
                 torch.set_num_threads(self.cfg.threads)
             model, tokenizer = load_model(MODELS[name], checkpoint, self.cfg.device)
             encoder = ItemEncoder(
-                model, tokenizer, self.model_index(checkpoint), MODELS[name].knowledge_as_title_text,
+                model, tokenizer, self.model_index(checkpoint, model.config), MODELS[name].knowledge_as_title_text,
                 self.cfg.encode_batch_size, self.cfg.seed,
             )
             self.run_model(name, encoder)

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from etl.catalog_build import CatalogBuild
-from k3m.data import CatalogIndex
+from encoders.text import load_tokenizer
+from k3m.data import index_for
 from k3m.model import K3MModel
 from k3m.model.checkpoint import find_checkpoint, load_property_order
 from k3m.training.checkpointing import Position, restore_training_state, save_training_checkpoint
@@ -89,14 +90,13 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
 
     # data and model
     build = CatalogBuild.open(cfg.build)
-    index = CatalogIndex.from_build(build, property_order=load_property_order(ckpt) if ckpt is not None else None)
     train_rows, valid_rows = split_rows(build, "train", cfg.train_items), split_rows(build, "valid", cfg.valid_items)
     if ckpt is not None:
-        from encoders.text import load_tokenizer
-
         tokenizer, model = load_tokenizer(ckpt), K3MModel.from_pretrained(ckpt)
+        index = index_for(build, model.config, property_order=load_property_order(ckpt))
     else:
         model_cfg = resolve_text_dir(cfg.model_config())
+        index = index_for(build, model_cfg)
         tokenizer = prepare_tokenizer(cfg, model_cfg, index, train_rows, run_dir, dist)
         model = K3MModel(model_cfg.with_tokenizer(tokenizer))
     model_cfg = model.config
