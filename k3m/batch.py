@@ -26,6 +26,8 @@ from dataclasses import dataclass, fields
 from typing import Optional
 
 import torch
+
+import kg.pyg  # noqa: F401  (before torch_geometric: see kg/pyg.py)
 from torch_geometric.data import HeteroData
 
 

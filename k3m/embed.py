@@ -181,7 +181,7 @@ def run(args) -> int:
 
         apply_data_dir(args.data_dir)
         wb = WritebackSettings(force=args.force, **({"batch_size": args.write_batch} if args.write_batch else {}))
-        with open_graph(args.database) as db:
+        with open_graph(args.database, args.build, create=True) as db:  # default: the database the build was loaded into
             wb_report = write_back(db, store, wb, progress=_progress("written to the graph") if sys.stderr.isatty() else None)
             native = ensure_native_index(db, report.dim)
             out["graph"] = {**wb_report.as_dict(), "server": db.capabilities.agent, "native_vector_index": native}

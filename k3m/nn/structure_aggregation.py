@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+import kg.pyg  # noqa: F401  (before torch_geometric: see kg/pyg.py)
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
 
