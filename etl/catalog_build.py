@@ -59,6 +59,8 @@ TRIPLE_TRAIN, TRIPLE_VALID, TRIPLE_TEST = 0, 1, 2
 class BuildError(RuntimeError):
     """A build directory is missing, incomplete or of another format version."""
 
+    exit_code = 2  # the user named a directory that is not a (current) build
+
 
 @dataclass(frozen=True)
 class CatalogBuild:

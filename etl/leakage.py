@@ -127,3 +127,14 @@ def _score(items, values, category, train, held, train_counts, held_counts, majo
     correct += int(lacking_held[lacking_guess])
     total = int(held_counts.sum())
     return correct / total, len(held_keys) / total
+
+
+def build_leakage(build, top: int | None = TOP) -> dict:
+    """The report for a :class:`etl.catalog_build.CatalogBuild` (`k3m kg stats`)."""
+    from etl.catalog_build import SPLITS
+
+    items = build.items
+    split = items["split"].map({name: k for k, name in enumerate(SPLITS)}).to_numpy()
+    reviewed = tuple(build.manifest.get("mapping", {}).get("not_leakage") or ())
+    return label_leakage(items["category_index"].to_numpy(), split, np.asarray(build.triples), build.properties,
+                         build.categories, top=top, reviewed=reviewed)
