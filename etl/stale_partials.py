@@ -14,11 +14,13 @@ import fcntl
 import os
 import re
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 LOCK_NAME = ".owner.lock"
+YOUNG_S = 60.0  # a lock file this recent may belong to a writer between creating and locking it
 _SIBLING = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old|tmp)-(?P<pid>\d+)$")
 
 
@@ -66,7 +68,10 @@ def _abandoned(directory: Path, pid: int) -> bool:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False  # its writer still holds it
-        return True
+        # free: the writer is gone, unless it created the file a moment ago and is about to
+        # lock it (a live pid with a young file); a live pid with an old file was reused
+        young = time.time() - os.fstat(handle.fileno()).st_mtime < YOUNG_S
+        return not (young and pid_alive(pid))
 
 
 def pid_alive(pid: int) -> bool:

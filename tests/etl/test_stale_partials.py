@@ -43,3 +43,15 @@ def test_owned_removes_its_lock_file_when_done(tmp_path):
         assert (partial / LOCK_NAME).is_file()
         (partial / "manifest.json").write_text("{}")
     assert [p.name for p in (tmp_path / ".b.partial-1").iterdir()] == ["manifest.json"]
+
+
+def test_a_writer_between_creating_and_locking_is_left_alone(tmp_path):
+    import os
+
+    live = os.getppid()  # alive, and not us
+    young = tmp_path / f".build.partial-{live}"
+    young.mkdir()
+    (young / LOCK_NAME).write_text("")  # created, not locked yet
+    assert remove_stale(tmp_path / "build") == [] and young.is_dir()
+    os.utime(young / LOCK_NAME, (0, 0))  # an old, unlocked lock file: that pid was reused
+    assert remove_stale(tmp_path / "build") == [young]
