@@ -33,17 +33,16 @@ import numpy as np
 
 LEAKAGE_MARGIN = 0.25
 MIN_HELDOUT = 30
-TOP = 10  # properties listed in summary.json
 
 
 def label_leakage(category: np.ndarray, split: np.ndarray, triples: np.ndarray, properties: list[str],
-                  categories: list[str] | None = None, top: int | None = TOP, reviewed: tuple[str, ...] = ()) -> dict:
+                  categories: list[str] | None = None, top: int | None = None, reviewed: tuple[str, ...] = ()) -> dict:
     """The leakage report (see the module docstring).
 
     ``category``: category index per item (-1 = none); ``split``: 0 train, 1 valid, 2 test per
     item; ``triples``: int [T, 3] (item, property, value) sorted by item then property then
-    value; ``properties``: the property vocabulary. ``top`` limits the listed properties
-    (suspects are always listed). ``reviewed``: properties the mapping declares
+    value; ``properties``: the property vocabulary; every property is listed, best first,
+    unless ``top`` limits them (suspects are always listed). ``reviewed``: properties the mapping declares
     ``not_leakage`` (real attributes that happen to predict the category): never suspects."""
     category = np.asarray(category, dtype=np.int64)
     split = np.asarray(split)
@@ -129,7 +128,7 @@ def _score(items, values, category, train, held, train_counts, held_counts, majo
     return correct / total, len(held_keys) / total
 
 
-def build_leakage(build, top: int | None = TOP) -> dict:
+def build_leakage(build, top: int | None = None) -> dict:
     """The report for a :class:`etl.catalog_build.CatalogBuild` (`k3m kg stats`)."""
     from etl.catalog_build import SPLITS
 

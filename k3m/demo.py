@@ -189,9 +189,8 @@ def pick_examples(build: Path, min_category_share: float = 0.5) -> dict:
     same      of the item's properties whose value another item of its category shares (so
               query 2 has hits), the one with the most distinct values: a brand rather than a
               season
-    complete  the property with the most held-out test facts among those some item lacks in a
-              category where it applies (query 3's condition), so there is something to
-              complete and its precision can be measured
+    complete  the property with the most of both: items lacking it in categories where it
+              applies (query 3's condition) and held-out test facts (to measure precision on)
     """
     import numpy as np
 
@@ -226,16 +225,16 @@ def pick_examples(build: Path, min_category_share: float = 0.5) -> dict:
 
     categories = items["category"].to_numpy()
     sizes = items["category"].value_counts()
-    complete, most = show, -1
+    complete, most = show, 0
     for p, having in enumerate(holders):
         held_out = int(((triples[:, 1] == p) & (split == TRIPLE_TEST)).sum())
-        if held_out <= most:
+        if min(held_out, len(items) - len(having)) <= most:
             continue
         share = items.iloc[having]["category"].value_counts() / sizes
         applies = set(share[share >= min_category_share].index)
-        lacking = np.isin(categories, list(applies)) & ~np.isin(np.arange(len(items)), having)
-        if lacking.any():
-            complete, most = properties[p], held_out
+        lacking = int((np.isin(categories, list(applies)) & ~np.isin(np.arange(len(items)), having)).sum())
+        if min(held_out, lacking) > most:  # items to complete and facts to measure, both
+            complete, most = properties[p], min(held_out, lacking)
     return {"item": {"item_id": str(row["item_id"]), "title": row["title"] if isinstance(row["title"], str) else None,
                      "category": category},
             "show": show, "same": same, "complete": complete}
