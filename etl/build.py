@@ -29,11 +29,14 @@ import numpy as np
 from etl.catalog_build import FORMAT_VERSION, SPLITS
 from etl.extract import Extractor, RowRejected
 from etl.image_store import ImageStoreWriter, decode_into_store
-from etl.images import NO_IMAGE, OK, UNDECODABLE, ImageRoot, open_root
+from etl.images import NO_IMAGE, OUTCOMES, ImageLimits, ImageRoot, Located, open_root
+from etl.leakage import label_leakage
 from etl.mapping import Mapping, load_mapping
 from etl.readers import read_rows
 from etl.report import ImportReport
 from etl.splits import SplitSettings, item_splits, string_hashes, triple_splits
+from etl.stale_partials import owned, remove_stale
+from etl.worker_lifetime import die_with_parent
 
 PACKAGES = ("k3m-pkg", "numpy", "pyarrow", "Pillow", "PyYAML")
 # spawn and forkserver re-import the caller's __main__, which breaks scripts without a main
@@ -43,7 +46,10 @@ START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 
 
 class ImportFailed(RuntimeError):
-    """The import cannot run (bad output directory, missing source or image root)."""
+    """The import cannot run (bad output directory, missing source or image root) or gives
+    no items at all."""
+
+    exit_code = 2  # the user's arguments or files
 
 
 @dataclass(frozen=True)
@@ -55,11 +61,12 @@ class ImportSettings:
     images: str | None = None  # image root (zip or directory) overriding the mapping's
     workers: int = 2  # image-decoding processes; 0 decodes in this process
     image_batch: int = 1024  # images per decoding task
+    image_limits: ImageLimits = field(default_factory=ImageLimits)  # bytes and pixels per image
     split: SplitSettings = field(default_factory=SplitSettings)
 
     def __post_init__(self):
-        if self.limit is not None and self.limit < 0:
-            raise ValueError(f"limit must be >= 0, got {self.limit}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
         if not 8 <= self.image_size <= 1024:
             raise ValueError(f"image_size must be within 8..1024, got {self.image_size}")
         if self.workers < 0 or self.image_batch < 1:
@@ -91,14 +98,26 @@ def import_catalog(
         if not source.is_file():
             raise ImportFailed(f"{source}: no such source file")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ImportFailed(f"{out}: is a file; --out names the build directory to write")
     if out.exists() and not (out / "manifest.json").is_file() and any(out.iterdir()):
         raise ImportFailed(f"{out}: exists and is not a catalog build; refusing to replace it")
+    for parent in out.parents:  # a file where a parent directory should be
+        if parent.exists():
+            if not parent.is_dir():
+                raise ImportFailed(f"{parent}: is a file, so {out} cannot be created")
+            break
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(out)  # what killed imports of this build left behind
     partial = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
+    with owned(partial):
+        try:
+            summary = _Import(sources, mapping, partial, settings).run()
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
     try:
-        summary = _Import(sources, mapping, partial, settings).run()
         _replace(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -140,6 +159,7 @@ class _Import:
         self.value_ids: dict[str, int] = {}
         self.t_item, self.t_property, self.t_value = array("i"), array("i"), array("i")
         self.roots: dict[Path | None, ImageRoot] = {}
+        self.rows_per_source: list[int] = []
 
     # -- the pass over the rows -----------------------------------------------------------
     def run(self) -> dict:
@@ -156,17 +176,31 @@ class _Import:
             self.report.close()
             for root in self.roots.values():
                 root.close()
+        if not self.item_ids:
+            raise ImportFailed(self._why_no_items())
         return self._write(started)
+
+    def _why_no_items(self) -> str:
+        report = self.report
+        names = ", ".join(map(str, self.sources))
+        if report.rows_read == 0:
+            return f"no items: {names} {'holds' if len(self.sources) == 1 else 'hold'} no data rows (empty, or a header only)"
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(report.rejected.items()))
+        first = report.first_reject or {}
+        return (f"no items: all {report.rows_read} rows were rejected ({reasons}); the first, "
+                f"{first.get('source')}:{first.get('line')}: {first.get('reason')}: {first.get('detail')}")
 
     def _read_all(self, images: "_ImagePipeline") -> None:
         limit = self.settings.limit
         report = self.report
         for source_index, source in enumerate(self.sources):
             root = self._root(source)
+            self.rows_per_source.append(0)
             for row in read_rows(source, self.mapping, report.reader_counts):
                 if limit is not None and report.rows_read >= limit:
                     return
                 report.rows_read += 1
+                self.rows_per_source[-1] += 1
                 if row.record is None:
                     report.reject(row, row.reason, row.detail)
                     continue
@@ -182,6 +216,8 @@ class _Import:
                     continue
                 self._add(item, source_index, row.line)
                 located = root.locate(item.image_ref)
+                if item.image_reason is not None:  # a template field this row lacks
+                    located = Located("missing", item.image_reason)
                 if located.status == "found":
                     self.image_status.append("pending")
                     images.add(located.source)
@@ -209,12 +245,9 @@ class _Import:
 
     def _image_decoded(self, start: int, statuses: np.ndarray) -> None:
         for offset in np.flatnonzero(statuses != NO_IMAGE):
-            if statuses[offset] == OK:
-                self.image_status[start + offset] = "ok"
-                self.report.image("ok")
-            else:
-                self.image_status[start + offset] = "bad"
-                self.report.image("bad", "undecodable" if statuses[offset] == UNDECODABLE else "unreadable")
+            status, reason = OUTCOMES[int(statuses[offset])]
+            self.image_status[start + offset] = status
+            self.report.image(status, reason)
 
     def _root(self, source: Path) -> ImageRoot:
         spec = self.mapping.image
@@ -226,7 +259,7 @@ class _Import:
             path = None
         if path not in self.roots:
             try:
-                self.roots[path] = open_root(path)
+                self.roots[path] = open_root(path, self.settings.image_limits)
             except FileNotFoundError as exc:
                 raise ImportFailed(str(exc)) from None
         return self.roots[path]
@@ -247,6 +280,7 @@ class _Import:
 
         categories = sorted({c for c in self.categories if c is not None})
         category_index = {c: i for i, c in enumerate(categories)}
+        item_category = np.array([category_index.get(c, -1) if c is not None else -1 for c in self.categories], np.int64)
         split_keys = [f"g:{g}" if g is not None else f"i:{i}" for g, i in zip(self.groups, self.item_ids)]
         item_split = item_splits(split_keys, self.settings.seed, self.settings.split)
         seed = self.settings.seed
@@ -259,7 +293,7 @@ class _Import:
             "item_id": pa.array(self.item_ids, pa.string()),
             "title": pa.array(self.titles, pa.string()),
             "category": pa.array(self.categories, pa.string()),
-            "category_index": pa.array([category_index.get(c, -1) if c is not None else -1 for c in self.categories], pa.int32()),
+            "category_index": pa.array(item_category, pa.int32()),
             "group": pa.array(self.groups, pa.string()),
             "split": pa.array(np.array(SPLITS)[item_split], pa.string()),
             "has_image": pa.array([s == "ok" for s in self.image_status], pa.bool_()),
@@ -288,6 +322,9 @@ class _Import:
             splits=splits, triple_splits=held_out,
             # archive members whose names could escape the root: never served, counted here
             unsafe_archive_members=sum(root.unsafe_members for root in self.roots.values()),
+            empty_sources=[str(s) for s, n in zip(self.sources, self.rows_per_source) if n == 0],
+            label_leakage=label_leakage(item_category, item_split, triples, properties, categories,
+                                        reviewed=self.mapping.not_leakage),
         )
         summary["seconds"] = round(time.perf_counter() - started, 3)
         self._write_json("summary.json", summary)
@@ -328,6 +365,7 @@ class _ImagePipeline:
         self.store = store
         self.workers = settings.workers
         self.batch_size = settings.image_batch
+        self.limits = settings.image_limits
         self.on_decoded = on_decoded
         self.batch: list[tuple[str, str, str] | None] = []
         self.rows = 0  # rows handed out so far == item index of the current batch's first row
@@ -342,9 +380,10 @@ class _ImagePipeline:
     def _submit(self) -> None:
         if not self.batch:
             return
-        job = (self.store.path, self.store.size, self.rows, self.batch)
+        job = (self.store.path, self.store.size, self.rows, self.batch, self.limits)
         if self.workers and self.rows and self.pool is None:
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context(START_METHOD))
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context(START_METHOD),
+                                            initializer=die_with_parent, initargs=(os.getpid(),))
         result = self.pool.submit(decode_into_store, job) if self.pool else decode_into_store(job)
         self.pending.append((self.rows, result))
         self.rows += len(self.batch)

@@ -12,8 +12,9 @@ Layout of ``BUILD_DIR`` (format version 1)::
                      splits{train, valid, test} (items), triple_splits{...} (triples),
                      images{ok, missing, bad, refused}, image_reasons{"status:reason": n},
                      dropped_values{reason: n}, titles_missing, blank_lines,
-                     unsafe_archive_members (zip members never served for their names), seconds.
-                     rows_read == items + rejected_rows; ok+missing+bad+refused == items
+                     unsafe_archive_members (zip members never served for their names),
+                     empty_sources (sources without a data row), label_leakage (etl/leakage.py),
+                     seconds. rows_read == items + rejected_rows; ok+missing+bad+refused == items
     rejects.jsonl    one line per rejected row: source, line, reason, detail, raw
                      (raw_truncated: true when raw was cut at 65,536 characters)
     items.parquet    one row per item, row number == item index:
@@ -32,6 +33,8 @@ Layout of ``BUILD_DIR`` (format version 1)::
                      prediction; only train triples are model input during pretraining)
     images.npy       uint8 [N, H, W, 3], resized once at import (aspect kept, padded
                      white); rows of items without an image are zero and has_image=False
+    graph.json       (not written by the import) the graph database the build was last
+                     loaded into, written by `k3m kg load --graph` (kg/loaded_into.py)
 
 Splits: an item's split comes from a seeded hash of its group key (the mapping's ``group``,
 e.g. the normalised title, so listings of one product never cross splits) or, without one,
@@ -58,6 +61,8 @@ TRIPLE_TRAIN, TRIPLE_VALID, TRIPLE_TEST = 0, 1, 2
 
 class BuildError(RuntimeError):
     """A build directory is missing, incomplete or of another format version."""
+
+    exit_code = 2  # the user named a directory that is not a (current) build
 
 
 @dataclass(frozen=True)

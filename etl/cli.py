@@ -1,11 +1,20 @@
-"""``k3m import``: catalog files + mapping -> catalog build (a thin wrapper over import_catalog)."""
+"""``k3m import``: catalog files + mapping -> catalog build (a thin wrapper over import_catalog).
+
+Errors (a bad mapping, an unreadable source, a bad --out, --strict rejects, no items at all)
+are raised and reported once by ``k3m/cli.py`` (exit 2); warnings about what was imported
+go to stderr after the one-line result.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 
+MB = 2**20
+
 
 def add_parser(subparsers) -> None:
+    from etl.images import ImageLimits
+
     p = subparsers.add_parser(
         "import",
         help="import catalog files into a catalog build",
@@ -23,31 +32,55 @@ def add_parser(subparsers) -> None:
     p.add_argument("--strict", action="store_true", help="fail on the first rejected row")
     p.add_argument("--images", default=None, metavar="ZIP_OR_DIR", help="image root overriding the mapping's")
     p.add_argument("--workers", type=int, default=2, help="image-decoding processes, 0 = none (default 2)")
+    p.add_argument("--image-max-mb", type=float, default=ImageLimits.max_bytes / MB, metavar="MB",
+                   help=f"refuse an image file or zip member larger than this, stored or uncompressed "
+                        f"(default {ImageLimits.max_bytes // MB})")
+    p.add_argument("--image-max-megapixels", type=float, default=ImageLimits.max_pixels / 1e6, metavar="MP",
+                   help=f"refuse an image that would decode to more pixels (default {ImageLimits.max_pixels / 1e6:g})")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from etl.build import ImportFailed, import_catalog
-    from etl.mapping import MappingError
-    from etl.readers import SourceError
-    from etl.report import StrictImportError
+    from etl.build import import_catalog
+    from etl.images import ImageLimits
 
-    try:
-        summary = import_catalog(
-            args.sources, args.mapping, args.out, limit=args.limit, image_size=args.image_size,
-            seed=args.seed, strict=args.strict, images=args.images, workers=args.workers,
-        )
-    except (MappingError, SourceError, StrictImportError, ImportFailed, ValueError) as exc:
-        print(f"k3m import: error: {exc}", file=sys.stderr)
-        return 1
+    limits = ImageLimits(max_bytes=int(args.image_max_mb * MB), max_pixels=int(args.image_max_megapixels * 1e6))
+    summary = import_catalog(
+        args.sources, args.mapping, args.out, limit=args.limit, image_size=args.image_size,
+        seed=args.seed, strict=args.strict, images=args.images, workers=args.workers, image_limits=limits,
+    )
     images = summary["images"]
     print(
         f"k3m import: {summary['items']} items, {summary['triples']} triples over {summary['properties']} properties, "
         f"images ok {images['ok']} / missing {images['missing']} / bad {images['bad']} / refused {images['refused']} "
         f"in {summary['seconds']:.1f}s -> {args.out}"
     )
+    for line in warnings(summary, args.out):
+        print(f"k3m import: warning: {line}", file=sys.stderr)
+    return 0
+
+
+def warnings(summary: dict, out: str) -> list[str]:
+    """What the user should look at in a finished import, one line each."""
+    lines = []
     if summary["rejected_rows"]:
         reasons = ", ".join(f"{k}={v}" for k, v in summary["rejected"].items())
-        print(f"k3m import: warning: {summary['rejected_rows']} of {summary['rows_read']} rows rejected ({reasons}); "
-              f"see {args.out}/rejects.jsonl", file=sys.stderr)
-    return 0
+        lines.append(f"{summary['rejected_rows']} of {summary['rows_read']} rows rejected ({reasons}); "
+                     f"see {out}/rejects.jsonl")
+    for source in summary.get("empty_sources", []):
+        lines.append(f"{source} holds no data rows (empty, or a header only)")
+    images = summary["images"]
+    if images["ok"] == 0 and images["missing"] + images["bad"] + images["refused"] and any(
+            not reason.startswith(("missing:no_image_reference", "missing:remote_url", "missing:no_image_root"))
+            for reason in summary["image_reasons"]):
+        reasons = ", ".join(f"{k}={v}" for k, v in summary["image_reasons"].items())
+        lines.append(f"no image could be used ({reasons}); check the mapping's image section or --images")
+    leakage = summary.get("label_leakage") or {}
+    scores = {p["property"]: p for p in leakage.get("properties", [])}
+    for name in leakage.get("suspects", []):
+        p = scores[name]
+        lines.append(
+            f"property {name!r} alone predicts the category of {100 * p['accuracy']:.0f}% of held-out items "
+            f"(always guessing the most frequent category: {100 * leakage['baseline']:.0f}%): if it restates "
+            f"the label, add it to the mapping's exclude: list; if it is a real attribute, to not_leakage:")
+    return lines

@@ -13,7 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
-from etl.mapping import PLACEHOLDER, Mapping, PropertySpec
+from etl.image_template import ImageTemplate
+from etl.mapping import Mapping, PropertySpec
 
 REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _MISSING = object()
@@ -34,6 +35,7 @@ class Item:
     group: str | None
     pairs: list[tuple[str, str]]  # unique, in source order
     image_ref: str | None  # a path under the image root, a URL, or None
+    image_reason: str | None = None  # why image_ref is None when the template could not be filled
 
 
 def normalize(value: Any) -> str | None:
@@ -84,6 +86,8 @@ class Extractor:
              frozenset(spec.absent) if spec.absent is not None else self.absent)
             for spec in mapping.properties
         ]
+        image = mapping.image
+        self.template = ImageTemplate.parse(image.path) if image is not None and image.path is not None else None
 
     def __call__(self, record: dict) -> Item:
         self.drops.clear()
@@ -112,7 +116,8 @@ class Extractor:
                 self._expand(pairs, value, spec, absent)
             else:
                 self._knowledge(pairs, value, spec, absent)
-        item = Item(item_id, title, category, group, list(pairs), self._image_ref(record, item_id))
+        image_ref, image_reason = self._image_ref(record, item_id)
+        item = Item(item_id, title, category, group, list(pairs), image_ref, image_reason)
         _check_encodable(item)
         self.total_drops.update(self.drops)
         return item
@@ -199,25 +204,28 @@ class Extractor:
             if name is not None:
                 self._add(pairs, name, parts[1], spec, absent)
 
-    def _image_ref(self, record: dict, item_id: str) -> str | None:
+    def _image_ref(self, record: dict, item_id: str) -> tuple[str | None, str | None]:
+        """(reference, None), or (None, why there is none)."""
         image = self.mapping.image
         if image is None:
-            return None
+            return None, None
         if image.column is not None:
             value = lookup(record, image.column)
             if value is _MISSING or not isinstance(value, (str, int)):
-                return None
+                return None, None
             value = str(value).strip()
-            return value if value and value not in self.absent else None
+            return (value, None) if value and value not in self.absent else (None, None)
 
-        def fill(match: re.Match) -> str:
-            key = match.group(1)
+        def value_of(key: str):
             if key == "id":
                 return item_id
             found = lookup(record, key)
-            return "" if found is _MISSING or found is None else str(found)
+            if found is _MISSING or found is None or isinstance(found, (dict, list)):
+                return None
+            text = normalize(found)
+            return None if text is None or text in self.absent else text
 
-        return PLACEHOLDER.sub(fill, image.path)
+        return self.template.fill(value_of)
 
 
 def _check_encodable(item: Item) -> None:

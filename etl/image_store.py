@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from etl.images import decode_batch
+from etl.images import ImageLimits, decode_batch
 
 HEADER_BYTES = 128  # magic + version + length + padded dict; a multiple of 64 keeps rows aligned
 
@@ -57,10 +57,12 @@ def write_rows(path: Path, size: int, start: int, pixels: np.ndarray) -> None:
         os.close(fd)
 
 
-def decode_into_store(job: tuple[Path, int, int, list[tuple[str, str, str] | None]]) -> np.ndarray:
+def decode_into_store(job: tuple) -> np.ndarray:
     """Read and decode a batch of located images (None = no image) into rows ``start...`` of
-    the store; returns decode_batch's status per row. Top-level so a process pool can run it."""
-    path, size, start, sources = job
-    pixels, status = decode_batch(sources, size)
+    the store; returns decode_batch's status per row. Top-level so a process pool can run it.
+
+    ``job`` is ``(store path, size, start, sources)`` or the same with :class:`ImageLimits` last."""
+    path, size, start, sources, *rest = job
+    pixels, status = decode_batch(sources, size, rest[0] if rest else ImageLimits())
     write_rows(path, size, start, pixels)
     return status

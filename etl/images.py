@@ -4,12 +4,19 @@ An image reference (from the mapping's path template or image column) is a path 
 image root: a zip archive or a directory. References that could escape the root (absolute
 paths, ``..``, drive letters, NUL, symlinks pointing outside a directory root) are refused;
 zip members with such names are never served. Remote URLs are never fetched.
+
+Every image is bounded (:class:`ImageLimits`): a file or zip member larger than
+``max_bytes`` (stored or uncompressed size, from the archive's directory, before a byte is
+read) is refused, reads never take more than ``max_bytes + 1`` bytes, and an image whose
+decoded size exceeds ``max_pixels`` is refused from its header, before pixels are decoded.
+So a zip bomb or a decompression-bomb PNG costs neither memory nor time.
 """
 from __future__ import annotations
 
 import io
 import os
 import re
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -21,7 +28,38 @@ from PIL import Image
 from etl.extract import is_remote
 
 DRIVE = re.compile(r"^[A-Za-z]:")
-NO_IMAGE, OK, UNDECODABLE, UNREADABLE = 0, 1, 2, 3  # per-row outcome of decode_batch
+# per-row outcome of decode_batch
+NO_IMAGE, OK, UNDECODABLE, UNREADABLE, TOO_LARGE, TOO_MANY_PIXELS = 0, 1, 2, 3, 4, 5
+# outcome -> (image status, reason) as counted in summary.json
+OUTCOMES = {
+    OK: ("ok", None),
+    UNDECODABLE: ("bad", "undecodable"),
+    UNREADABLE: ("bad", "unreadable"),
+    TOO_LARGE: ("refused", "image_too_large"),
+    TOO_MANY_PIXELS: ("refused", "too_many_pixels"),
+}
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What one image may cost. Real product photos are far below both defaults (fashion44k's
+    are 60x80 pixels and ~3 KB); the peak for an image at the limits is about 4 bytes per pixel
+    for the decoded image plus 3 for its RGB copy, i.e. ~175 MB at 25 megapixels."""
+
+    max_bytes: int = 32 * 2**20  # stored and uncompressed bytes of one image file or zip member
+    max_pixels: int = 25_000_000  # pixels decoded (JPEGs are decoded at a reduced scale first)
+
+    def __post_init__(self):
+        if self.max_bytes < 1 or self.max_pixels < 1:
+            raise ValueError(f"image limits must be positive, got {self}")
+
+
+class ImageRefused(Exception):
+    """An image over one of the :class:`ImageLimits`; ``status`` is TOO_LARGE or TOO_MANY_PIXELS."""
+
+    def __init__(self, status: int):
+        super().__init__(OUTCOMES[status][1])
+        self.status = status
 
 
 @dataclass
@@ -50,6 +88,7 @@ class ImageRoot:
 
     description: str
     unsafe_members = 0  # archive members refused for their names
+    limits = ImageLimits()
 
     def locate(self, ref: str | None) -> Located:
         if ref is None:
@@ -78,8 +117,9 @@ class NoImageRoot(ImageRoot):
 
 
 class ZipImageRoot(ImageRoot):
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, limits: ImageLimits = ImageLimits()):
         self.path = path
+        self.limits = limits
         self.description = f"zip:{path}"
         try:
             self.zip = zipfile.ZipFile(path)
@@ -100,6 +140,9 @@ class ZipImageRoot(ImageRoot):
     def _find(self, rel: str) -> Located:
         if rel not in self.members:
             return Located("missing", "not_in_archive")
+        info = self.zip.getinfo(rel)
+        if max(info.compress_size, info.file_size) > self.limits.max_bytes:
+            return Located("refused", OUTCOMES[TOO_LARGE][1])
         return Located("found", source=("zip", str(self.path), rel))
 
     def close(self) -> None:
@@ -108,10 +151,11 @@ class ZipImageRoot(ImageRoot):
 
 
 class DirImageRoot(ImageRoot):
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, limits: ImageLimits = ImageLimits()):
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: image directory not found")
         self.path = path
+        self.limits = limits
         self.resolved = path.resolve()
         self.description = f"dir:{path}"
 
@@ -124,17 +168,19 @@ class DirImageRoot(ImageRoot):
             return Located("refused", "link_outside_image_root")
         if not resolved.is_file():
             return Located("missing", "not_a_file")
+        if resolved.stat().st_size > self.limits.max_bytes:
+            return Located("refused", OUTCOMES[TOO_LARGE][1])
         return Located("found", source=("dir", str(self.path), str(resolved)))
 
 
-def open_root(path: Path | None) -> ImageRoot:
+def open_root(path: Path | None, limits: ImageLimits = ImageLimits()) -> ImageRoot:
     if path is None:
         return NoImageRoot()
     if path.is_dir():
-        return DirImageRoot(path)
+        return DirImageRoot(path, limits)
     if not path.exists():
         raise FileNotFoundError(f"{path}: image root not found")
-    return ZipImageRoot(path)
+    return ZipImageRoot(path, limits)
 
 
 # Archives opened by this process, by path. The pid guards forked workers: a ZipFile inherited
@@ -142,28 +188,49 @@ def open_root(path: Path | None) -> ImageRoot:
 _OPEN_ZIPS: dict[str, tuple[int, zipfile.ZipFile]] = {}
 
 
-def read_image(source: tuple[str, str, str]) -> bytes | None:
-    """The bytes of a located image; None if they cannot be read (a damaged archive member)."""
+def read_image(source: tuple[str, str, str], max_bytes: int = ImageLimits.max_bytes) -> bytes | None:
+    """The bytes of a located image; None if they cannot be read (a damaged archive member).
+    Raises ImageRefused when there are more than ``max_bytes`` (a file grown since it was
+    located, or an archive whose directory understates a member): at most ``max_bytes + 1``
+    bytes are ever read."""
     kind, root, key = source
     try:
         if kind == "dir":
-            return Path(key).read_bytes()
-        owner, archive = _OPEN_ZIPS.get(root, (None, None))
-        if owner != os.getpid():
-            archive = zipfile.ZipFile(root)
-            _OPEN_ZIPS[root] = (os.getpid(), archive)
-        return archive.read(key)
+            with open(key, "rb") as handle:
+                data = handle.read(max_bytes + 1)
+        else:
+            owner, archive = _OPEN_ZIPS.get(root, (None, None))
+            if owner != os.getpid():
+                archive = zipfile.ZipFile(root)
+                _OPEN_ZIPS[root] = (os.getpid(), archive)
+            with archive.open(key) as member:
+                data = member.read(max_bytes + 1)
     except (OSError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError, zlib.error):
         return None
+    if len(data) > max_bytes:
+        raise ImageRefused(TOO_LARGE)
+    return data
 
 
-def decode_image(data: bytes, size: int) -> np.ndarray | None:
-    """RGB uint8 [size, size, 3]: scaled to fit (aspect kept), centred on white; None if undecodable."""
+def decode_image(data: bytes, size: int, max_pixels: int = ImageLimits.max_pixels) -> np.ndarray | None:
+    """RGB uint8 [size, size, 3]: scaled to fit (aspect kept), centred on white; None if
+    undecodable. Raises ImageRefused when decoding would exceed ``max_pixels``."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings():
+            # Pillow warns from ~89 megapixels and refuses from ~179: our own limit decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise ImageRefused(TOO_MANY_PIXELS) from None
+    except Exception:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...) on bad data
+        return None
+    try:
+        with image:
             image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when far larger
-            image = image.convert("RGB")
             width, height = image.size
+            if width * height > max_pixels:
+                raise ImageRefused(TOO_MANY_PIXELS)
+            image = image.convert("RGB")
             scale = size / max(width, height)
             new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
             if (new_w, new_h) != (width, height):
@@ -171,7 +238,9 @@ def decode_image(data: bytes, size: int) -> np.ndarray | None:
                 resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
                 image = image.resize((new_w, new_h), resample)
             pixels = np.asarray(image)
-    except Exception:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...) on bad data
+    except ImageRefused:
+        raise
+    except Exception:
         return None
     canvas = np.full((size, size, 3), 255, dtype=np.uint8)
     top, left = (size - new_h) // 2, (size - new_w) // 2
@@ -179,16 +248,22 @@ def decode_image(data: bytes, size: int) -> np.ndarray | None:
     return canvas
 
 
-def decode_batch(sources: list[tuple[str, str, str] | None], size: int) -> tuple[np.ndarray, np.ndarray]:
+def decode_batch(sources: list[tuple[str, str, str] | None], size: int,
+                 limits: ImageLimits = ImageLimits()) -> tuple[np.ndarray, np.ndarray]:
     """Read and decode a batch (None = no image): pixels [n, size, size, 3] (zeros where
-    absent) and a status per row: NO_IMAGE, OK, UNDECODABLE or UNREADABLE."""
+    absent) and a status per row: NO_IMAGE, OK, UNDECODABLE, UNREADABLE, TOO_LARGE or
+    TOO_MANY_PIXELS."""
     out = np.zeros((len(sources), size, size, 3), dtype=np.uint8)
     status = np.full(len(sources), NO_IMAGE, dtype=np.int8)
     for i, source in enumerate(sources):
         if source is None:
             continue
-        data = read_image(source)
-        pixels = decode_image(data, size) if data is not None else None
+        try:
+            data = read_image(source, limits.max_bytes)
+            pixels = decode_image(data, size, limits.max_pixels) if data is not None else None
+        except ImageRefused as refused:
+            status[i] = refused.status
+            continue
         if pixels is not None:
             out[i] = pixels
         status[i] = OK if pixels is not None else UNDECODABLE if data is not None else UNREADABLE

@@ -9,26 +9,52 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from etl.image_template import ImageTemplate, TemplateError
+
 BUILTIN_DIR = Path(__file__).resolve().parent / "mappings"
 FORMATS = ("tsv", "jsonl", "csv", "parquet")
 TOP_KEYS = (
     "name", "description", "format", "columns", "delimiter", "id", "title", "category",
-    "group", "absent", "properties", "exclude", "rename", "image",
+    "group", "absent", "properties", "exclude", "rename", "image", "not_leakage",
 )
 PROPERTY_KEYS = ("column", "columns", "expand", "pairs", "as", "split", "absent", "pair_separator", "kv_separator")
 IMAGE_KEYS = ("archive", "dir", "path", "column")
-PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
 class MappingError(ValueError):
     """A mapping file is invalid; the message names the file and the key."""
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, first_line: int, line: int):
+        self.key, self.first_line, self.line = key, first_line, line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last
+    silently, so a second ``properties:`` would drop the first without a word)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            if key in seen:
+                raise _DuplicateKey(key, seen[key] + 1, key_node.start_mark.line + 1)
+            seen[key] = key_node.start_mark.line
+        except TypeError:  # an unhashable key: construct_mapping reports it
+            continue
+    return loader.construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 @dataclass(frozen=True)
@@ -78,10 +104,37 @@ class Mapping:
     rename: dict[str, str] = field(default_factory=dict)
     image: ImageSpec | None = None
     description: str | None = None
+    not_leakage: tuple[str, ...] = ()  # properties reviewed: predictive of the category, but real attributes
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved mapping, as recorded in the build manifest."""
         return asdict(self)
+
+    def field_uses(self) -> list[tuple[str, str]]:
+        """(mapping key, field path) for every field the mapping reads."""
+        uses = [("id", self.id)]
+        uses += [(key, getattr(self, key)) for key in ("title", "category") if getattr(self, key) is not None]
+        if self.group not in (None, "title"):
+            uses.append(("group", self.group))
+        uses += [(f"properties[{i}]", spec.path) for i, spec in enumerate(self.properties)]
+        if self.image is not None and self.image.column is not None:
+            uses.append(("image.column", self.image.column))
+        if self.image is not None and self.image.path is not None:
+            uses += [("image.path", f) for f in ImageTemplate.parse(self.image.path).fields]
+        return uses
+
+    def check_columns(self, names: list[str], source: str, nested: bool = False) -> None:
+        """Every field the mapping reads must be a column of ``source`` (its header, or its
+        schema for Parquet, where ``nested`` lets a dotted path start at a struct column).
+        A misspelt column would otherwise give every row the same silent hole."""
+        available = set(names)
+        for key, path in self.field_uses():
+            if path in available or (nested and path.split(".")[0] in available):
+                continue
+            close = difflib.get_close_matches(path, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise MappingError(f"{self.origin}: {key}: {path!r} is not a column of {source}{hint}; "
+                               f"its columns are {', '.join(map(repr, names))}")
 
 
 def builtin_mappings() -> list[str]:
@@ -101,7 +154,10 @@ def load_mapping(name_or_path: str | Path) -> Mapping:
         path = builtin
     raw = path.read_bytes()
     try:
-        data = yaml.safe_load(raw)
+        data = yaml.load(raw, Loader=_StrictLoader)
+    except _DuplicateKey as exc:
+        raise MappingError(f"{path}: {exc.key}: given twice (lines {exc.first_line} and {exc.line}); "
+                           f"YAML would keep only the last one silently") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -142,6 +198,7 @@ def parse_mapping(data: Any, origin: str, sha256: str = "") -> Mapping:
 
     absent = tuple(err.string_list(data.get("absent", [""]), "absent"))
     exclude = tuple(err.string_list(data.get("exclude", []), "exclude"))
+    not_leakage = tuple(err.string_list(data.get("not_leakage", []), "not_leakage"))
     rename = data.get("rename") or {}
     if not isinstance(rename, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in rename.items()):
         err.fail("rename", "must map property names to non-empty new names")
@@ -161,28 +218,18 @@ def parse_mapping(data: Any, origin: str, sha256: str = "") -> Mapping:
             properties.append(spec)
 
     image = _image_spec(data["image"], err) if data.get("image") is not None else None
-    if image is not None and image.path is not None:
-        for placeholder in PLACEHOLDER.findall(image.path):
-            if not placeholder:
-                err.fail("image.path", "empty placeholder {}")
-    if columns is not None:
-        used = [item_id, title, category, image.column if image else None]
-        used += [s.path for s in properties]
-        if image is not None and image.path is not None:
-            used += [p for p in PLACEHOLDER.findall(image.path) if p != "id"]
-        if group not in (None, "title"):
-            used.append(group)
-        for path in used:
-            if path and path not in columns:
-                err.fail("columns", f"{path!r} is used but is not one of the columns {list(columns)}")
-
     name = data.get("name") or Path(origin).stem
-    return Mapping(
+    mapping = Mapping(
         name=str(name), origin=origin, sha256=sha256, id=item_id, format=fmt, columns=columns,
         delimiter=delimiter, title=title, category=category, group=group, absent=absent,
         properties=tuple(properties), exclude=exclude, rename=dict(rename), image=image,
-        description=data.get("description"),
+        description=data.get("description"), not_leakage=not_leakage,
     )
+    if columns is not None:
+        for key, path in mapping.field_uses():
+            if path not in columns:
+                err.fail("columns", f"{path!r} is used ({key}) but is not one of the columns {list(columns)}")
+    return mapping
 
 
 def _property_specs(entry: Any, where: str, err: "_Errors") -> list[PropertySpec]:
@@ -243,6 +290,11 @@ def _image_spec(entry: Any, err: "_Errors") -> ImageSpec:
         err.fail("image", "needs exactly one of path (a template like images/{id}.jpg) or column")
     if "path" in entry and "archive" not in entry and "dir" not in entry:
         err.fail("image.path", "a path template needs an archive or a dir to look in")
+    if "path" in entry:
+        try:
+            ImageTemplate.parse(entry["path"])
+        except TemplateError as exc:
+            err.fail("image.path", str(exc))
     return ImageSpec(**{k: entry.get(k) for k in IMAGE_KEYS})
 
 

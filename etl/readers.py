@@ -19,12 +19,15 @@ from typing import Any, BinaryIO, Iterator
 from etl.mapping import Mapping
 
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 PARQUET_BATCH_ROWS = 4096
 EXTENSION_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
 class SourceError(RuntimeError):
     """A whole source file cannot be read (missing, wrong format, truncated archive)."""
+
+    exit_code = 2  # the user's file: fix it or point at another
 
 
 @dataclass
@@ -57,13 +60,17 @@ def source_format(path: Path, mapping: Mapping) -> str:
 
 
 def read_rows(path: str | Path, mapping: Mapping, counts: Counter) -> Iterator[SourceRow]:
-    """Rows of one source file. ``counts['blank_lines']`` counts skipped empty lines."""
+    """Rows of one source file. ``counts['blank_lines']`` counts skipped empty lines.
+
+    The header (or Parquet schema) is checked against the fields the mapping reads before
+    the first row is yielded (:meth:`Mapping.check_columns`).
+    """
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
     fmt = source_format(path, mapping)
     if fmt == "parquet":
-        yield from _parquet_rows(path)
+        yield from _parquet_rows(path, mapping)
         return
     with _open_binary(path) as stream:
         try:
@@ -72,7 +79,7 @@ def read_rows(path: str | Path, mapping: Mapping, counts: Counter) -> Iterator[S
             else:
                 delimiter = mapping.delimiter or ("\t" if fmt == "tsv" else ",")
                 rows = _tsv_rows if fmt == "tsv" else _csv_rows
-                yield from rows(stream, str(path), delimiter, mapping.columns, counts)
+                yield from rows(stream, str(path), delimiter, mapping, counts)
         except (EOFError, gzip.BadGzipFile, OSError) as exc:
             raise SourceError(f"{path}: the file is corrupt or truncated: {exc}") from None
 
@@ -85,6 +92,8 @@ def _open_binary(path: Path) -> BinaryIO:
 
 def _lines(stream: BinaryIO, counts: Counter) -> Iterator[tuple[int, bytes]]:
     for number, line in enumerate(stream, 1):
+        if number == 1 and line.startswith(UTF8_BOM):  # editors on Windows write one
+            line = line[len(UTF8_BOM):]
         line = line.rstrip(b"\r\n")
         if line.strip():
             yield number, line
@@ -108,9 +117,9 @@ def _jsonl_rows(stream: BinaryIO, source: str, counts: Counter) -> Iterator[Sour
         yield SourceRow(source, number, record=record, raw=line)
 
 
-def _tsv_rows(stream, source, delimiter, columns, counts) -> Iterator[SourceRow]:
+def _tsv_rows(stream, source, delimiter, mapping, counts) -> Iterator[SourceRow]:
     """Delimiter-separated without quoting (the K3M format): a field never contains the delimiter."""
-    header = columns
+    header = mapping.columns
     for number, line in _lines(stream, counts):
         try:
             text = line.decode("utf-8")
@@ -119,7 +128,7 @@ def _tsv_rows(stream, source, delimiter, columns, counts) -> Iterator[SourceRow]
             continue
         fields = text.split(delimiter)
         if header is None:
-            header = _check_header(fields, source)
+            header = _check_header(fields, source, mapping)
             continue
         if len(fields) != len(header):
             yield SourceRow(source, number, reason="wrong_field_count",
@@ -128,79 +137,198 @@ def _tsv_rows(stream, source, delimiter, columns, counts) -> Iterator[SourceRow]
         yield SourceRow(source, number, record=dict(zip(header, fields)), raw=line)
 
 
-def _csv_rows(stream, source, delimiter, columns, counts) -> Iterator[SourceRow]:
-    """RFC 4180 CSV (quoted fields may span lines). Bytes that are not UTF-8 survive decoding as
-    surrogates so the row can be reported instead of aborting the file."""
+class _PhysicalLines:
+    """The text lines fed to ``csv.reader``, remembered until :meth:`take`, so every record
+    (and every record the parser fails on) comes with its line numbers and raw text."""
+
+    def __init__(self, text: io.TextIOBase):
+        self.text = text
+        self.number = 0  # lines read so far
+        self.pending: list[str] = []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = self.text.readline()
+        if not line:
+            raise StopIteration
+        if self.number == 0 and line.startswith("\ufeff"):  # a UTF-8 byte-order mark
+            line = line[1:]
+        self.number += 1
+        self.pending.append(line)
+        return line
+
+    def take(self) -> tuple[int, list[str]]:
+        """(number of the first pending line, the pending lines); clears them."""
+        lines, self.pending = self.pending, []
+        return self.number - len(lines) + 1, lines
+
+
+def _csv_rows(stream, source, delimiter, mapping, counts) -> Iterator[SourceRow]:
+    """RFC 4180 CSV: quoted fields may hold delimiters and line breaks.
+
+    A stray quote must not swallow the rows after it silently:
+
+    * the parser runs strict: a quote that opens a field must close it, followed by the
+      delimiter or the line end. When it does not, the lines the failed record took are read
+      again one by one, each becoming a row (an item or a reject) of its own: a stray quote
+      costs its own line only;
+    * a record that parses but spans several lines is trusted only if none of the lines
+      wholly inside its quoted field would be a complete row by itself; otherwise each of its
+      lines is a ``bad_quoting`` reject (nothing is guessed into an item).
+
+    Either way every physical line is accounted for with its raw text, so ``rows_read``
+    counts lines the user can find in the file. Bytes that are not UTF-8 survive decoding
+    as surrogates so the row can be reported instead of aborting the file."""
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="")
-    reader = csv.reader(text, delimiter=delimiter)
-    header = list(columns) if columns is not None else None
-    end = 0
+    lines = _PhysicalLines(text)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    state = _CsvState(source, delimiter, mapping, counts)
     while True:
-        start = end + 1
         try:
             fields = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            if reader.line_num < start:  # the reader made no progress: stop rather than loop
-                raise SourceError(f"{source}:{start}: unreadable CSV: {exc}") from None
-            end = reader.line_num
-            yield SourceRow(source, start, reason="unparseable", detail=f"CSV: {exc}")
+            start, physical = lines.take()
+            yield from state.failed(start, physical, str(exc))
             continue
-        end = reader.line_num
+        start, physical = lines.take()
+        if len(physical) > 2 and state.header is not None:
+            # lines wholly inside the quoted field; the last one also holds the record's
+            # remaining fields, so it looks like a row whenever the text has delimiters
+            inner = state.row_shaped(physical[1:-1])
+            if inner is not None:
+                yield from state.reject_lines(start, physical, f"a quoted field spans lines {start}-{start + len(physical) - 1} "
+                                              f"and line {start + 1 + inner} inside it is a complete row: a stray quote?")
+                continue
+        yield from state.row(start, fields, physical)
+
+
+class _CsvState:
+    def __init__(self, source: str, delimiter: str, mapping: Mapping, counts: Counter):
+        self.source, self.delimiter, self.mapping, self.counts = source, delimiter, mapping, counts
+        self.header: list[str] | None = list(mapping.columns) if mapping.columns is not None else None
+
+    def _parse_alone(self, line: str) -> list[str] | None:
+        """The fields of one physical line parsed on its own; None if it cannot be."""
+        try:
+            return next(csv.reader([line], delimiter=self.delimiter, strict=True), [])
+        except csv.Error:
+            return None
+
+    def row_shaped(self, continuation: list[str]) -> int | None:
+        """Index of the first continuation line that would be a complete row on its own."""
+        width = len(self.header)
+        if width < 2:
+            return None
+        return next((n for n, line in enumerate(continuation) if len(self._parse_alone(line) or ()) == width), None)
+
+    def row(self, start: int, fields: list[str], physical: list[str]) -> Iterator[SourceRow]:
         if not fields or not any(f.strip() for f in fields):
-            counts["blank_lines"] += 1
-            continue
-        raw = _csv_raw(fields, delimiter)
+            self.counts["blank_lines"] += 1
+            return
+        raw = _raw(physical)
         try:
             "\x1f".join(fields).encode("utf-8")
         except UnicodeEncodeError as exc:
-            yield SourceRow(source, start, reason="invalid_utf8", detail=str(exc), raw=raw)
-            continue
-        if header is None:
-            header = _check_header(fields, source)
-            continue
-        if len(fields) != len(header):
-            yield SourceRow(source, start, reason="wrong_field_count",
-                            detail=f"expected {len(header)} fields, got {len(fields)}", raw=raw)
-            continue
-        yield SourceRow(source, start, record=dict(zip(header, fields)), raw=raw)
+            yield SourceRow(self.source, start, reason="invalid_utf8", detail=str(exc), raw=raw)
+            return
+        if self.header is None:
+            self.header = _check_header(fields, self.source, self.mapping)
+            return
+        if len(fields) != len(self.header):
+            yield SourceRow(self.source, start, reason="wrong_field_count",
+                            detail=f"expected {len(self.header)} fields, got {len(fields)}", raw=raw)
+            return
+        yield SourceRow(self.source, start, record=dict(zip(self.header, fields)), raw=raw)
+
+    def failed(self, start: int, physical: list[str], error: str) -> Iterator[SourceRow]:
+        """The parser gave up on a record: report it, or re-read its lines one by one."""
+        if self.header is None:
+            raise SourceError(f"{self.source}:{start}: the header row cannot be parsed: CSV: {error}")
+        if "field larger than field limit" in error:
+            yield SourceRow(self.source, start, reason="field_too_large",
+                            detail=f"a field over csv's limit of {csv.field_size_limit()} characters", raw=_raw(physical))
+        elif len(physical) > 1:
+            yield from self.one_by_one(start, physical, f"a quoted field does not close properly (CSV: {error})")
+        else:
+            yield SourceRow(self.source, start, reason="bad_quoting", detail=f"misplaced quote (CSV: {error})",
+                            raw=_raw(physical))
+
+    def reject_lines(self, start: int, physical: list[str], why: str) -> Iterator[SourceRow]:
+        """Every physical line of a doubtful record is a reject: guessing which of them are
+        rows could turn a product description into items."""
+        for offset, line in enumerate(physical):
+            yield SourceRow(self.source, start + offset, reason="bad_quoting", detail=why, raw=_raw([line]))
+
+    def one_by_one(self, start: int, physical: list[str], why: str) -> Iterator[SourceRow]:
+        last = start + len(physical) - 1
+        for offset, line in enumerate(physical):
+            fields = self._parse_alone(line)
+            if fields is None:
+                yield SourceRow(self.source, start + offset, reason="bad_quoting",
+                                detail=f"{why} (lines {start}-{last} read one by one)", raw=_raw([line]))
+            else:
+                yield from self.row(start + offset, fields, [line])
 
 
-def _csv_raw(fields: list[str], delimiter: str) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer, delimiter=delimiter, lineterminator="").writerow(fields)
-    return buffer.getvalue().encode("utf-8", errors="surrogateescape")
+def _raw(physical: list[str]) -> bytes:
+    return "".join(physical).rstrip("\r\n").encode("utf-8", errors="surrogateescape")
 
 
-def _check_header(fields: list[str], source: str) -> list[str]:
+def _check_header(fields: list[str], source: str, mapping: Mapping) -> list[str]:
     names = [f.strip() for f in fields]
     if not all(names) or len(set(names)) != len(names):
         raise SourceError(f"{source}: the header row needs unique, non-empty column names, got {names}")
+    mapping.check_columns(names, source)
     return names
 
 
-def _parquet_rows(path: Path) -> Iterator[SourceRow]:
+def _parquet_rows(path: Path, mapping: Mapping) -> Iterator[SourceRow]:
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise SourceError(f"{path}: not a readable Parquet file: {exc}") from None
+    mapping.check_columns(parquet.schema_arrow.names, str(path), nested=True)
     number = 0
     for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
         for record in batch.to_pylist():
             number += 1
-            yield SourceRow(str(path), number, record=_plain(record))
+            try:
+                yield SourceRow(str(path), number, record=_plain(record))
+            except _NotUtf8 as exc:
+                # the undecodable bytes travel as they are: the report shows them as \xNN
+                raw = json.dumps(record, ensure_ascii=False, default=_bytes_text).encode("utf-8", errors="surrogateescape")
+                yield SourceRow(str(path), number, reason="invalid_utf8",
+                                detail=f"binary field {exc.field!r} is not UTF-8 text: {exc.error}", raw=raw)
 
 
-def _plain(value: Any) -> Any:
-    """Arrow map columns come back as lists of (key, value) tuples: make them dicts."""
+class _NotUtf8(Exception):
+    def __init__(self, field: str, error: UnicodeDecodeError):
+        self.field, self.error = field, error
+
+
+def _plain(value: Any, where: str = "") -> Any:
+    """Arrow map columns come back as lists of (key, value) tuples: make them dicts. Binary
+    columns come back as bytes: decode them as UTF-8 text (str(b'Acme') would be the text
+    "b'Acme'"), or refuse the row when they are not text."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _NotUtf8(where, exc) from None
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {_plain(k, where): _plain(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
     if isinstance(value, list):
         if value and all(isinstance(x, tuple) and len(x) == 2 for x in value):
-            return {k: _plain(v) for k, v in value}
-        return [_plain(x) for x in value]
+            return {_plain(k, where): _plain(v, f"{where}.{_plain(k, where)}") for k, v in value}
+        return [_plain(x, where) for x in value]
     return value
 
+
+def _bytes_text(value: Any) -> str:
+    return bytes(value).decode("utf-8", errors="surrogateescape") if isinstance(value, (bytes, bytearray)) else str(value)

@@ -16,6 +16,8 @@ RAW_LIMIT = 65536  # characters of a rejected row kept in rejects.jsonl
 class StrictImportError(RuntimeError):
     """``--strict``: a row was rejected."""
 
+    exit_code = 2  # the user's data
+
 
 @dataclass
 class ImportReport:
@@ -29,6 +31,7 @@ class ImportReport:
     image_reasons: Counter = field(default_factory=Counter)
     reader_counts: Counter = field(default_factory=Counter)  # blank_lines
     titles_missing: int = 0
+    first_reject: dict | None = None  # for the error when no row gives an item
     _rejects: IO[str] | None = None
 
     def __post_init__(self):
@@ -42,6 +45,8 @@ class ImportReport:
         entry = {"source": row.source, "line": row.line, "reason": reason, "detail": detail, "raw": raw[:RAW_LIMIT]}
         if len(raw) > RAW_LIMIT:
             entry["raw_truncated"] = True
+        if self.first_reject is None:
+            self.first_reject = {k: entry[k] for k in ("source", "line", "reason", "detail")}
         self._rejects.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
     def image(self, status: str, reason: str | None = None) -> None:

@@ -6,7 +6,11 @@ answers → short `k3m pretrain` → `k3m embed` (build + Item.embedding) → th
 
 Every step is the real command-line tool, printed before it runs, so a reader can repeat
 any step by hand. The embedded graph server is started once (`k3m kg serve --detach`) and
-stopped at the end, whatever happens in between.
+stopped at the end, whatever happens in between (one already running is used and left
+running). Nothing assumes fashion44k: the example item, the properties shown and
+constrained on, and the property completed are picked from the imported catalog itself
+(:func:`pick_examples`), so `--source my_catalog.csv --mapping my_mapping.yaml` runs the same
+story on any catalog.
 """
 from __future__ import annotations
 
@@ -17,9 +21,12 @@ import shlex
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from kg.paths import data_dir, project_root
+
+REPO = Path(__file__).resolve().parents[1]  # the checkout this demo belongs to, wherever it runs from
 
 
 def default_fashion_dir() -> Path:
@@ -89,7 +96,7 @@ def main(argv=None) -> int:
     build = data / "builds" / name
     run_dir = data / "runs" / f"demo-{name}"
     # one graph database per build: items of another catalog never mix into the answers
-    db = ["--database", "".join(c if c.isalnum() else "_" for c in name)]
+    db = ["--database", "".join(c if c.isascii() and c.isalnum() else "_" for c in name)[:64]]
     out = args.out or data / "demo"
     out.mkdir(parents=True, exist_ok=True)
     story = Story()
@@ -103,9 +110,17 @@ def main(argv=None) -> int:
         print(f"\n== reusing the catalog build {build} (--fresh re-imports)")
     print(json.dumps(json.loads((build / "summary.json").read_text()), indent=1)[:1200])
 
-    story.run("start the embedded graph database (ArcadeDB over Bolt, 127.0.0.1 only)", [*k3m, "kg", "serve", "--detach"])
+    from kg import embedded_server
+
+    started_server = embedded_server.running() is None
+    if started_server:
+        story.run("start the embedded graph database (ArcadeDB over Bolt, 127.0.0.1 only)", [*k3m, "kg", "serve", "--detach"])
+    else:
+        print("\n== using the embedded graph database already running for this data directory")
     try:
         story.run("load the build into RDF (Oxigraph) and the graph database", [*k3m, "kg", "load", str(build), *db])
+        picks = pick_examples(build)
+        print(f"\n== examples picked from this catalog: {json.dumps(picks, ensure_ascii=False)}")
         story.run(
             "SPARQL: the five properties with the most triples",
             [*k3m, "kg", "sparql", str(build),
@@ -117,16 +132,16 @@ def main(argv=None) -> int:
             [*k3m, "kg", "cypher", "MATCH (:Item)-[h:HAS]->(:Value) RETURN count(h) AS triples", *db],
         )
         story.run(
-            "Cypher (parameterized): top brands",
+            f"Cypher (parameterized): the most frequent values of {picks['show']!r}",
             [*k3m, "kg", "cypher",
-             "MATCH (i:Item)-[:HAS {property: $p}]->(b:Value) RETURN b.text AS brand, count(i) AS items "
-             "ORDER BY items DESC LIMIT 5", "--param", "p=brandName", *db],
+             "MATCH (i:Item)-[:HAS {property: $p}]->(v:Value) RETURN v.text AS value, count(i) AS items "
+             "ORDER BY items DESC LIMIT 5", "--param", f"p={picks['show']}", *db],
         )
 
         if args.fresh or not (run_dir / "checkpoints" / "latest").is_file():
             story.run(
                 f"pretrain K3M (tiny preset, {args.steps} steps)",
-                [*k3m, "pretrain", "--config", str(project_root() / "configs" / "tiny.yaml"),
+                [*k3m, "pretrain", "--config", str(REPO / "configs" / "tiny.yaml"),
                  "--set", f"build={build}", "--set", f"run_dir={run_dir}", "--set", f"max_steps={args.steps}",
                  "--set", "eval_every=0", "--set", f"checkpoint_every={args.steps}", "--set", "progress=false",
                  "--set", "log_every=25"],
@@ -136,23 +151,25 @@ def main(argv=None) -> int:
         story.run("embed every item (c*) into the build and onto Item nodes",
                   [*k3m, "embed", "--checkpoint", str(run_dir), str(build), *db])
 
-        item = _example_item(build)
+        item = picks["item"]
         story.run(f"query 1: items similar to {item['item_id']} ({item['title']!r})",
-                  [*k3m, "query", "similar", item["item_id"], "--k", "5", "--show", "brandName", *db])
-        story.run(f"query 2: similar to {item['item_id']}, same brand, same category",
-                  [*k3m, "query", "similar", item["item_id"], "--k", "5", "--same-brand",
-                   "--category", item["category"], "--show", "baseColour", *db])
-        story.run("query 3: attribute completion for items lacking a Fabric (LPM), precision@1 on held-out facts",
-                  [*k3m, "query", "complete", "--property", "Fabric", "--top-k", "3", "--limit", "200", *db])
+                  [*k3m, "query", "similar", item["item_id"], "--k", "5", "--show", picks["show"], *db])
+        story.run(f"query 2: similar to {item['item_id']}, same {picks['same']}, same category",
+                  [*k3m, "query", "similar", item["item_id"], "--k", "5", "--same", picks["same"],
+                   *(["--category", item["category"]] if item["category"] else []), "--show", picks["same"], *db])
+        story.run(f"query 3: attribute completion for items lacking {picks['complete']!r} (LPM), "
+                  "precision@1 on held-out facts",
+                  [*k3m, "query", "complete", "--property", picks["complete"], "--top-k", "3", "--limit", "200", *db])
         story.run("Cypher over the suggestions just written",
-                  [*k3m, "query", "cypher",
+                  [*k3m, "kg", "cypher",
                    "MATCH (i:Item)-[s:SUGGESTED_VALUE]->(v:Value) RETURN i.title AS item, s.property AS property, "
                    "v.text AS suggested, s.score AS score ORDER BY s.score LIMIT 5", *db])
         png = out / "embeddings.png"
         _projection(build, png)
         print(f"\n== 2-D projection of the item embeddings coloured by category: {png}")
     finally:
-        subprocess.run([*k3m, "kg", "stop"], check=False)
+        if started_server:
+            subprocess.run([*k3m, "kg", "stop"], check=False)
 
     total = time.perf_counter() - story.started
     print("\n== timings (s)")
@@ -162,17 +179,65 @@ def main(argv=None) -> int:
     return 0
 
 
-def _example_item(build: Path) -> dict:
-    """A test-split item with an image, a brand and a populous category: a readable example."""
-    from etl.catalog_build import CatalogBuild
+def pick_examples(build: Path, min_category_share: float = 0.5) -> dict:
+    """What the queries show, taken from the catalog itself (no property name is assumed):
+
+    item      a test-split item (with an image and a title when there are such) in one of the
+              most populous categories, with the most facts among those
+    show      the property most items have, the one with most distinct values among those
+              (printed beside each hit, and its values counted in Cypher)
+    same      of the item's properties whose value another item of its category shares (so
+              query 2 has hits), the one with the most distinct values: a brand rather than a
+              season
+    complete  the property with the most of both: items lacking it in categories where it
+              applies (query 3's condition) and held-out test facts (to measure precision on)
+    """
+    import numpy as np
+
+    from etl.catalog_build import TRIPLE_TEST, CatalogBuild
 
     catalog = CatalogBuild.open(build)
-    items = catalog.items
-    popular = items["category"].value_counts()
-    candidates = items[(items["split"] == "test") & items["has_image"] & items["title"].notna()
-                       & items["category"].isin(popular.index[:10])]
-    row = (candidates if len(candidates) else items).iloc[0]
-    return {"item_id": str(row["item_id"]), "title": row["title"], "category": str(row["category"])}
+    items, properties = catalog.items, catalog.properties
+    triples, split = np.asarray(catalog.triples), np.asarray(catalog.triple_split)
+    facts = np.bincount(triples[:, 0], minlength=len(items))
+    holders = [np.unique(triples[triples[:, 1] == p, 0]) for p in range(len(properties))]
+
+    popular = items["category"].value_counts().index[:10]
+    candidates = items[(items["split"] == "test") & items["category"].isin(popular) & (facts > 0)]
+    for narrower in (candidates["has_image"], candidates["title"].notna()):
+        if narrower.any():
+            candidates = candidates[narrower]
+    pool = candidates if len(candidates) else items[facts > 0] if (facts > 0).any() else items
+    index = int(pool.index[np.argmax(facts[pool.index.to_numpy()])])
+    row = items.iloc[index]
+    category = row["category"] if isinstance(row["category"], str) else None
+
+    distinct = [len(np.unique(triples[triples[:, 1] == p, 2])) for p in range(len(properties))]
+    show = max(range(len(properties)), key=lambda p: (len(holders[p]), distinct[p]), default=None)
+    show = properties[show] if show is not None else None
+    same, best = show, (-1, -1)
+    in_category = set(np.flatnonzero(items["category"].to_numpy() == category)) if category else set(range(len(items)))
+    for _, p, v in triples[triples[:, 0] == index]:
+        sharing = len(set(triples[(triples[:, 1] == p) & (triples[:, 2] == v), 0]) & in_category) - 1
+        rank = (sharing > 0, distinct[p])  # shared with someone, then the most selective (a brand, not a season)
+        if rank > best:
+            same, best = properties[p], rank
+
+    categories = items["category"].to_numpy()
+    sizes = items["category"].value_counts()
+    complete, most = show, 0
+    for p, having in enumerate(holders):
+        held_out = int(((triples[:, 1] == p) & (split == TRIPLE_TEST)).sum())
+        if min(held_out, len(items) - len(having)) <= most:
+            continue
+        share = items.iloc[having]["category"].value_counts() / sizes
+        applies = set(share[share >= min_category_share].index)
+        lacking = int((np.isin(categories, list(applies)) & ~np.isin(np.arange(len(items)), having)).sum())
+        if min(held_out, lacking) > most:  # items to complete and facts to measure, both
+            complete, most = properties[p], min(held_out, lacking)
+    return {"item": {"item_id": str(row["item_id"]), "title": row["title"] if isinstance(row["title"], str) else None,
+                     "category": category},
+            "show": show, "same": same, "complete": complete}
 
 
 def _projection(build: Path, png: Path) -> None:
@@ -182,7 +247,10 @@ def _projection(build: Path, png: Path) -> None:
 
     catalog = CatalogBuild.open(build)
     store = EmbeddingStore.open(build)  # newest model
-    embedding_projection(store.matrix, catalog.items["category"].fillna("(none)").to_numpy(), png)
+    with warnings.catch_warnings():
+        # matplotlib's default font has no CJK glyphs: one warning per character of such category names
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
+        embedding_projection(store.matrix, catalog.items["category"].fillna("(none)").to_numpy(), png)
 
 
 if __name__ == "__main__":

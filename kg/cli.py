@@ -1,6 +1,6 @@
 """`k3m kg ...`: load the PKG into RDF and the graph database, serve, query, inspect, export.
 
-    k3m kg load BUILD [--rdf] [--graph]        (neither flag: both)
+    k3m kg load BUILD [--rdf] [--graph] [--database NAME]   (neither flag: both)
     k3m kg serve [--port N] [--detach]         embedded ArcadeDB on 127.0.0.1
     k3m kg stop
     k3m kg sparql BUILD "QUERY" [--json]
@@ -10,6 +10,9 @@
 
 Graph commands use Neo4j when NEO4J_URI (+ NEO4J_USER, NEO4J_PASSWORD) is set, otherwise
 the embedded server: the one `k3m kg serve` keeps running, or one started for the command.
+A build remembers the database it was loaded into (BUILD/graph.json): later commands on
+that build use it unless --database says otherwise. Errors are raised and reported once by
+k3m/cli.py (exit 2 for the user's to fix, 1 for runtime failures).
 """
 from __future__ import annotations
 
@@ -38,7 +41,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--graph", action="store_true", help="write the graph database over Bolt")
     p.add_argument("--base-iri", default=None, help="RDF base IRI (default https://k3m.example/)")
     p.add_argument("--store", type=Path, help="RDF store directory (default under the data directory)")
-    p.add_argument("--database", help="graph database name (embedded: created when missing)")
+    p.add_argument("--database", help="graph database name (embedded: created when missing; default: the one the "
+                                      "build was loaded into before, else the server's default)")
     p.add_argument("--items-per-batch", type=int, default=None, help="items per graph transaction")
     p.set_defaults(func=_load)
 
@@ -59,14 +63,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--store", type=Path)
     p.set_defaults(func=_sparql)
 
-    p = sub.add_parser("cypher", parents=[common], help="run a parameterized Cypher query")
-    p.add_argument("query")
+    p = sub.add_parser("cypher", parents=[common], help="run a parameterized Cypher query, print a table or JSON",
+                       description="Run a Cypher query; values only as parameters (--param k=v strings, "
+                                   "--param-json k=JSON typed). Prints an aligned table with the row count and "
+                                   "the time taken, or the rows as JSON.")
+    p.add_argument("query", help="Cypher text; values as $parameters")
     add_param_arguments(p)
-    p.add_argument("--database")
+    p.add_argument("--database", help="graph database (default: the server's default)")
     p.add_argument("--json", action="store_true", help="rows as a JSON list")
     p.set_defaults(func=_cypher)
 
-    p = sub.add_parser("stats", parents=[common], help="degree distributions and vocabulary statistics of the PKG")
+    p = sub.add_parser("stats", parents=[common],
+                       help="degree distributions, vocabulary statistics and label leakage of the PKG")
     p.add_argument("build", type=Path)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_stats)
@@ -83,6 +91,7 @@ def add_parser(subparsers) -> None:
 
 def _load(args) -> int:
     from etl.catalog_build import CatalogBuild
+    from kg import loaded_into
 
     _apply_data_dir(args)
     build = CatalogBuild.open(args.build)
@@ -99,7 +108,7 @@ def _load(args) -> int:
         from kg.graph_load import GraphLoadSettings, load_graph
 
         settings = GraphLoadSettings(**({"items_per_batch": args.items_per_batch} if args.items_per_batch else {}))
-        with connect(database=args.database) as db:
+        with connect(database=args.database or loaded_into.database_of(build.path)) as db:
             report = load_graph(build, db, settings, progress=_progress)
             reports["graph"] = {**report.as_dict(), "server": db.capabilities.agent, "database": db.database}
     print(json.dumps(reports, indent=1))
@@ -113,7 +122,9 @@ def _serve(args) -> int:
     _apply_data_dir(args)
     options = {k: v for k, v in (("bolt_port", args.port), ("database", args.database), ("heap", args.heap)) if v}
     server = embedded_server.start(settings=ServerSettings(**options, stop_with_caller=not args.detach))
-    print(f"embedded graph server: {server.uri} database={server.database} pid={server.pid}", file=sys.stderr)
+    print(f"embedded graph server: {server.uri} pid={server.pid}", file=sys.stderr)
+    print(f"  databases: {', '.join(server.list_databases())} (default: {server.database}; a build loaded with "
+          f"--database NAME is queried there)", file=sys.stderr)
     print(f"  user root, password in {server.home / 'password'} (mode 0600)", file=sys.stderr)
     if args.detach:
         print("  stop it with `k3m kg stop`", file=sys.stderr)
@@ -138,16 +149,11 @@ def _stop(args) -> int:
 
 def _sparql(args) -> int:
     from etl.catalog_build import CatalogBuild
-    from kg.rdf_store import RdfStoreError, open_rdf, sparql, store_dir
+    from kg.rdf_store import open_rdf, sparql, store_dir
 
     _apply_data_dir(args)
     build = CatalogBuild.open(args.build)
-    try:
-        graph = open_rdf(args.store or store_dir(build))
-    except RdfStoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    result = sparql(graph, args.query)
+    result = sparql(open_rdf(args.store or store_dir(build)), args.query)
     if result.type in ("SELECT", "ASK") and args.json:
         sys.stdout.write(result.serialize(format="json").decode() + "\n")
     elif result.type == "CONSTRUCT":
@@ -162,33 +168,29 @@ def _sparql(args) -> int:
 
 
 def _cypher(args) -> int:
+    from kg.cypher import run_cypher
     from kg.graph_db import connect
     from kg.params import parse_params
 
     _apply_data_dir(args)
-    try:
-        params = parse_params(args.param, args.param_json)
-    except ValueError as exc:
-        print(f"k3m kg cypher: error: {exc}", file=sys.stderr)
-        return 2
-    with connect(database=args.database) as db:
-        rows = db.run(args.query, **params)
-    rows = [{k: _jsonable(v) for k, v in row.items()} for row in rows]
+    params = parse_params(args.param, args.param_json)
+    with connect(database=args.database, create=False) as db:
+        result = run_cypher(db, args.query, params)
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False, indent=1))
-    elif rows:
-        columns = list(rows[0])
-        print("\t".join(columns))
-        for row in rows:
-            print("\t".join(json.dumps(row[c], ensure_ascii=False) if not isinstance(row[c], str) else row[c] for c in columns))
+        print(json.dumps(result.rows, ensure_ascii=False, indent=1))
+    else:
+        print(result.render())
     return 0
 
 
 def _stats(args) -> int:
     from etl.catalog_build import CatalogBuild
+    from etl.leakage import build_leakage
     from kg.nx_graph import pkg_multidigraph, pkg_stats
 
-    stats = pkg_stats(pkg_multidigraph(CatalogBuild.open(args.build)))
+    build = CatalogBuild.open(args.build)
+    stats = pkg_stats(pkg_multidigraph(build))
+    stats["label_leakage"] = build_leakage(build)
     if args.json:
         print(json.dumps(stats, ensure_ascii=False, indent=1))
         return 0
@@ -200,7 +202,22 @@ def _stats(args) -> int:
         hist = "  ".join(f"{k}:{v}" for k, v in d["histogram"].items())
         print(f"{name:<20} min {d['min']}  median {d['median']}  mean {d['mean']}  max {d['max']}  | {hist}")
     print("top values: " + ", ".join(f"{v['text']} ({v['items']})" for v in stats["top_values"]))
+    for line in _leakage_lines(stats["label_leakage"]):
+        print(line)
     return 0
+
+
+def _leakage_lines(leakage: dict) -> list[str]:
+    if leakage.get("baseline") is None:
+        return ["label leakage: not measured (needs categories on train and held-out items)"]
+    lines = [f"label leakage: category from one property's value alone, {leakage['heldout_items']} held-out items; "
+             f"always guessing {leakage['baseline_category']!r}: {100 * leakage['baseline']:.1f}%"]
+    for p in leakage["properties"][:5] + [p for p in leakage["properties"][5:] if p["property"] in leakage["suspects"]]:
+        flag = ("  <- SUSPECT: exclude it in the mapping if it restates the label" if p["property"] in leakage["suspects"]
+                else "  (not_leakage in the mapping)" if p["property"] in leakage.get("not_leakage", []) else "")
+        lines.append(f"  {p['property']:<24} {100 * p['accuracy']:5.1f}%  (+{100 * p['gain']:.1f} pp, on "
+                     f"{100 * p['coverage']:.0f}% of items){flag}")
+    return lines
 
 
 def _export(args) -> int:
@@ -208,22 +225,16 @@ def _export(args) -> int:
 
     _apply_data_dir(args)
     build = CatalogBuild.open(args.build)
+    if args.output.is_dir():
+        raise IsADirectoryError(f"{args.output}: is a directory; -o names the file to write")
     if args.format == "dgl":
-        from kg.dgl_export import DGLUnavailable, save_dgl
+        from kg.dgl_export import save_dgl
 
-        try:
-            save_dgl(build, args.output)
-        except DGLUnavailable as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        save_dgl(build, args.output)
     else:
-        from kg.rdf_store import RdfStoreError, export_rdf, store_dir
+        from kg.rdf_store import export_rdf, store_dir
 
-        try:
-            export_rdf(args.store or store_dir(build), args.output, args.format)
-        except RdfStoreError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        export_rdf(args.store or store_dir(build), args.output, args.format)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
@@ -237,15 +248,3 @@ def _apply_data_dir(args) -> None:
 
 def _progress(done: int, total: int) -> None:
     print(f"\r[k3m] graph: {done}/{total} items written", end="" if done < total else "\n", file=sys.stderr, flush=True)
-
-
-def _jsonable(value):
-    """Rows come from Record.data() (nodes already plain property dicts); temporal and
-    spatial values become their string form."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)

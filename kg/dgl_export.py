@@ -14,6 +14,8 @@ from kg.hetero import HAS, REV_HAS, item_value_graph
 class DGLUnavailable(RuntimeError):
     """DGL is not installed or cannot be loaded next to this torch."""
 
+    exit_code = 2  # the user's environment; the message says what to install or use instead
+
 
 def load_dgl():
     try:

@@ -26,6 +26,7 @@ import base64
 import fcntl
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -51,6 +52,28 @@ class ServerError(RuntimeError):
     """The embedded server could not be started, reached or stopped."""
 
 
+class ServerAlreadyRunning(ServerError):
+    """`k3m kg serve` while a server already serves the data directory."""
+
+    exit_code = 2
+
+
+class PortInUse(ServerError):
+    """The port asked for is taken by another program."""
+
+    exit_code = 2
+
+
+_DATABASE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+
+
+def check_database_name(name: str) -> str:
+    """Database names become file names on the server: letters, digits, '_' and '-' only."""
+    if not isinstance(name, str) or not _DATABASE_NAME.match(name):
+        raise ValueError(f"database name {name!r}: use 1-64 letters, digits, '_' or '-' (not starting with '-')")
+    return name
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     data_dir: Path = field(default_factory=default_data_dir)
@@ -66,6 +89,12 @@ class ServerSettings:
     @property
     def home(self) -> Path:
         return Path(self.data_dir) / "arcadedb"
+
+    def __post_init__(self):
+        check_database_name(self.database)
+        for port in (self.bolt_port, self.http_port):
+            if port is not None and not 0 < port < 65536:
+                raise ValueError(f"port must be within 1..65535, got {port}")
 
 
 @dataclass
@@ -95,11 +124,17 @@ class EmbeddedServer:
         root credentials; the name travels as a JSON value checked against a strict
         pattern, never as free text.
         """
-        if not name.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"database names are letters, digits, '_' and '-': {name!r}")
-        if name in self._http("POST", "/api/v1/server", {"command": "list databases"})["result"]:
+        check_database_name(name)
+        if name in self.list_databases():
             return
-        self._http("POST", "/api/v1/server", {"command": f"create database {name}"})
+        # two commands may create the same database at once: only one creation can win
+        with _file_lock(self.home / "create-database.lock"):
+            if name in self.list_databases():
+                return
+            self._http("POST", "/api/v1/server", {"command": f"create database {name}"})
+
+    def list_databases(self) -> list[str]:
+        return sorted(self._http("POST", "/api/v1/server", {"command": "list databases"})["result"])
 
     def _http(self, method: str, path: str, body: dict) -> dict:
         token = base64.b64encode(f"{USER}:{self.password}".encode()).decode()
@@ -176,8 +211,14 @@ def start(port: int | None = None, data_dir: Path | None = None, settings: Serve
     """Spawn a server for ``data_dir``; fails if one is already serving that directory."""
     settings = settings or ServerSettings(data_dir=Path(data_dir or default_data_dir()), bolt_port=port)
     with _start_lock(settings.home):
-        if running(settings.data_dir) is not None:
-            raise ServerError(f"an embedded server already serves {settings.data_dir}; `k3m kg stop` first")
+        found = running(settings.data_dir)
+        if found is not None:
+            raise ServerAlreadyRunning(f"an embedded server already serves {settings.data_dir} ({found.uri}, pid "
+                                       f"{found.pid}); use it, or `k3m kg stop` first")
+        for name, port in (("--port", settings.bolt_port), ("HTTP port", settings.http_port)):
+            if port and _port_open(port):
+                raise PortInUse(f"{name} {port}: another program listens on {HOST}:{port}; choose another port "
+                                f"or leave it out for a free one")
         return _spawn(settings)
 
 
@@ -227,7 +268,11 @@ def _spawn(settings: ServerSettings) -> EmbeddedServer:
         if state is not None and state["pid"] == process.pid and _port_open(state["bolt_port"]):
             return EmbeddedServer(home, process.pid, state["bolt_port"], state["http_port"], state["database"], password, process)
         if process.poll() is not None:
-            raise ServerError(f"embedded server exited with {process.returncode}:\n{_log_tail(home)}")
+            taken = [p for p in (settings.bolt_port, settings.http_port) if p and _port_open(p)]
+            if taken:  # taken between our check and the server's bind
+                raise PortInUse(f"port {taken[0]}: another program listens on {HOST}:{taken[0]}; choose another port")
+            raise ServerError(f"embedded server exited with {process.returncode}; see {home / 'server.log'}:\n"
+                              f"{_log_tail(home)}")
         time.sleep(0.05)
     process.terminate()
     process.wait(30)
@@ -285,7 +330,13 @@ def _log_tail(home: Path, lines: int = 30) -> str:
 def _start_lock(home: Path):
     """Serialize start/reuse decisions across processes sharing one data directory."""
     home.mkdir(parents=True, exist_ok=True)
-    with open(home / "start.lock", "w") as handle:
+    with _file_lock(home / "start.lock"):
+        yield
+
+
+@contextmanager
+def _file_lock(path: Path):
+    with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

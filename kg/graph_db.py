@@ -46,10 +46,12 @@ class Capabilities:
 class GraphDB:
     """A neo4j Driver bound to one database, with batched writes and capability flags."""
 
-    def __init__(self, driver, database: str | None, server: EmbeddedServer | None = None, owns_server: bool = False):
+    def __init__(self, driver, database: str | None, server: EmbeddedServer | None = None, owns_server: bool = False,
+                 uri: str | None = None):
         self.driver = driver
         self.database = database
         self.server = server  # the embedded server behind this connection, if any
+        self.uri = uri or (server.uri if server is not None else None)
         self._owns_server = owns_server
         self.capabilities = self._probe()
 
@@ -59,8 +61,29 @@ class GraphDB:
 
     def run(self, query: str, /, **params: Any) -> list[dict]:
         """Run one query in an auto-committed transaction; rows as plain dicts."""
-        records, _, _ = self.driver.execute_query(query, params, database_=self.database)
-        return [record.data() for record in records]
+        return self.run_with_keys(query, **params)[0]
+
+    def run_with_keys(self, query: str, /, **params: Any) -> tuple[list[dict], list[str]]:
+        """Like :meth:`run`, with the query's column names (known even without rows)."""
+        records, _, keys = self.driver.execute_query(query, params, database_=self.database)
+        return [record.data() for record in records], list(keys)
+
+    @property
+    def where(self) -> str:
+        """Which server and data directory, for messages and records."""
+        if self.server is not None:
+            return f"the embedded server of {self.server.home.parent}"
+        return self.uri or "the graph server"
+
+    def database_names(self) -> list[str]:
+        """The server's databases (``system`` left out); [] when it does not say."""
+        from neo4j.exceptions import Neo4jError
+
+        try:
+            records, _, _ = self.driver.execute_query("SHOW DATABASES YIELD name RETURN name", database_="system")
+        except Neo4jError:
+            return []
+        return sorted({r["name"] for r in records} - {"system"})
 
     def write(self, query: str, /, **params: Any) -> Counter:
         """Run one write query in its own transaction (retried on transient errors); counters."""
@@ -119,11 +142,14 @@ def connect(
     database: str | None = None,
     *,
     server_settings: ServerSettings | None = None,
+    create: bool = True,
 ) -> GraphDB:
     """Open a :class:`GraphDB` (see the module docstring for how the server is chosen).
 
     With the embedded server, ``database`` other than the server's default is created on
-    first use; a server started by this call stops when the GraphDB is closed.
+    first use, unless ``create`` is False (readers: a misspelt name is then
+    :class:`DatabaseNotFound`, not a new empty database); a server started by this call stops
+    when the GraphDB is closed.
     """
     from neo4j import GraphDatabase
 
@@ -132,13 +158,19 @@ def connect(
         auth = (user or os.environ.get(ENV_USER, "neo4j"), password or os.environ.get(ENV_PASSWORD, ""))
         driver = GraphDatabase.driver(uri, auth=auth)
         driver.verify_connectivity()
-        return GraphDB(driver, database or os.environ.get(ENV_DATABASE) or None)
+        return GraphDB(driver, database or os.environ.get(ENV_DATABASE) or None, uri=uri)
 
+    if database is not None:
+        embedded_server.check_database_name(database)
     server, started = embedded_server.ensure_running(server_settings or ServerSettings())
     try:
         database = database or server.database
         if database != server.database:
-            server.create_database(database)
+            if create:
+                server.create_database(database)
+            elif database not in server.list_databases():
+                raise DatabaseNotFound(f"database {database!r} does not exist on the embedded server of "
+                                       f"{server.home.parent} (databases: {', '.join(server.list_databases())})")
         driver = GraphDatabase.driver(server.uri, auth=server.auth)
         driver.verify_connectivity()
         return GraphDB(driver, database, server=server, owns_server=started)
@@ -146,6 +178,12 @@ def connect(
         if started:
             server.stop()
         raise
+
+
+class DatabaseNotFound(LookupError):
+    """A database named for reading does not exist."""
+
+    exit_code = 2
 
 
 def _consume(result) -> Counter:

@@ -25,12 +25,15 @@ loader reads the ids and hashes present, then
 * leaves unchanged items alone, so a second load of the same build writes nothing.
 
 An item and its relationships commit together, so no item is ever half-loaded; the PKG
-node is marked incomplete before changes and complete only after the last batch.
+node is marked incomplete before changes and complete only after the last batch. Loads into
+one database are serialized (kg/load_lock.py), and the build remembers the database
+(``BUILD/graph.json``, kg/loaded_into.py).
 """
 from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -131,7 +134,25 @@ def ensure_schema(db: GraphDB) -> None:
 
 def load_graph(build, db: GraphDB, settings: GraphLoadSettings = GraphLoadSettings(),
                progress: Callable[[int, int], None] | None = None) -> GraphLoadReport:
-    """Write ``build`` (a :class:`etl.catalog_build.CatalogBuild`) into ``db``; idempotent."""
+    """Write ``build`` (a :class:`etl.catalog_build.CatalogBuild`) into ``db``; idempotent.
+
+    Loads into one database run one at a time (:mod:`kg.load_lock`); a load that had to
+    wait then finds the other's work done. The build records the database
+    (:mod:`kg.loaded_into`)."""
+    from kg import loaded_into
+    from kg.load_lock import load_lock
+
+    with load_lock(db):
+        report = _load(build, db, settings, progress)
+    try:
+        loaded_into.record(build.path, db)
+    except OSError as exc:  # a read-only build: the load itself is done
+        warnings.warn(f"{build.path}: cannot record the database it was loaded into ({exc}); "
+                      f"name it with --database in later commands", stacklevel=2)
+    return report
+
+
+def _load(build, db: GraphDB, settings: GraphLoadSettings, progress) -> GraphLoadReport:
     started = time.perf_counter()
     ensure_schema(db)
     totals: Counter = Counter()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+import kg.pyg  # noqa: F401  (before torch_geometric: see kg/pyg.py)
 from torch_geometric.data import HeteroData
 
 HAS = ("item", "has", "value")

@@ -31,6 +31,7 @@ from typing import Iterator
 
 import numpy as np
 
+from etl.stale_partials import owned, remove_stale
 from kg.paths import data_dir as default_data_dir
 from kg.rdf_iris import DEFAULT_BASE_IRI, RDF, RDFS, XSD, Namespaces
 
@@ -40,6 +41,14 @@ _ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
 
 class RdfStoreError(RuntimeError):
     """No RDF store for this build, or one that cannot be read."""
+
+    exit_code = 2  # `k3m kg load BUILD --rdf` fixes it
+
+
+class SparqlQueryError(ValueError):
+    """The SPARQL text does not parse."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -71,44 +80,55 @@ def store_dir(build, data_dir: Path | None = None) -> Path:
 
 def load_rdf(build, target: Path | None = None, settings: RdfSettings = RdfSettings()) -> RdfLoadReport:
     """Write ``build`` into a fresh Oxigraph store at ``target`` (default :func:`store_dir`)."""
-    import pyoxigraph as ox
-
     started = time.perf_counter()
     ns = Namespaces(settings.base_iri)
     target = Path(target or store_dir(build))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target)  # what killed loads of this store left behind
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    with owned(partial):
+        try:
+            _write_store(build, ns, settings, partial)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    meta = json.loads((partial / "meta.json").read_text())
     try:
-        store = ox.Store(str(partial / "store"))
-        triples = 0
-        # The bulk loader releases the GIL: the next chunk is written while this one loads.
-        # lenient skips Oxigraph's IRI re-validation (~10% of its time): every IRI here is a
-        # checked base plus percent-encoding and every literal is escaped by _literal.
-        with ThreadPoolExecutor(max_workers=1) as loader:
-            pending = None
-            for chunk, count in ntriples_chunks(build, ns, settings.chunk_items):
-                if pending is not None:
-                    pending.result()
-                pending = loader.submit(store.bulk_load, chunk, ox.RdfFormat.N_TRIPLES, lenient=True)
-                triples += count
-            if pending is not None:
-                pending.result()
-        store.flush()
-        del store  # closes RocksDB before the directory moves
-        meta = {
-            "build": str(Path(build.path).resolve()),
-            "manifest_sha256": hashlib.sha256((Path(build.path) / "manifest.json").read_bytes()).hexdigest(),
-            "base_iri": ns.base,
-            "triples": triples,
-            "pkg_triples": int(len(build.triples)),
-        }
-        (partial / "meta.json").write_text(json.dumps(meta, indent=2))
         _replace(partial, target)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return RdfLoadReport(str(target), triples, meta["pkg_triples"], time.perf_counter() - started)
+    return RdfLoadReport(str(target), meta["triples"], meta["pkg_triples"], time.perf_counter() - started)
+
+
+def _write_store(build, ns: Namespaces, settings: RdfSettings, partial: Path) -> None:
+    import pyoxigraph as ox
+
+    store = ox.Store(str(partial / "store"))
+    triples = 0
+    # The bulk loader releases the GIL: the next chunk is written while this one loads.
+    # lenient skips Oxigraph's IRI re-validation (~10% of its time): every IRI here is a
+    # checked base plus percent-encoding and every literal is escaped by _literal.
+    with ThreadPoolExecutor(max_workers=1) as loader:
+        pending = None
+        for chunk, count in ntriples_chunks(build, ns, settings.chunk_items):
+            if pending is not None:
+                pending.result()
+            pending = loader.submit(store.bulk_load, chunk, ox.RdfFormat.N_TRIPLES, lenient=True)
+            triples += count
+        if pending is not None:
+            pending.result()
+    store.flush()
+    del store  # closes RocksDB before the directory moves
+    meta = {
+        "build": str(Path(build.path).resolve()),
+        "manifest_sha256": hashlib.sha256((Path(build.path) / "manifest.json").read_bytes()).hexdigest(),
+        "base_iri": ns.base,
+        "triples": triples,
+        "pkg_triples": int(len(build.triples)),
+    }
+    (partial / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
 def ntriples_chunks(build, ns: Namespaces, chunk_items: int) -> Iterator[tuple[bytes, int]]:
@@ -196,7 +216,10 @@ def sparql(graph, query: str, bindings: dict | None = None):
     the query as terms, never as query text. Oxigraph binds only projected variables, so
     every bound variable must appear in the SELECT clause.
     """
-    return graph.query(query, initBindings=bindings or {})
+    try:
+        return graph.query(query, initBindings=bindings or {})
+    except SyntaxError as exc:  # pyoxigraph's parser
+        raise SparqlQueryError(f"the SPARQL query does not parse: {exc}") from None
 
 
 def export_rdf(path: Path, out: Path, fmt: str) -> None:

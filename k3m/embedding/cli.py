@@ -29,13 +29,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-graph", action="store_true", help="do not write the embeddings onto the graph")
     p.add_argument("--force", action="store_true", help="rewrite graph items that already carry these embeddings")
     p.add_argument("--write-batch", type=int, default=None, help="items per graph transaction")
-    p.add_argument("--database", help="graph database (embedded default: k3m)")
+    p.add_argument("--database", help="graph database (default: the one the build was loaded into, else k3m)")
     p.add_argument("--data-dir", type=Path, help="state directory of the embedded graph (default $K3M_DATA_DIR or ./data)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from kg import loaded_into
     from kg.graph_db import connect
     from kg.paths import DATA_DIR_ENV
 
@@ -51,7 +52,7 @@ def run(args) -> int:
         if args.data_dir is not None:
             os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
         wb = WritebackSettings(force=args.force, **({"batch_size": args.write_batch} if args.write_batch else {}))
-        with connect(database=args.database) as db:
+        with connect(database=args.database or loaded_into.database_of(args.build), create=True) as db:
             wb_report = write_back(db, store, wb, progress=_progress("written to the graph") if sys.stderr.isatty() else None)
             native = ensure_native_index(db, report.dim)
             out["graph"] = {**wb_report.as_dict(), "server": db.capabilities.agent, "native_vector_index": native}

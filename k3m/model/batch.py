@@ -29,6 +29,8 @@ from dataclasses import dataclass, fields
 from typing import Optional
 
 import torch
+
+import kg.pyg  # noqa: F401  (before torch_geometric: see kg/pyg.py)
 from torch_geometric.data import HeteroData
 
 from kg.hetero import HAS, REV_HAS

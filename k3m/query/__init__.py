@@ -3,14 +3,13 @@
     k3m query similar ITEM_ID [--same-brand] [--where P=V] [--category C] [--no-image]
     k3m query complete --property P [--top-k 3] [--dry-run]
     k3m query export "CYPHER RETURNING id" [--param k=v] -o out.parquet|out.npz
-    k3m query cypher "CYPHER" [--param k=v] [--param-json k=JSON]
 
-Each is also a Python function (see docs/query.md); all take an open ``kg.graph_db.GraphDB``.
+Free Cypher is `k3m kg cypher` (kg/cypher.py). Each script is also a Python function (see
+docs/query.md); all take an open ``kg.graph_db.GraphDB``.
 """
 from __future__ import annotations
 
 from k3m.query.complete import CompletionSettings, complete_attributes
-from k3m.query.cypher import run_cypher
 from k3m.query.export import export_items
 from k3m.query.patterns import ItemFilter
 from k3m.query.similar import similar_items
@@ -22,17 +21,16 @@ __all__ = [
     "VectorSearch",
     "complete_attributes",
     "export_items",
-    "run_cypher",
     "similar_items",
 ]
 
 
 def add_parser(subparsers) -> None:
-    from k3m.query import complete, cypher, export, similar
+    from k3m.query import complete, export, similar
 
-    p = subparsers.add_parser("query", help="similar items, attribute completion, export, free Cypher",
+    p = subparsers.add_parser("query", help="similar items, attribute completion, export (free Cypher: k3m kg cypher)",
                               description=__doc__.split("\n\n")[0] + " See docs/query.md.")
     sub = p.add_subparsers(dest="query_command", metavar="QUERY_COMMAND")
     sub.required = True
-    for module in (similar, complete, export, cypher):
+    for module in (similar, complete, export):
         module.add_parser(sub)

@@ -20,7 +20,6 @@ the report gives precision@1 and hits@k next to always guessing the most frequen
 """
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -75,6 +74,8 @@ class CompletionReport:
     model_id: str
     candidate_values: int
     items_lacking: int  # lacking P in categories where P applies (and embedded)
+    items_having: int  # graph items with at least one P fact
+    items_in_graph: int
     items_suggested: int
     suggestions_written: int
     heldout_facts: int
@@ -89,15 +90,24 @@ class CompletionReport:
         return asdict(self)
 
     def render(self) -> str:
-        from k3m.query.output import table
+        from kg.output import table
 
         def pct(x):
             return "n/a" if x is None else f"{100 * x:.1f}%"
 
+        if self.items_lacking:
+            head = (f"Completion of {self.property!r} with {self.model_id}: {self.items_suggested} of {self.items_lacking} "
+                    f"items lacking it got suggestions ({self.suggestions_written} SUGGESTED_VALUE relationships written, "
+                    f"{self.candidate_values} candidate values), {self.seconds:.1f} s")
+        elif self.items_having == self.items_in_graph:
+            head = (f"Nothing to complete: every item in the graph ({self.items_in_graph}) has {self.property!r}. "
+                    f"The model's ranking is still measured on the held-out facts below.")
+        else:
+            head = (f"Nothing to complete: {self.items_having} of {self.items_in_graph} items have {self.property!r}, and "
+                    f"no item lacking it is in a category where it applies (--min-category-share). The model's "
+                    f"ranking is still measured on the held-out facts below.")
         lines = [
-            f"Completion of {self.property!r} with {self.model_id}: {self.items_suggested} of {self.items_lacking} items "
-            f"lacking it got suggestions ({self.suggestions_written} SUGGESTED_VALUE relationships written, "
-            f"{self.candidate_values} candidate values), {self.seconds:.1f} s",
+            head,
             f"Held-out facts ({self.heldout_facts}): precision@1 {pct(self.precision_at_1)}, hits@k {pct(self.hits_at_k)}; "
             f"most-frequent-value guess {pct(self.majority_precision_at_1)}"
             + ("  [WARNING: the model read these facts: --facts all]" if self.heldout_seen_by_model else ""),
@@ -114,7 +124,11 @@ class Completer:
 
     def __init__(self, store: EmbeddingStore, build, property_name: str):
         if property_name not in build.properties:
-            raise KeyError(f"property {property_name!r} is not in the build's vocabulary")
+            import difflib
+
+            close = difflib.get_close_matches(property_name, build.properties, n=3)
+            raise LookupError(f"property {property_name!r} is not in the build's vocabulary ({len(build.properties)} "
+                              f"properties{'; close: ' + ', '.join(close) if close else ''})")
         store.check_build(build)
         self.store, self.build = store, build
         self.property = build.properties.index(property_name)
@@ -168,6 +182,11 @@ class Completer:
 def lacking_items(db, property_name: str, min_share: float) -> list[tuple[str, str | None]]:
     """(id, category) of graph items without a ``property_name`` fact, in categories where
     at least ``min_share`` of the items have one; sorted by id."""
+    return _coverage(db, property_name, min_share)[0]
+
+
+def _coverage(db, property_name: str, min_share: float) -> tuple[list[tuple[str, str | None]], int, int]:
+    """(lacking items as in :func:`lacking_items`, items having the property, items in the graph)."""
     having = set(db.run(HAVING, property=property_name)[0]["ids"])
     items = db.run(ITEMS)[0]["items"]
     total, with_p = Counter(), Counter()
@@ -175,7 +194,8 @@ def lacking_items(db, property_name: str, min_share: float) -> list[tuple[str, s
         total[category] += 1
         with_p[category] += item_id in having
     applies = {c for c in total if c is not None and with_p[c] >= min_share * total[c] and with_p[c] > 0}
-    return sorted((i, c) for i, c in items if i not in having and c in applies)
+    lacking = sorted((i, c) for i, c in items if i not in having and c in applies)
+    return lacking, len(having), len(items)
 
 
 def complete_attributes(db, store: EmbeddingStore, build, property_name: str,
@@ -185,7 +205,8 @@ def complete_attributes(db, store: EmbeddingStore, build, property_name: str,
         raise ValueError(f"heldout must be one of {sorted(HELDOUT_SPLITS)}, got {settings.heldout!r}")
     started = time.perf_counter()
     completer = Completer(store, build, property_name)
-    lacking = [(i, c) for i, c in lacking_items(db, property_name, settings.min_category_share) if i in store.row_of]
+    lacking, having, in_graph = _coverage(db, property_name, settings.min_category_share)
+    lacking = [(i, c) for i, c in lacking if i in store.row_of]
     todo = lacking[: settings.limit] if settings.limit is not None else lacking
     rows = store.rows([i for i, _ in todo])
     top, dists = completer.rank(rows, settings.top_k, settings.score_chunk)
@@ -211,7 +232,8 @@ def complete_attributes(db, store: EmbeddingStore, build, property_name: str,
                  for i, vals in suggestions[:examples]]
     return CompletionReport(
         property=property_name, model_id=store.model_id, candidate_values=len(completer.values),
-        items_lacking=len(lacking), items_suggested=len(suggestions), suggestions_written=written,
+        items_lacking=len(lacking), items_having=having, items_in_graph=in_graph,
+        items_suggested=len(suggestions), suggestions_written=written,
         heldout_facts=n_facts, precision_at_1=p1, hits_at_k=hk, majority_precision_at_1=base,
         heldout_seen_by_model=store.meta.get("facts") == "all", seconds=time.perf_counter() - started, examples=shown,
     )
@@ -237,21 +259,16 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from etl.catalog_build import BuildError, CatalogBuild
-    from k3m.embedding.store import EmbeddingStoreError
+    from etl.catalog_build import CatalogBuild
     from k3m.query.connection import apply_data_dir, locate_store, open_graph
-    from k3m.query.output import dumps
+    from kg.output import dumps
 
     apply_data_dir(args.data_dir)
     settings = CompletionSettings(top_k=args.top_k, min_category_share=args.min_category_share, limit=args.limit,
                                   write=not args.dry_run, heldout=args.heldout)
-    try:
-        with open_graph(args.database) as db:
-            store = locate_store(db, args.build, args.model_id, required=True)
-            build = CatalogBuild.open(store.path.parent.parent)
-            report = complete_attributes(db, store, build, args.property, settings)
-    except (KeyError, ValueError, EmbeddingStoreError, BuildError) as exc:
-        print(f"k3m query complete: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
-        return 2
+    with open_graph(args.database, args.build) as db:
+        store = locate_store(db, args.build, args.model_id, required=True)
+        build = CatalogBuild.open(store.path.parent.parent)
+        report = complete_attributes(db, store, build, args.property, settings)
     print(dumps(report.to_dict()) if args.json else report.render())
     return 0

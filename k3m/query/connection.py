@@ -1,9 +1,11 @@
 """How the query scripts reach the graph and the build's embeddings.
 
 The graph: ``kg.graph_db.connect`` (Neo4j when ``NEO4J_URI`` is set, else the embedded
-server of the data directory, reused or started for the command). The embeddings: the
-build named on the command line, or else the build the graph was loaded from (the
-``(:PKG {name: "k3m"})`` node records its path), at its newest model unless one is named.
+server of the data directory, reused or started for the command). The database: ``--database``,
+else the one the ``--build`` was loaded into (``BUILD/graph.json``), else the server's default;
+a query never creates a database. The embeddings: the build named on the command line, or
+else the build the graph was loaded from (the ``(:PKG {name: "k3m"})`` node records its
+path), at its newest model unless one is named.
 """
 from __future__ import annotations
 
@@ -13,6 +15,19 @@ from pathlib import Path
 from k3m.embedding.store import EmbeddingStore, EmbeddingStoreError
 
 PKG_BUILD = "MATCH (m:PKG {name: $name}) RETURN m.build AS build"
+PKG_SUMMARY = "MATCH (m:PKG {name: $name}) RETURN m.build AS build, m.items AS items"
+
+
+class EmbeddingsMissing(EmbeddingStoreError):
+    """The build has no (matching) embeddings: `k3m embed` first."""
+
+    exit_code = 2
+
+
+class ItemNotFound(LookupError):
+    """The item is not in the database queried; the message lists the databases there are."""
+
+    exit_code = 2
 
 
 def apply_data_dir(data_dir: Path | None) -> None:
@@ -23,10 +38,14 @@ def apply_data_dir(data_dir: Path | None) -> None:
         os.environ[DATA_DIR_ENV] = str(Path(data_dir).resolve())
 
 
-def open_graph(database: str | None = None):
+def open_graph(database: str | None = None, build: str | Path | None = None, create: bool = False):
+    """A GraphDB on ``database``, else the database ``build`` was loaded into, else the default.
+
+    ``create`` (writers only): an embedded database that does not exist is created."""
+    from kg import loaded_into
     from kg.graph_db import connect
 
-    return connect(database=database)
+    return connect(database=database or loaded_into.database_of(build), create=create)
 
 
 def graph_build_path(db) -> Path | None:
@@ -46,18 +65,47 @@ def locate_store(db, build: str | Path | None = None, model_id: str | None = Non
     path = Path(build) if build is not None else graph_build_path(db)
     if path is None:
         if required:
-            raise EmbeddingStoreError("no build given and the graph names none; pass --build BUILD")
+            raise EmbeddingsMissing(f"database {db.database!r} names no build (nothing loaded into it?) and no --build "
+                                    f"was given; {databases_note(db)}")
         return None
     try:
         return EmbeddingStore.open(path, model_id)
-    except EmbeddingStoreError:
+    except EmbeddingStoreError as exc:
         if required or build is not None or model_id is not None:
-            raise
+            raise EmbeddingsMissing(str(exc)) from None
         return None
 
 
+def databases_note(db) -> str:
+    """What each database of the server holds, for 'not found' messages."""
+    from kg.graph_db import connect
+    from kg.graph_load import PKG_NAME
+
+    parts = []
+    for name in db.database_names():
+        try:
+            if name == db.database:
+                rows = db.run(PKG_SUMMARY, name=PKG_NAME)
+            else:
+                with connect(database=name, create=False) as other:
+                    rows = other.run(PKG_SUMMARY, name=PKG_NAME)
+        except Exception:  # noqa: BLE001 - a note in an error message must not fail itself
+            rows = []
+        held = f"build {rows[0]['build']}, {rows[0]['items']} items" if rows and rows[0]["build"] else "no build loaded"
+        parts.append(f"{name} ({held})")
+    if not parts:
+        return "pass --database NAME"
+    return "databases: " + "; ".join(parts) + " - pass --database NAME"
+
+
+def require_item(db, item_id: str) -> None:
+    """ItemNotFound, saying which databases exist, unless ``item_id`` is in ``db``."""
+    if not db.run("MATCH (i:Item {id: $id}) RETURN count(i) AS n", id=str(item_id))[0]["n"]:
+        raise ItemNotFound(f"item {item_id!r} is not in database {db.database!r}; {databases_note(db)}")
+
+
 def add_graph_arguments(parser) -> None:
-    parser.add_argument("--database", help="graph database (embedded default: k3m)")
+    parser.add_argument("--database", help="graph database (default: the one --build was loaded into, else k3m)")
     parser.add_argument("--data-dir", type=Path, help="state directory of the embedded graph (default $K3M_DATA_DIR or ./data)")
     parser.add_argument("--json", action="store_true", help="machine-readable JSON instead of a table")
 

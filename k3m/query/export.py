@@ -18,7 +18,6 @@ Formats, by the output's suffix:
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,11 +45,15 @@ class ExportReport:
 
 def export_items(db, store: EmbeddingStore, query: str, params: dict, out: str | Path) -> ExportReport:
     """Run ``query`` (returning ``id``), attach embeddings, write ``out`` (.parquet or .npz)."""
+    from kg.cypher import run_cypher
+
     out = Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(f"{out}: is a directory; -o names the file to write (.parquet or .npz)")
     fmt = FORMATS.get(out.suffix.lower())
     if fmt is None:
         raise ValueError(f"output must end in one of {sorted(FORMATS)}, got {out.name!r}")
-    records = db.run(query, **params)
+    records = run_cypher(db, query, params).rows  # a query the server refuses is the user's error
     if records and "id" not in records[0]:
         raise ValueError(f"the query must return a column named id (it returned {sorted(records[0])})")
     columns = [c for c in (records[0] if records else {}) if c != "id"]
@@ -124,22 +127,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from neo4j.exceptions import Neo4jError
-
-    from k3m.embedding.store import EmbeddingStoreError
     from k3m.query.connection import apply_data_dir, locate_store, open_graph
-    from k3m.query.output import dumps
+    from kg.output import dumps
     from kg.params import parse_params
 
     apply_data_dir(args.data_dir)
-    try:
-        params = parse_params(args.param, args.param_json)
-        with open_graph(args.database) as db:
-            store = locate_store(db, args.build, args.model_id, required=True)
-            report = export_items(db, store, args.query, params, args.output)
-    except (ValueError, EmbeddingStoreError, Neo4jError) as exc:
-        print(f"k3m query export: error: {exc}", file=sys.stderr)
-        return 2
+    params = parse_params(args.param, args.param_json)
+    with open_graph(args.database, args.build) as db:
+        store = locate_store(db, args.build, args.model_id, required=True)
+        report = export_items(db, store, args.query, params, args.output)
     if args.json:
         print(dumps(report.to_dict()))
     else:

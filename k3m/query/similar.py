@@ -12,15 +12,15 @@ Python::
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 
 from k3m.embedding.store import EmbeddingStore
 from k3m.query.patterns import ItemFilter
-from k3m.query.vector_search import STRATEGIES, VectorSearch
+from k3m.query.vector_search import STRATEGIES, VectorSearch, VectorSearchError
 
-BRAND_PROPERTY = "brandName"  # fashion44k's brand; --same PROPERTY for other catalogs
+PROPERTIES = "MATCH (p:Property) RETURN collect(p.name) AS names"
+HAS_EMBEDDING = "MATCH (q:Item {id: $id}) RETURN q.embedding IS NOT NULL AS has"
 DISPLAY = """
 UNWIND $ids AS id
 MATCH (i:Item {id: id})
@@ -53,7 +53,7 @@ class SimilarResult:
         return asdict(self)
 
     def render(self) -> str:
-        from k3m.query.output import table
+        from kg.output import table
 
         head = (f"Items similar to {self.item.id} {self.item.title or '(no title)'!r} [{self.item.category or '-'}]"
                 f" — {self.constraint}; {self.strategy} search, {self.milliseconds:.0f} ms")
@@ -70,12 +70,16 @@ def similar_items(db, item_id: str, k: int = 10, item_filter: ItemFilter = ItemF
 
     Pass a long-lived ``search`` to reuse its norms between calls (benchmarks, services).
     """
+    from k3m.query.connection import require_item
+
     started = time.perf_counter()
+    require_item(db, item_id)
     search = search or VectorSearch(db, store, strategy)
+    if search.strategy != "client" and not db.run(HAS_EMBEDDING, id=str(item_id))[0]["has"]:
+        raise VectorSearchError(f"item {item_id!r} has no embedding in database {db.database!r}: embed the build "
+                                f"(`k3m embed --checkpoint RUN BUILD`) or pass --build BUILD to search its embeddings")
     hits = search.similar(str(item_id), k, item_filter)
     details = {r["id"]: r for r in db.run(DISPLAY, ids=[str(item_id)] + [h.id for h in hits], show=list(show))}
-    if str(item_id) not in details:
-        raise KeyError(f"item {item_id!r} is not in the graph")
 
     def item(item_id: str, score: float) -> SimilarItem:
         r = details[item_id]
@@ -95,7 +99,8 @@ def add_parser(sub) -> None:
                        description=__doc__.split("\n\n")[0] + " Constraints combine (all must hold).")
     p.add_argument("item_id", help="the item's id (as in the catalog)")
     p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
-    p.add_argument("--same-brand", action="store_true", help=f"same {BRAND_PROPERTY} as the item")
+    p.add_argument("--same-brand", action="store_true",
+                   help="same brand as the item (the graph's one property named like 'brand'; else use --same)")
     p.add_argument("--same", action="append", default=[], metavar="PROPERTY", help="same value of PROPERTY as the item (repeatable)")
     p.add_argument("--where", action="append", default=[], metavar="PROPERTY=VALUE", help="must have this fact (repeatable)")
     p.add_argument("--category", help="in this category")
@@ -120,23 +125,42 @@ def parse_where(specs: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def brand_property(names: list[str]) -> str:
+    """The catalog's brand property: the one property whose name says 'brand'."""
+    brands = [n for n in names if "brand" in n.lower()]
+    exact = [n for n in brands if n.lower().replace("_", "").replace(" ", "") in ("brand", "brandname")]
+    if len(exact) == 1 or len(brands) == 1:
+        return (exact or brands)[0]
+    if not brands:
+        raise LookupError("--same-brand: no property of this graph is named like 'brand'; use --same PROPERTY")
+    raise LookupError(f"--same-brand: several properties are named like 'brand' ({', '.join(sorted(brands))}); "
+                      f"use --same PROPERTY")
+
+
+def check_properties(names: list[str], wanted: list[str], database: str) -> None:
+    """A property the graph does not have would silently match nothing."""
+    import difflib
+
+    known = set(names)
+    for name in wanted:
+        if name not in known:
+            close = difflib.get_close_matches(name, names, n=3)
+            hint = f" (close: {', '.join(close)})" if close else ""
+            raise LookupError(f"property {name!r} is not in database {database!r}{hint}")
+
+
 def run(args) -> int:
-    from k3m.embedding.store import EmbeddingStoreError
     from k3m.query.connection import apply_data_dir, locate_store, open_graph
-    from k3m.query.output import dumps
-    from k3m.query.vector_search import VectorSearchError
+    from kg.output import dumps
 
     apply_data_dir(args.data_dir)
-    try:
-        item_filter = ItemFilter(
-            same=tuple(([BRAND_PROPERTY] if args.same_brand else []) + args.same),
-            equals=parse_where(args.where), category=args.category, has_image=args.has_image,
-        )
-        with open_graph(args.database) as db:
-            store = locate_store(db, args.build, args.model_id, required=args.strategy == "client")
-            result = similar_items(db, args.item_id, args.k, item_filter, store, args.strategy, tuple(args.show))
-    except (KeyError, ValueError, EmbeddingStoreError, VectorSearchError) as exc:
-        print(f"k3m query similar: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
-        return 2
+    equals = parse_where(args.where)
+    with open_graph(args.database, args.build) as db:
+        names = db.run(PROPERTIES)[0]["names"]
+        same = ([brand_property(names)] if args.same_brand else []) + args.same
+        check_properties(names, same + [p for p, _ in equals] + args.show, db.database)
+        item_filter = ItemFilter(same=tuple(same), equals=equals, category=args.category, has_image=args.has_image)
+        store = locate_store(db, args.build, args.model_id, required=args.strategy == "client")
+        result = similar_items(db, args.item_id, args.k, item_filter, store, args.strategy, tuple(args.show))
     print(dumps(result.to_dict()) if args.json else result.render())
     return 0

@@ -31,7 +31,9 @@ _NORM_CHUNK = 65536  # rows per chunk when computing norms of a memory-mapped ma
 
 
 class VectorSearchError(RuntimeError):
-    """The chosen way cannot run on this connection / build."""
+    """The chosen way cannot run on this connection / build (no embeddings, no index)."""
+
+    exit_code = 2  # the user's choice of strategy, or a step (k3m embed) still to run
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,8 @@ class VectorSearch:
     def _client(self, item_id: str, k: int, item_filter: ItemFilter) -> list[Hit]:
         row = self.store.row_of.get(item_id)
         if row is None:
-            raise KeyError(f"item {item_id!r} has no embedding in {self.store.path}")
+            raise VectorSearchError(f"item {item_id!r} has no embedding in {self.store.path} (is it an item of "
+                                    f"{self.store.path.parent.parent}?)")
         rows = self.candidate_rows(item_id, item_filter)
         top, scores = self.index.search(self.index.matrix[row], k, rows, exclude=row)
         ids = self.store.ids

@@ -6,7 +6,9 @@ import csv
 import json
 import subprocess
 import sys
+import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -254,3 +256,159 @@ def test_a_missing_image_root_is_an_error_not_silence(fashion_lines, tmp_path):
     with pytest.raises(ImportFailed, match="images.zip: image root not found"):
         import_catalog([path], "fashion44k", tmp_path / "build")
     assert not (tmp_path / "build").exists()
+
+
+def test_sharded_image_layout_through_a_sliced_template(fashion_lines, fashion_dir, tmp_path):
+    """images/100/10000.jpg (the directory is the id's first characters): no extra column needed."""
+    records = [json.loads(line) for line in fashion_lines[:30]]
+    with zipfile.ZipFile(fashion_dir / "images.zip") as src, zipfile.ZipFile(tmp_path / "photos.zip", "w") as z:
+        for r in records:
+            name = f"images/{r['id']}.jpg"
+            if name in src.namelist():
+                z.writestr(f"images/{str(r['id'])[:3]}/{r['id']}.jpg", src.read(name))
+    (tmp_path / "styles.jsonl").write_bytes(b"\n".join(fashion_lines[:30]))
+    config = yaml.safe_load(open(load_mapping("fashion44k").origin))
+    config["image"] = {"archive": "photos.zip", "path": "images/{id[:3]}/{id}.jpg"}
+    sharded = import_catalog([tmp_path / "styles.jsonl"], parse_mapping(config, origin="sharded"), tmp_path / "sharded")
+    flat = import_catalog([fashion_dir / "styles.jsonl.gz"], "fashion44k", tmp_path / "flat", limit=30)
+    assert sharded["images"] == flat["images"] and sharded["images"]["ok"] > 25
+    assert (tmp_path / "sharded" / "images.npy").read_bytes() == (tmp_path / "flat" / "images.npy").read_bytes()
+
+
+def test_a_template_field_a_row_lacks_is_a_counted_reason(fashion_lines, fashion_dir, tmp_path):
+    records = [json.loads(line) for line in fashion_lines[:10]]
+    records[3]["gender"] = "NA"
+    del records[5]["gender"]
+    with zipfile.ZipFile(fashion_dir / "images.zip") as src, zipfile.ZipFile(tmp_path / "photos.zip", "w") as z:
+        for r in records:
+            if f"images/{r['id']}.jpg" in src.namelist():
+                z.writestr(f"{r.get('gender')}/{r['id']}.jpg", src.read(f"images/{r['id']}.jpg"))
+    (tmp_path / "styles.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    config = yaml.safe_load(open(load_mapping("fashion44k").origin))
+    config["image"] = {"archive": "photos.zip", "path": "{gender}/{id}.jpg"}
+    summary = import_catalog([tmp_path / "styles.jsonl"], parse_mapping(config, origin="by-gender"), tmp_path / "b")
+    assert summary["image_reasons"]["missing:template_field_missing"] == 2
+    assert summary["images"]["ok"] == sum(f"images/{r['id']}.jpg" in zipfile.ZipFile(fashion_dir / "images.zip").namelist()
+                                          for i, r in enumerate(records) if i not in (3, 5))
+
+
+def test_a_stray_quote_in_a_csv_loses_nothing(fashion_lines, tmp_path):
+    """20 real rows as CSV, one title opening a quote it never closes: every physical line is
+    an item or a reject with its raw text, and the rows after it are items again."""
+    records = [json.loads(line) for line in fashion_lines[:20]]
+    lines = ["sku,name,type,brand"] + [
+        ",".join([str(r["id"]), r["productDisplayName"].replace(",", " "), r["articleType"]["typeName"], r["brandName"]])
+        for r in records]
+    lines[4] = lines[4].replace(",", ',"', 1)
+    (tmp_path / "shop.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "shop.yaml").write_text("id: sku\ntitle: name\ncategory: type\nproperties: [brand]\n")
+    summary = import_catalog([tmp_path / "shop.csv"], tmp_path / "shop.yaml", tmp_path / "b")
+    assert (summary["rows_read"], summary["items"], summary["rejected"]) == (20, 19, {"bad_quoting": 1})
+    assert summary["rows_read"] == summary["items"] + summary["rejected_rows"] == len(lines) - 1
+    build = CatalogBuild.open(tmp_path / "b")
+    assert build.items["item_id"].tolist() == [str(r["id"]) for n, r in enumerate(records) if n != 3]
+    assert build.items["title"].tolist()[3] == records[4]["productDisplayName"]  # not swallowed into row 4
+    rejects = [json.loads(line) for line in (tmp_path / "b" / "rejects.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["raw"]) for r in rejects] == [(5, lines[4])]
+
+
+def test_a_huge_csv_field_is_rejected_with_its_raw_text(fashion_lines, tmp_path):
+    records = [json.loads(line) for line in fashion_lines[:5]]
+    lines = ["sku,name,type"] + [f"{r['id']},{r['productDisplayName']},{r['articleType']['typeName']}" for r in records]
+    lines[2] = lines[2].replace(",", "," + "x" * (10 * 2**20), 1)  # a 10 MB title
+    (tmp_path / "shop.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "shop.yaml").write_text("id: sku\ntitle: name\ncategory: type\n")
+    summary = import_catalog([tmp_path / "shop.csv"], tmp_path / "shop.yaml", tmp_path / "b")
+    assert (summary["rows_read"], summary["items"], summary["rejected"]) == (5, 4, {"field_too_large": 1})
+    reject = json.loads((tmp_path / "b" / "rejects.jsonl").read_text())
+    assert reject["line"] == 3 and reject["raw_truncated"] and reject["raw"] == lines[2][:65536]
+
+
+def test_parquet_binary_columns_import_as_text(fashion_lines, fashion_dir, tmp_path):
+    records = [json.loads(line) for line in fashion_lines[:50]]
+    table = pa.table({
+        "id": [r["id"] for r in records],
+        "productDisplayName": pa.array([r["productDisplayName"].encode() for r in records], pa.binary()),
+        "articleType": pa.array([r["articleType"] for r in records]),
+        **{k: pa.array([str(r[k]).encode() for r in records], pa.binary()) for k in FLAT},
+    })
+    pq.write_table(table, tmp_path / "styles.parquet")
+    config = yaml.safe_load(open(load_mapping("fashion44k").origin))
+    config.update(format="parquet", properties=FLAT)
+    summary = import_catalog([tmp_path / "styles.parquet"], parse_mapping(config, origin="binary"), tmp_path / "b",
+                             images=str(fashion_dir / "images.zip"))
+    build = CatalogBuild.open(tmp_path / "b")
+    assert summary["items"] == 50 and not any(v.startswith("b'") for v in build.values)
+    assert build.items["title"].tolist() == [r["productDisplayName"] for r in records]
+    assert {"Puma", "Nike"} <= set(build.values)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
+def test_a_zip_bomb_member_costs_no_memory(fashion_lines, fashion_dir, tmp_path):
+    """A real slice whose archive holds one 256 MiB member that deflates to a few hundred KB:
+    refused (image_too_large) before a byte of it is read; peak RSS stays far below 300 MB."""
+    records = [json.loads(line) for line in fashion_lines[:40]]
+    (tmp_path / "styles.jsonl").write_bytes(b"\n".join(fashion_lines[:40]))
+    with zipfile.ZipFile(fashion_dir / "images.zip") as src, \
+            zipfile.ZipFile(tmp_path / "images.zip", "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for r in records[1:]:
+            if f"images/{r['id']}.jpg" in src.namelist():
+                z.writestr(f"images/{r['id']}.jpg", src.read(f"images/{r['id']}.jpg"))
+        with z.open(f"images/{records[0]['id']}.jpg", "w", force_zip64=True) as bomb:
+            for _ in range(256):
+                bomb.write(bytes(2**20))
+    assert (tmp_path / "images.zip").stat().st_size < 2 * 2**20
+    script = (
+        "import json, resource, sys\n"
+        "from etl.build import import_catalog\n"
+        f"s = import_catalog([{str(tmp_path / 'styles.jsonl')!r}], 'fashion44k', {str(tmp_path / 'b')!r}, image_batch=8)\n"
+        # VmHWM, not RUSAGE_SELF: Linux carries the pytest parent's peak across fork+exec into ru_maxrss
+        "hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+        "peak = max(hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # the decoding workers\n"
+        "print(json.dumps({'images': s['images'], 'reasons': s['image_reasons'], 'peak_mb': peak / 1024}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["reasons"] == {"refused:image_too_large": 1} and result["images"]["refused"] == 1
+    assert result["images"]["ok"] == sum(f"images/{r['id']}.jpg" in zipfile.ZipFile(fashion_dir / "images.zip").namelist()
+                                         for r in records[1:])
+    assert result["peak_mb"] < 300, result
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the workers")
+def test_kill_9_leaves_no_worker_and_the_next_import_removes_the_leftover(fashion_dir, tmp_path):
+    out = tmp_path / "build"
+    script = (f"from etl.build import import_catalog\n"
+              f"import_catalog([{str(fashion_dir / 'styles.jsonl.gz')!r}], 'fashion44k', {str(out)!r}, limit=20000,"
+              f" workers=2, image_batch=16)\n")
+    importer = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := _children(importer.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(workers) == 2 and importer.poll() is None
+    finally:
+        importer.kill()
+        importer.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{w}").exists() for w in workers), "a decoding worker outlived its killed parent"
+    leftover = tmp_path / f".build.partial-{importer.pid}"
+    assert leftover.is_dir() and not out.exists()
+
+    import_catalog([fashion_dir / "styles.jsonl.gz"], "fashion44k", out, limit=20, workers=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build"]

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from etl.images import (OK, NO_IMAGE, UNDECODABLE, UNREADABLE, DirImageRoot, NoImageRoot, ZipImageRoot, decode_batch,
-                        decode_image, open_root, read_image, safe_relative)
+from etl.images import (NO_IMAGE, OK, TOO_LARGE, TOO_MANY_PIXELS, UNDECODABLE, UNREADABLE, DirImageRoot, ImageLimits,
+                        ImageRefused, NoImageRoot, ZipImageRoot, decode_batch, decode_image, open_root, read_image,
+                        safe_relative)
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +109,56 @@ def test_decode_batch_reads_and_reports_each_row(real_images, tmp_path):
     assert status.tolist() == [OK, NO_IMAGE, UNDECODABLE, OK, UNREADABLE]
     assert pixels.shape == (5, 64, 64, 3)
     assert pixels[0].any() and pixels[3].any() and not pixels[[1, 2, 4]].any()
+
+
+def test_zip_members_over_the_byte_limit_are_refused_before_reading(real_images, tmp_path):
+    """A 64 MiB member that compresses to 64 KiB: refused from the archive's directory alone."""
+    archive = tmp_path / "images.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("images/10000.jpg", real_images["images/10000.jpg"])
+        with z.open("images/10001.jpg", "w") as member:
+            for _ in range(64):
+                member.write(bytes(2**20))
+    assert archive.stat().st_size < 2**20
+    root = ZipImageRoot(archive, ImageLimits(max_bytes=2**20))
+    assert root.locate("images/10000.jpg").status == "found"
+    assert (root.locate("images/10001.jpg").status, root.locate("images/10001.jpg").reason) == ("refused", "image_too_large")
+    # and a read never takes more than the limit + 1 bytes, whatever the directory says
+    with pytest.raises(ImageRefused):
+        read_image(("zip", str(archive), "images/10001.jpg"), max_bytes=2**20)
+    root.close()
+
+
+def test_a_file_that_grew_after_lookup_is_refused_at_read(real_images, tmp_path):
+    (tmp_path / "a.jpg").write_bytes(real_images["images/10000.jpg"])
+    limit = len(real_images["images/10000.jpg"]) + 10
+    root = DirImageRoot(tmp_path, ImageLimits(max_bytes=limit))
+    found = root.locate("a.jpg")
+    assert found.status == "found" and read_image(found.source, limit) == real_images["images/10000.jpg"]
+    with open(tmp_path / "a.jpg", "ab") as grow:
+        grow.write(bytes(100))
+    assert root.locate("a.jpg").reason == "image_too_large"
+    pixels, status = decode_batch([found.source], 32, ImageLimits(max_bytes=limit))
+    assert status.tolist() == [TOO_LARGE] and not pixels.any()
+
+
+def _png(width: int, height: int) -> bytes:
+    """A 1-bit PNG: tiny on disk and in memory to build, width x height pixels to decode."""
+    buffer = io.BytesIO()
+    Image.new("1", (width, height), 1).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_pixel_bombs_are_refused_from_their_header(real_images):
+    over = _png(6000, 5000)  # 30 megapixels, a few KB
+    assert len(over) < 100_000
+    with pytest.raises(ImageRefused) as refused:
+        decode_image(over, 64)
+    assert refused.value.status == TOO_MANY_PIXELS
+    assert decode_image(over, 64, max_pixels=31_000_000) is not None  # the limit is the setting
+    huge = _png(20000, 10000)  # beyond Pillow's own bomb limit: refused the same way
+    with pytest.raises(ImageRefused):
+        decode_image(huge, 64, max_pixels=10**12)
+    assert decode_image(real_images["images/10000.jpg"], 64, max_pixels=60 * 80).shape == (64, 64, 3)
+    with pytest.raises(ImageRefused):
+        decode_image(real_images["images/10000.jpg"], 64, max_pixels=60 * 80 - 1)

@@ -72,6 +72,12 @@ image: {dir: photos, path: "{sku}.jpg"}
     ("id: sku\nimage: {archive: a.zip}\n", "image", "exactly one of path"),
     ("id: sku\nimage: {path: 'x/{sku}.jpg'}\n", "image.path", "needs an archive or a dir"),
     ("id: sku\nimage: {archive: a.zip, dir: d, path: p}\n", "image", "not both"),
+    ("id: sku\nimage: {archive: a.zip, path: 'x/{}.jpg'}\n", "image.path", "empty placeholder"),
+    ("id: sku\nimage: {archive: a.zip, path: 'x/{id[:a]}.jpg'}\n", "image.path", r"is not FIELD, FIELD\[START:STOP\]"),
+    ("id: sku\nimage: {archive: a.zip, path: 'x/{id:zz}.jpg'}\n", "image.path", "bad format spec 'zz'"),
+    ("id: sku\nimage: {archive: a.zip, path: 'x/{id.jpg'}\n", "image.path", "unbalanced brace"),
+    ("id: sku\nformat: csv\ncolumns: [sku]\nimage: {archive: a.zip, path: '{shard[:2]}/{sku}.jpg'}\n", "columns",
+     r"'shard' is used \(image.path\)"),
     ("id: sku\nformat: tsv\ncolumns: [sku, name]\ntitle: title\n", "columns", "'title' is used"),
     ("id: sku\ndelimiter: '::'\n", "delimiter", "single character"),
     ("id: sku\ngroup: title\n", "group", "needs a title"),
@@ -100,3 +106,17 @@ def test_builtin_files_only_use_known_keys():
         mapping = load_mapping(name)
         raw = yaml.safe_load(open(mapping.origin))
         assert raw["name"] == name == mapping.name
+
+
+def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
+    path = write(tmp_path, "id: sku\nproperties: [brand]\ntitle: name\nproperties: [colour]\n")
+    with pytest.raises(MappingError, match=rf"^{path}: properties: given twice \(lines 2 and 4\)"):
+        load_mapping(path)
+    path = write(tmp_path, "id: sku\nimage: {archive: a.zip, path: 'a/{id}.jpg', path: 'b/{id}.jpg'}\n")
+    with pytest.raises(MappingError, match=rf"^{path}: path: given twice"):
+        load_mapping(path)
+
+
+def test_sharded_image_templates_are_valid(tmp_path):
+    path = write(tmp_path, "id: sku\nimage: {archive: a.zip, path: 'images/{sku[:3]}/{sku:0>10}.jpg'}\n")
+    assert load_mapping(path).image.path == "images/{sku[:3]}/{sku:0>10}.jpg"

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from etl.mapping import load_mapping, parse_mapping
+from etl.mapping import MappingError, load_mapping, parse_mapping
 from etl.readers import SourceError, read_rows
 
 
@@ -153,3 +153,139 @@ def test_unknown_extension_needs_format(fashion_lines, tmp_path):
         rows(path, parse_mapping({"id": "id"}, origin="inline"))
     got, _ = rows(path, parse_mapping({"id": "id", "format": "jsonl"}, origin="inline"))
     assert len(got) == 2
+
+
+def _fashion_csv_lines(fashion_lines, n: int) -> list[str]:
+    """n real records as CSV lines (header first), fields id,productDisplayName,articleType,brandName."""
+    path_lines = ["sku,name,type,brand"]
+    for line in fashion_lines[:n]:
+        r = json.loads(line)
+        path_lines.append(",".join([str(r["id"]), r["productDisplayName"].replace(",", " "), r["articleType"]["typeName"],
+                                    r["brandName"]]))
+    return path_lines
+
+
+SHOP = {"id": "sku", "title": "name", "category": "type", "properties": ["brand"]}
+
+
+def test_csv_stray_quote_costs_its_own_line_only(fashion_lines, tmp_path):
+    """The issue's case on 20 real rows: an opening quote that never closes properly used to
+    swallow the next rows into one title. Each physical line is now a row of its own."""
+    lines = _fashion_csv_lines(fashion_lines, 20)
+    lines[5] = lines[5].replace(",", ',"', 1)  # a stray quote opening the title of data line 5
+    lines[7] = lines[7].replace(",", ',"', 1).replace(",", '",', 2).replace('",', ",", 1)  # a legit quoted title
+    path = tmp_path / "shop.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    got, _ = rows(path, parse_mapping(SHOP, origin="inline"))
+    assert [r.line for r in got] == list(range(2, 22))  # one row per physical line
+    rejected = [(r.line, r.reason) for r in got if r.record is None]
+    assert rejected == [(6, "bad_quoting")]
+    assert got[4].raw_text() == lines[5] and "does not close properly" in got[4].detail
+    assert got[5].record["sku"] == lines[6].split(",")[0]
+    assert got[6].record["name"] == lines[7].split('"')[1]
+
+
+def test_csv_quoted_field_swallowing_complete_rows_is_rejected_line_by_line(fashion_lines, tmp_path):
+    """Two stray quotes that happen to pair up parse without error; the lines between them
+    are complete rows, so the merged record is refused, every line with its raw text."""
+    lines = _fashion_csv_lines(fashion_lines, 20)
+    lines[3] = lines[3].replace(",", ',"', 1)
+    lines[5] = lines[5].replace(",", '",', 2).replace('",', ",", 1)
+    path = tmp_path / "shop.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    got, _ = rows(path, parse_mapping(SHOP, origin="inline"))
+    assert len(got) == 20
+    assert [(r.line, r.reason) for r in got if r.record is None] == [(4, "bad_quoting"), (5, "bad_quoting"), (6, "bad_quoting")]
+    assert [r.raw_text() for r in got if r.record is None] == lines[3:6]
+    assert "line 5 inside it is a complete row" in got[2].detail
+
+
+def test_csv_multiline_text_that_is_not_row_shaped_is_kept(fashion_lines, tmp_path):
+    records = [json.loads(line) for line in fashion_lines[:3]]
+    path = tmp_path / "shop.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sku", "name", "type", "brand"])
+        for r in records:
+            writer.writerow([r["id"], r["productDisplayName"] + "\nsecond line, with a comma", r["articleType"]["typeName"],
+                             r["brandName"]])
+    got, _ = rows(path, parse_mapping(SHOP, origin="inline"))
+    assert [r.line for r in got] == [2, 4, 6] and all(r.record for r in got)
+    assert got[0].record["name"].endswith("\nsecond line, with a comma")
+
+
+def test_csv_misplaced_quote_on_one_line(fashion_lines, tmp_path):
+    lines = _fashion_csv_lines(fashion_lines, 3)
+    sku, name, rest = lines[2].split(",", 2)
+    lines[2] = f'{sku},"{name}" extra,{rest}'
+    path = tmp_path / "shop.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    got, _ = rows(path, parse_mapping(SHOP, origin="inline"))
+    assert [(r.line, r.reason) for r in got] == [(2, None), (3, "bad_quoting"), (4, None)]
+    assert got[1].raw_text() == lines[2]
+
+
+def test_csv_field_over_the_size_limit_is_rejected_with_its_raw_text(fashion_lines, tmp_path):
+    lines = _fashion_csv_lines(fashion_lines, 4)
+    sku, name, rest = lines[2].split(",", 2)
+    lines[2] = f"{sku},{name} {'x' * (10 * 2**20)},{rest}"  # a 10 MB title
+    path = tmp_path / "shop.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    got, _ = rows(path, parse_mapping(SHOP, origin="inline"))
+    assert [(r.line, r.reason) for r in got] == [(2, None), (3, "field_too_large"), (4, None), (5, None)]
+    assert got[1].raw_text() == lines[2]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_name(fashion_lines, tmp_path, fmt):
+    sep = "," if fmt == "csv" else "\t"
+    lines = [line.replace(",", sep) for line in _fashion_csv_lines(fashion_lines, 5)]
+    with_header = tmp_path / f"header.{fmt}"
+    with_header.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode())
+    got, _ = rows(with_header, parse_mapping(SHOP, origin="inline"))
+    assert [r.record["sku"] for r in got] == [line.split(sep)[0] for line in lines[1:]]
+    headerless = tmp_path / f"plain.{fmt}"
+    headerless.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines[1:]).encode())
+    got, _ = rows(headerless, parse_mapping({**SHOP, "columns": ["sku", "name", "type", "brand"]}, origin="inline"))
+    assert got[0].record["sku"] == lines[1].split(sep)[0] and got[0].line == 1
+
+
+def test_jsonl_byte_order_mark(fashion_lines, tmp_path):
+    path = tmp_path / "styles.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(fashion_lines[:2]))
+    got, _ = rows(path, load_mapping("fashion44k"))
+    assert [r.record["id"] for r in got] == [json.loads(line)["id"] for line in fashion_lines[:2]]
+
+
+def test_header_without_a_mapped_column_is_a_mapping_error(fashion_lines, tmp_path):
+    path = tmp_path / "shop.csv"
+    path.write_text("\n".join(_fashion_csv_lines(fashion_lines, 3)) + "\n")
+    with pytest.raises(MappingError, match=r"^inline: properties\[0\]: 'brnd' is not a column of .*shop.csv "
+                                           r"\(did you mean 'brand'\?\); its columns are 'sku', 'name', 'type', 'brand'"):
+        rows(path, parse_mapping({**SHOP, "properties": ["brnd"]}, origin="inline"))
+    with pytest.raises(MappingError, match=r"^inline: image.path: 'photo' is not a column"):
+        rows(path, parse_mapping({**SHOP, "image": {"dir": ".", "path": "{photo[:3]}/{sku}.jpg"}}, origin="inline"))
+
+
+def test_parquet_binary_columns_are_text_or_a_reject(fashion_lines, tmp_path):
+    records = [json.loads(line) for line in fashion_lines[:6]]
+    brands = [r["brandName"].encode() for r in records]
+    brands[4] = b"Caf\xe9 " + brands[4]  # latin-1, not UTF-8
+    table = pa.table({"id": [r["id"] for r in records], "brandName": pa.array(brands, pa.binary()),
+                      "productDisplayName": pa.array([r["productDisplayName"].encode() for r in records], pa.large_binary())})
+    path = tmp_path / "styles.parquet"
+    pq.write_table(table, path)
+    got, _ = rows(path, parse_mapping({"id": "id", "title": "productDisplayName", "properties": ["brandName"]}, origin="inline"))
+    assert [r.reason for r in got] == [None, None, None, None, "invalid_utf8", None]
+    assert got[0].record["brandName"] == records[0]["brandName"]
+    assert got[0].record["productDisplayName"] == records[0]["productDisplayName"]
+    assert "'brandName'" in got[4].detail and "Caf\\xe9" in got[4].raw_text()
+
+
+def test_parquet_schema_without_a_mapped_column(fashion_lines, tmp_path):
+    records = [json.loads(line) for line in fashion_lines[:3]]
+    path = tmp_path / "styles.parquet"
+    pq.write_table(pa.Table.from_pylist([{"id": r["id"], "articleType": r["articleType"]} for r in records]), path)
+    assert len(rows(path, parse_mapping({"id": "id", "category": "articleType.typeName"}, origin="inline"))[0]) == 3
+    with pytest.raises(MappingError, match="'brandName' is not a column"):
+        rows(path, parse_mapping({"id": "id", "properties": ["brandName"]}, origin="inline"))

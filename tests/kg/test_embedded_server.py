@@ -102,3 +102,38 @@ def test_server_stops_when_the_process_that_started_it_dies(tmp_path):
     assert not embedded_server._pid_alive(server_pid)
     log = (tmp_path / "arcadedb" / "server.log").read_text()
     assert "is gone" in log and "embedded graph server stopped" in log
+
+
+def test_typed_errors_for_what_the_user_can_fix(kg_server, kg_data_dir, tmp_path):
+    from kg.embedded_server import PortInUse, ServerAlreadyRunning
+
+    with pytest.raises(ServerAlreadyRunning) as already:
+        embedded_server.start(data_dir=kg_data_dir)
+    assert already.value.exit_code == 2 and kg_server.uri in str(already.value)
+    with pytest.raises(PortInUse) as taken:
+        embedded_server.start(port=kg_server.bolt_port, data_dir=tmp_path)
+    assert taken.value.exit_code == 2
+    for bad in ("", "a b", "../etc", "-x", "x" * 65, "naïve"):
+        with pytest.raises(ValueError, match="database name"):
+            ServerSettings(data_dir=tmp_path, database=bad)
+        with pytest.raises(ValueError, match="database name"):
+            kg_server.create_database(bad)
+
+
+def test_creating_one_database_twice_at_once(kg_server):
+    import threading
+
+    errors = []
+
+    def create():
+        try:
+            kg_server.create_database("raced")
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and "raced" in kg_server.list_databases()

@@ -56,7 +56,9 @@ def test_cypher_parameters_carry_hostile_text_as_data(capsys, data_dir, hostile_
                         "--param-json", "n=41", "--database", database, "--json")
     assert code == 0 and json.loads(out) == [{"id": hostile.id, "echo": echo, "n": 42}]
     code, out, _ = _k3m(capsys, "kg", "cypher", "MATCH (i:Item) RETURN count(i) AS n", "--database", database)
-    assert out.splitlines() == ["n", str(CatalogBuild.open(hostile_build).num_items)]
+    lines = out.splitlines()
+    assert (lines[0], lines[1], lines[2].strip()) == ("n", "-" * len(lines[1]), str(CatalogBuild.open(hostile_build).num_items))
+    assert lines[3].startswith("(1 row, ") and lines[3].endswith(" ms)")
 
 
 def test_stats_and_exports(capsys, tmp_path, data_dir, hostile_build):
@@ -83,10 +85,67 @@ def test_sparql_without_a_store_says_what_to_run(capsys, tmp_path, hostile_build
 
 def test_serve_detached_then_stop(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
-    code, _, err = _k3m(capsys, "kg", "serve", "--detach", "--heap", "512m")
+    code, _, err = _k3m(capsys, "kg", "serve", "--detach", "--heap", "512m", "--database", "shop")
     server = embedded_server.running(tmp_path)
     try:
         assert code == 0 and server is not None and server.uri in err
+        assert "  databases: shop (default: shop;" in err  # the databases there are, not a guess
     finally:
         code, _, err = _k3m(capsys, "kg", "stop")
     assert code == 0 and "stopped" in err and embedded_server.running(tmp_path) is None
+
+
+def test_serve_errors_are_one_line(capsys, tmp_path, monkeypatch, kg_server, kg_data_dir):
+    import socket
+
+    monkeypatch.setenv(DATA_DIR_ENV, str(kg_data_dir))
+    code, _, err = _k3m(capsys, "kg", "serve", "--detach")  # the session's server already serves it
+    assert code == 2 and err == (f"k3m kg: error: an embedded server already serves {kg_data_dir} ({kg_server.uri}, "
+                                 f"pid {kg_server.pid}); use it, or `k3m kg stop` first\n")
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = _k3m(capsys, "kg", "serve", "--detach", "--port", port)
+    assert code == 2 and err.startswith(f"k3m kg: error: --port {port}: another program listens on 127.0.0.1:{port}")
+    code, _, err = _k3m(capsys, "kg", "serve", "--detach", "--database", "my shop")
+    assert code == 2 and err == ("k3m kg: error: database name 'my shop': use 1-64 letters, digits, '_' or '-' "
+                                 "(not starting with '-')\n")
+    assert embedded_server.running(tmp_path) is None
+
+
+def test_bad_names_and_outputs_are_one_line(capsys, tmp_path, data_dir, hostile_build):
+    code, _, err = _k3m(capsys, "kg", "load", hostile_build, "--graph", "--database", "../x")
+    assert code == 2 and err.startswith("k3m kg: error: database name '../x': ")
+    code, _, err = _k3m(capsys, "kg", "cypher", "RETURN 1", "--database", "never_created")
+    assert code == 2 and err.startswith("k3m kg: error: database 'never_created' does not exist on the embedded server")
+    code, _, err = _k3m(capsys, "kg", "load", tmp_path, "--rdf")
+    assert code == 2 and err == f"k3m kg: error: {tmp_path}: not a catalog build (no manifest.json); run `k3m import` first\n"
+    _k3m(capsys, "kg", "load", hostile_build, "--rdf")
+    code, _, err = _k3m(capsys, "kg", "export", hostile_build, "--format", "turtle", "-o", tmp_path)
+    assert code == 2 and err == f"k3m kg: error: {tmp_path}: is a directory; -o names the file to write\n"
+    code, _, err = _k3m(capsys, "kg", "sparql", hostile_build, "SELEC * WHERE { ?s ?p ?o }")
+    assert code == 2 and err.startswith("k3m kg: error: the SPARQL query does not parse: ") and err.count("\n") == 1
+
+
+def test_a_build_remembers_its_database(capsys, data_dir, fashion_slice_build, slice_view):
+    view = slice_view("remembers")
+    database = f"cli{next(_names)}"
+    code, out, _ = _k3m(capsys, "kg", "load", view, "--graph", "--database", database)
+    assert code == 0 and json.loads((view / "graph.json").read_text())["database"] == database
+    code, out, _ = _k3m(capsys, "kg", "load", view, "--graph")  # no --database: the one it was loaded into
+    graph = json.loads(out)["graph"]
+    assert code == 0 and graph["database"] == database and graph["items_unchanged"] == graph["items"] == 600
+    assert database in embedded_server.running(data_dir).list_databases()
+
+
+
+def test_stats_report_label_leakage(capsys, fashion_slice_build):
+    code, out, _ = _k3m(capsys, "kg", "stats", fashion_slice_build, "--json")
+    leakage = json.loads(out)["label_leakage"]
+    assert code == 0 and leakage["suspects"] == [] and leakage["not_leakage"] == ["brandName"]
+    assert len(leakage["properties"]) == len(CatalogBuild.open(fashion_slice_build).properties)  # each property
+    assert leakage["properties"][0]["accuracy"] >= leakage["properties"][1]["accuracy"]
+    code, out, _ = _k3m(capsys, "kg", "stats", fashion_slice_build)
+    assert code == 0 and f"always guessing {leakage['baseline_category']!r}: {100 * leakage['baseline']:.1f}%" in out

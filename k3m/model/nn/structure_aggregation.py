@@ -25,6 +25,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+import kg.pyg  # noqa: F401  (before torch_geometric: see kg/pyg.py)
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
 

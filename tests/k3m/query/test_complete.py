@@ -96,5 +96,15 @@ def test_cli(kg_data_dir, fresh_loaded_db, query_build, capsys):
     assert doc["items_suggested"] == 5 and doc["suggestions_written"] == 5 and len(doc["examples"]) == 5
     assert main(args) == 0
     assert "Completion of 'Fit'" in capsys.readouterr().out
-    assert main(args[:3] + ["Nope"] + args[4:]) == 2
-    assert "not in the build" in capsys.readouterr().err
+    assert main(args[:3] + ["Fitt"] + args[4:]) == 2
+    assert capsys.readouterr().err.startswith("k3m query: error: property 'Fitt' is not in the build's vocabulary (")
+
+
+def test_a_property_every_item_has_is_said_and_still_measured(fresh_loaded_db, query_store, query_build):
+    report = complete_attributes(fresh_loaded_db, query_store, CatalogBuild.open(query_build), "gender",
+                                 CompletionSettings(write=False))
+    assert report.items_lacking == 0 and report.items_having == report.items_in_graph == 600
+    assert report.heldout_facts > 0 and report.precision_at_1 is not None
+    text = report.render()
+    assert text.startswith("Nothing to complete: every item in the graph (600) has 'gender'.")
+    assert "Held-out facts (" in text and "precision@1" in text

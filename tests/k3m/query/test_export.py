@@ -49,3 +49,12 @@ def test_cli(kg_data_dir, loaded_db, tmp_path, capsys):
     assert "wrote 88 items" in capsys.readouterr().out
     with np.load(out) as data:
         assert data["embeddings"].shape[0] == 88 and data["title"].dtype.kind == "U"
+
+
+def test_cli_errors(kg_data_dir, loaded_db, tmp_path, capsys):
+    base = ["--data-dir", str(kg_data_dir), "--database", loaded_db.database]
+    assert main(["query", "export", WATCHES, "--param", "c=Watches", "-o", str(tmp_path), *base]) == 2
+    assert capsys.readouterr().err == f"k3m query: error: {tmp_path}: is a directory; -o names the file to write (.parquet or .npz)\n"
+    assert main(["query", "export", "MATCH (i:Item) RETRUN i.id AS id", "-o", str(tmp_path / "x.npz"), *base]) == 2
+    assert capsys.readouterr().err.startswith("k3m query: error: the server refused the query: ")
+    assert not list(tmp_path.iterdir())

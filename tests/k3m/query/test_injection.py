@@ -9,7 +9,8 @@ import pytest
 from etl.catalog_build import CatalogBuild
 from k3m.cli import main
 from k3m.embedding.writeback import write_back
-from k3m.query import CompletionSettings, ItemFilter, complete_attributes, export_items, run_cypher, similar_items
+from k3m.query import CompletionSettings, ItemFilter, complete_attributes, export_items, similar_items
+from kg.cypher import run_cypher
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +48,9 @@ def test_cli_with_hostile_arguments(kg_data_dir, hostile_db, hostile, fingerprin
     base = ["--data-dir", str(kg_data_dir), "--database", hostile_db.database, "--build", str(hostile.build)]
     assert main(["query", "similar", hostile.id, "--where", f"{hostile.property}={hostile.value}", "--json", *base]) == 0
     assert [h["id"] for h in json.loads(capsys.readouterr().out)["hits"]] == [hostile.store.ids[1]]
-    assert main(["query", "cypher", "MATCH (i:Item {id: $id}) RETURN i.id AS id", "--param", f"id={hostile.id}",
+    assert main(["kg", "cypher", "MATCH (i:Item {id: $id}) RETURN i.id AS id", "--param", f"id={hostile.id}",
                  "--json", *base[:4]]) == 0
-    assert json.loads(capsys.readouterr().out)["rows"] == [{"id": hostile.id}]
+    assert json.loads(capsys.readouterr().out) == [{"id": hostile.id}]
     assert fingerprint(hostile_db) == before
 
 

@@ -109,5 +109,5 @@ def test_strategy_follows_the_probed_capabilities(loaded_db, query_store):
 
 
 def test_unknown_item_is_an_error(loaded_db, query_store):
-    with pytest.raises(KeyError, match="no embedding"):
+    with pytest.raises(VectorSearchError, match="'no-such-item' has no embedding"):
         VectorSearch(loaded_db, query_store).similar("no-such-item", 5)

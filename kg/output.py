@@ -1,4 +1,6 @@
-"""Printing query results: aligned text tables for people, JSON for programs."""
+"""Printing query results: aligned text tables for people, JSON for programs.
+
+Shared by `k3m kg` and the `k3m query` scripts (the one place Bolt values become JSON)."""
 from __future__ import annotations
 
 import json

@@ -1,0 +1,57 @@
+"""Leftover work directories: removed once their writer is gone, never while it works."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from etl.stale_partials import LOCK_NAME, owned, remove_stale
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def test_leftovers_of_dead_writers_are_removed_live_ones_kept(tmp_path):
+    final = tmp_path / "build"
+    dead = _dead_pid()
+    (tmp_path / f".build.partial-{dead}").mkdir()
+    (tmp_path / f".build.partial-{dead}" / "items.parquet").write_bytes(b"x" * 100)
+    (tmp_path / f".build.old-{dead}").mkdir()
+    (tmp_path / ".other.partial-1").mkdir()  # another build's: not ours to judge
+    writer = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom pathlib import Path\nfrom etl.stale_partials import owned\n"
+         f"with owned(Path({str(tmp_path)!r}) / '.build.partial-999999999'):\n"
+         "    print('ready', flush=True)\n    time.sleep(600)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "ready\n"
+        removed = remove_stale(final)
+        assert sorted(p.name for p in removed) == [f".build.old-{dead}", f".build.partial-{dead}"]
+        # the pid in the name is long gone, but the lock says its writer is alive
+        assert (tmp_path / ".build.partial-999999999").is_dir()
+    finally:
+        writer.kill()
+        writer.wait()
+    assert [p.name for p in remove_stale(final)] == [".build.partial-999999999"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.partial-1"]
+
+
+def test_owned_removes_its_lock_file_when_done(tmp_path):
+    with owned(tmp_path / ".b.partial-1") as partial:
+        assert (partial / LOCK_NAME).is_file()
+        (partial / "manifest.json").write_text("{}")
+    assert [p.name for p in (tmp_path / ".b.partial-1").iterdir()] == ["manifest.json"]
+
+
+def test_a_writer_between_creating_and_locking_is_left_alone(tmp_path):
+    import os
+
+    live = os.getppid()  # alive, and not us
+    young = tmp_path / f".build.partial-{live}"
+    young.mkdir()
+    (young / LOCK_NAME).write_text("")  # created, not locked yet
+    assert remove_stale(tmp_path / "build") == [] and young.is_dir()
+    os.utime(young / LOCK_NAME, (0, 0))  # an old, unlocked lock file: that pid was reused
+    assert remove_stale(tmp_path / "build") == [young]
