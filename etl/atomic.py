@@ -1,15 +1,95 @@
-"""Writes that are complete or absent, never half there.
+"""Writes that are complete or absent, never half there, and what killed writers leave.
 
 Every directory the project produces (a catalog build, an RDF store, a checkpoint, an
-embedding store) is written into a hidden sibling first and then moved into place with
-:func:`replace_directory`; single files go through :func:`write_text`. A reader (or a crash)
-sees the old version or the new one.
+embedding store, a feature-cache table) is written by :func:`writing_directory`: into a
+hidden sibling ``.NAME.partial-PID`` first, then moved into place with
+:func:`replace_directory` (a reader, or a crash, sees the old version or the new one). Single
+files go through :func:`write_text`.
+
+A killed writer leaves its sibling behind (hundreds of MB for a catalog build). The writer
+holds an exclusive ``flock`` on a lock file inside it for as long as it works (:func:`owned`);
+the kernel drops that lock when the writer dies, however it dies, so a later writer of the
+same directory can tell a leftover from a directory still being written
+(:func:`remove_stale`) without trusting a pid that may have been reused. A sibling without a
+lock file (being created, or being renamed) counts as live while its pid is.
 """
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import shutil
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+LOCK_NAME = ".owner.lock"
+YOUNG_S = 60.0  # a lock file this recent may belong to a writer between creating and locking it
+_SIBLING = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old|tmp)-(?P<pid>\d+)$")
+
+
+@contextmanager
+def owned(partial: Path) -> Iterator[Path]:
+    """Create ``partial`` and hold its lock until the block ends (the lock file is removed
+    then, so it never travels into the finished directory)."""
+    partial.mkdir(parents=True)
+    lock = partial / LOCK_NAME
+    handle = open(lock, "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield partial
+    finally:
+        lock.unlink(missing_ok=True)
+        handle.close()
+
+
+def remove_stale(final: Path) -> list[Path]:
+    """Remove the hidden siblings of ``final`` whose writer is gone; returns what was removed."""
+    final = Path(final)
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    for entry in final.parent.iterdir():
+        match = _SIBLING.match(entry.name)
+        if match is None or match["name"] != final.name or int(match["pid"]) == os.getpid():
+            continue
+        if entry.is_dir() and _abandoned(entry, int(match["pid"])):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _abandoned(directory: Path, pid: int) -> bool:
+    lock = directory / LOCK_NAME
+    try:
+        handle = open(lock, "r+")
+    except FileNotFoundError:
+        return not pid_alive(pid)
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # its writer still holds it
+        # free: the writer is gone, unless it created the file a moment ago and is about to
+        # lock it (a live pid with a young file); a live pid with an old file was reused
+        young = time.time() - os.fstat(handle.fileno()).st_mtime < YOUNG_S
+        return not (young and pid_alive(pid))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie still answers kill(0)
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
 
 
 def partial_path(final: Path, kind: str = "partial") -> Path:
@@ -30,6 +110,27 @@ def replace_directory(partial: Path, final: Path) -> None:
         shutil.rmtree(old)
     else:
         partial.rename(final)
+
+
+@contextmanager
+def writing_directory(final: Path) -> Iterator[Path]:
+    """Write the directory ``final`` completely aside, then swap it in.
+
+    Yields the hidden sibling to write into (held as this process's with :func:`owned`);
+    when the block ends it replaces ``final``, and when the block raises it is removed.
+    Leftovers of killed writers of ``final`` are removed first."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(final)
+    partial = partial_path(final)
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        with owned(partial):
+            yield partial
+        replace_directory(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 def write_text(path: Path, text: str, mode: int | None = None) -> None:

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from array import array
@@ -35,7 +34,7 @@ from etl.mapping import Mapping, load_mapping
 from etl.readers import read_rows
 from etl.report import ImportReport
 from etl.splits import SplitSettings, item_splits, string_hashes, triple_splits
-from etl.stale_partials import owned, remove_stale
+from etl.atomic import writing_directory
 from etl.worker_lifetime import die_with_parent
 
 PACKAGES = ("k3m-pkg", "numpy", "pyarrow", "Pillow", "PyYAML")
@@ -107,33 +106,10 @@ def import_catalog(
             if not parent.is_dir():
                 raise ImportFailed(f"{parent}: is a file, so {out} cannot be created")
             break
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(out)  # what killed imports of this build left behind
-    partial = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    with owned(partial):
-        try:
-            summary = _Import(sources, mapping, partial, settings).run()
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
-    try:
-        _replace(partial, out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    # at no moment does ``out`` hold a partial build; killed imports' leftovers go first
+    with writing_directory(out) as partial:
+        summary = _Import(sources, mapping, partial, settings).run()
     return summary
-
-
-def _replace(partial: Path, out: Path) -> None:
-    """Swap the finished directory in; at no moment does ``out`` hold a partial build."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-        partial.rename(out)
-        shutil.rmtree(old)
-    else:
-        partial.rename(out)
 
 
 class _Import:

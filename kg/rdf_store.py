@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -31,7 +29,7 @@ from typing import Iterator
 
 import numpy as np
 
-from etl.stale_partials import owned, remove_stale
+from etl.atomic import writing_directory
 from kg.paths import data_dir as default_data_dir
 from kg.rdf_iris import DEFAULT_BASE_IRI, RDF, RDFS, XSD, Namespaces
 
@@ -83,22 +81,9 @@ def load_rdf(build, target: Path | None = None, settings: RdfSettings = RdfSetti
     started = time.perf_counter()
     ns = Namespaces(settings.base_iri)
     target = Path(target or store_dir(build))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(target)  # what killed loads of this store left behind
-    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    with owned(partial):
-        try:
-            _write_store(build, ns, settings, partial)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
-    meta = json.loads((partial / "meta.json").read_text())
-    try:
-        _replace(partial, target)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    with writing_directory(target) as partial:  # the previous store goes only after the swap
+        _write_store(build, ns, settings, partial)
+        meta = json.loads((partial / "meta.json").read_text())
     return RdfLoadReport(str(target), meta["triples"], meta["pkg_triples"], time.perf_counter() - started)
 
 
@@ -241,14 +226,3 @@ def _iri(iri: str) -> str:
 
 def _literal(text: str) -> str:
     return f'"{text.translate(_ESCAPES)}"'
-
-
-def _replace(partial: Path, target: Path) -> None:
-    """Swap the finished store in; the previous one is removed only after the rename."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-        partial.rename(target)
-        shutil.rmtree(old)
-    else:
-        partial.rename(target)

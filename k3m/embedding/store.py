@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from etl.atomic import partial_path, replace_directory
+from etl.atomic import writing_directory
 
 EMBEDDINGS_DIR = "embeddings"
 DTYPES = ("float32", "float16")
@@ -142,14 +141,11 @@ def write_store(
     root = EmbeddingStore.root(build_path)
     root.mkdir(exist_ok=True)
     final = root / model_id
-    tmp = partial_path(final)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    np.save(tmp / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=dtype))
-    np.save(tmp / "properties.npy", np.ascontiguousarray(property_vectors, dtype=np.float32))
-    np.save(tmp / "values.npy", np.ascontiguousarray(value_vectors, dtype=np.float32))
-    pq.write_table(pa.table({"item_id": pa.array([str(i) for i in ids], pa.string())}), tmp / "ids.parquet")
-    full_meta = {**meta, "model_id": model_id, "dtype": dtype, "dim": int(embeddings.shape[1]), "items": int(len(ids))}
-    (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2) + "\n")
-    replace_directory(tmp, final)
+    with writing_directory(final) as tmp:
+        np.save(tmp / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=dtype))
+        np.save(tmp / "properties.npy", np.ascontiguousarray(property_vectors, dtype=np.float32))
+        np.save(tmp / "values.npy", np.ascontiguousarray(value_vectors, dtype=np.float32))
+        pq.write_table(pa.table({"item_id": pa.array([str(i) for i in ids], pa.string())}), tmp / "ids.parquet")
+        full_meta = {**meta, "model_id": model_id, "dtype": dtype, "dim": int(embeddings.shape[1]), "items": int(len(ids))}
+        (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2) + "\n")
     return EmbeddingStore(final)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from encoders.text import load_tokenizer
-from etl.atomic import partial_path, replace_directory, write_text
+from etl.atomic import write_text, writing_directory
 from k3m.model.configuration import CONFIG_NAME
 from k3m.model.modeling import WEIGHTS_NAME, K3MModel
 
@@ -55,13 +55,11 @@ def save_checkpoint(
     ckpt_dir = Path(run_dir) / CHECKPOINTS
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = ckpt_dir / f"step_{step}"
-    tmp = partial_path(final)
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, tokenizer)
-    (tmp / PROPERTY_ORDER).write_text(json.dumps(property_order, ensure_ascii=False) + "\n")
-    if write_extra is not None:
-        write_extra(tmp)
-    replace_directory(tmp, final)  # a leftover of a run resumed from before this step is replaced
+    with writing_directory(final) as tmp:  # a leftover of a run resumed from before this step is replaced
+        model.save_pretrained(tmp, tokenizer)
+        (tmp / PROPERTY_ORDER).write_text(json.dumps(property_order, ensure_ascii=False) + "\n")
+        if write_extra is not None:
+            write_extra(tmp)
     write_text(ckpt_dir / LATEST, final.name + "\n")
     steps = sorted(int(p.name[5:]) for p in ckpt_dir.glob("step_*") if p.name[5:].isdigit())
     for old in steps[:-keep] if keep > 0 else []:

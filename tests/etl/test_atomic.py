@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from etl.stale_partials import LOCK_NAME, owned, remove_stale
+from etl.atomic import LOCK_NAME, owned, remove_stale
 
 
 def _dead_pid() -> int:
@@ -21,7 +21,7 @@ def test_leftovers_of_dead_writers_are_removed_live_ones_kept(tmp_path):
     (tmp_path / ".other.partial-1").mkdir()  # another build's: not ours to judge
     writer = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time\nfrom pathlib import Path\nfrom etl.stale_partials import owned\n"
+         "import sys, time\nfrom pathlib import Path\nfrom etl.atomic import owned\n"
          f"with owned(Path({str(tmp_path)!r}) / '.build.partial-999999999'):\n"
          "    print('ready', flush=True)\n    time.sleep(600)\n"],
         stdout=subprocess.PIPE, text=True)
