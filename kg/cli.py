@@ -106,10 +106,11 @@ def _load(args) -> int:
     if args.graph or both:
         from kg.graph_db import connect
         from kg.graph_load import GraphLoadSettings, load_graph
+        from kg.output import progress_printer
 
         settings = GraphLoadSettings(**({"items_per_batch": args.items_per_batch} if args.items_per_batch else {}))
         with connect(database=args.database or loaded_into.database_of(build.path)) as db:
-            report = load_graph(build, db, settings, progress=_progress)
+            report = load_graph(build, db, settings, progress=progress_printer("graph items written"))
             reports["graph"] = {**report.as_dict(), "server": db.capabilities.agent, "database": db.database}
     print(json.dumps(reports, indent=1))
     return 0
@@ -244,7 +245,3 @@ def _export(args) -> int:
 def _apply_data_dir(args) -> None:
     if args.data_dir is not None:
         os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
-
-
-def _progress(done: int, total: int) -> None:
-    print(f"\r[k3m] graph: {done}/{total} items written", end="" if done < total else "\n", file=sys.stderr, flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 
 def jsonable(value):
@@ -53,3 +54,13 @@ def table(rows: list[dict], columns: list[str] | None = None, max_width: int | N
     for row in rows:
         lines.append("  ".join(cell(row.get(c), w).ljust(w) for c, w in zip(columns, widths)).rstrip())
     return "\n".join(lines)
+
+
+def progress_printer(what: str):
+    """``report(done, total)``: one updating stderr line on a terminal, one line per call in a log."""
+    tty = sys.stderr.isatty()
+
+    def report(done: int, total: int) -> None:
+        print(f"{chr(13) if tty else ''}[k3m] {done}/{total} {what}", end="" if tty and done < total else "\n",
+              file=sys.stderr, flush=True)
+    return report

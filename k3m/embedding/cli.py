@@ -12,6 +12,7 @@ from pathlib import Path
 
 from k3m.data import FACTS
 from k3m.embedding.embed import EmbedSettings, embed_build
+from kg.output import progress_printer
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -44,7 +45,7 @@ def run(args) -> int:
         batch_size=args.batch_size, device=args.device, dtype="float16" if args.float16 else "float32",
         facts=args.facts, model_id=args.model_id, recompute=args.recompute,
     )
-    store, report = embed_build(args.checkpoint, args.build, settings, progress=_progress("embedded"))
+    store, report = embed_build(args.checkpoint, args.build, settings, progress=progress_printer("embedded"))
     out = {"embed": report.as_dict()}
     if not args.no_graph:
         from k3m.embedding.writeback import WritebackSettings, ensure_native_index, write_back
@@ -53,7 +54,7 @@ def run(args) -> int:
             os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
         wb = WritebackSettings(force=args.force, **({"batch_size": args.write_batch} if args.write_batch else {}))
         with connect(database=args.database or loaded_into.database_of(args.build), create=True) as db:
-            wb_report = write_back(db, store, wb, progress=_progress("written to the graph") if sys.stderr.isatty() else None)
+            wb_report = write_back(db, store, wb, progress=progress_printer("written to the graph") if sys.stderr.isatty() else None)
             native = ensure_native_index(db, report.dim)
             out["graph"] = {**wb_report.as_dict(), "server": db.capabilities.agent, "native_vector_index": native}
         if wb_report.missing_in_graph == wb_report.items:
@@ -70,12 +71,3 @@ def run(args) -> int:
             print(f"graph: {g['written']} written ({g['items_per_s']:.0f} items/s), {g['skipped_current']} already current, "
                   f"{g['missing_in_graph']} not in the graph")
     return 0
-
-
-def _progress(what: str):
-    tty = sys.stderr.isatty()
-
-    def report(done: int, total: int) -> None:  # one updating line on a terminal, lines in a log
-        print(f"{chr(13) if tty else ''}[k3m] {done}/{total} {what}", end="" if tty and done < total else "\n",
-              file=sys.stderr, flush=True)
-    return report
