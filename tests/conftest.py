@@ -17,6 +17,21 @@ FASHION = DATASETS / "fashion44k"
 K3M_SAMPLE = DATASETS / "k3m-sample"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def feature_cache_dir(tmp_path_factory) -> Path:
+    """The session's feature cache (frozen encoders' outputs), never the project's data/features."""
+    from k3m.data.index import FEATURES_DIR_ENV
+
+    path = tmp_path_factory.mktemp("features")
+    before = os.environ.get(FEATURES_DIR_ENV)
+    os.environ[FEATURES_DIR_ENV] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop(FEATURES_DIR_ENV, None)
+    else:
+        os.environ[FEATURES_DIR_ENV] = before
+
+
 @pytest.fixture(scope="session")
 def fashion_dir() -> Path:
     if not (FASHION / "styles.jsonl.gz").is_file():
@@ -110,6 +125,28 @@ def slice_tokenizer(slice_build, slice_index, tmp_path_factory):
 
     texts = tokenizer_corpus(slice_index, slice_build.item_indices("train"))
     return train_wordpiece_tokenizer(texts, 2000, tmp_path_factory.mktemp("slice_tokenizer"))
+
+
+# the cpu preset (frozen encoders) made narrow: a few steps take seconds on 2 CPU cores
+MICRO_FROZEN = {"text": {"hidden_size": 32, "num_heads": 2}, "image": {"hidden_size": 32, "intermediate_size": 64, "num_heads": 2},
+                "co_attention": {"hidden_size": 32, "intermediate_size": 64, "num_heads": 2}, "structure": {"heads": 2}}
+
+
+@pytest.fixture(scope="session")
+def frozen_config():
+    """K3MConfig of the cpu preset (frozen MiniLM + EfficientNet features), micro-sized."""
+    from k3m.model import K3MConfig
+    from k3m.training.prepare import resolve_text_dir
+
+    return resolve_text_dir(K3MConfig.from_preset("cpu", **MICRO_FROZEN))
+
+
+@pytest.fixture(scope="session")
+def frozen_slice_index(slice_build, frozen_config):
+    """The fashion600 slice's index with its frozen features (computed once per session)."""
+    from k3m.data import index_for
+
+    return index_for(slice_build, frozen_config, progress=False)
 
 
 @pytest.fixture()

@@ -6,9 +6,10 @@
     batch = collator([dataset[(epoch, row)] for row in rows])   # or make_loader(...)
 """
 from k3m.data.caps import cap_report
-from k3m.data.collate import K3MCollator
+from k3m.data.collate import K3MCollator, make_collator
+from k3m.data.frozen import FrozenCollator
 from k3m.data.dataset import Corruption, ItemRecord, K3MDataset
-from k3m.data.index import FACTS, CatalogIndex, index_for, tokenizer_corpus
+from k3m.data.index import FACTS, CatalogIndex, feature_spec, index_for, tokenizer_corpus
 from k3m.data.knowledge import encode_knowledge, knowledge_text
 from k3m.data.loader import EpochBatchSampler, make_loader
 
@@ -17,13 +18,16 @@ __all__ = [
     "CatalogIndex",
     "Corruption",
     "EpochBatchSampler",
+    "FrozenCollator",
     "ItemRecord",
     "K3MCollator",
     "K3MDataset",
     "cap_report",
     "encode_knowledge",
+    "feature_spec",
     "index_for",
     "knowledge_text",
+    "make_collator",
     "make_loader",
     "tokenizer_corpus",
 ]

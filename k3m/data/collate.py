@@ -17,11 +17,18 @@ import torch
 from k3m.model.batch import K3MBatch, batch_graph
 from encoders.image.region_file import RegionFeatureFile
 from k3m.data.dataset import ItemRecord, K3MDataset
+from k3m.data.frozen import FrozenCollator
 from k3m.data.knowledge import backend, encode_knowledge
-from k3m.data.masking import IGNORE, STREAM_KNOWLEDGE, STREAM_MOM, STREAM_TITLE, item_rng, mlm_mask, mom_mask
-from k3m.data.negatives import negative_items, negative_values
+from k3m.data.masking import IGNORE, STREAM_KNOWLEDGE, STREAM_MOM, STREAM_NEGATIVES, STREAM_TITLE, item_rng, mlm_mask, mom_mask
+from k3m.data.negatives import lpm_negatives
 
-STREAM_NEGATIVES = 4
+
+def make_collator(dataset: K3MDataset, tokenizer, config, targets: bool = True, fixed_length: bool = False):
+    """The collator of ``config``'s model: cached features for frozen encoders
+    (:class:`~k3m.data.frozen.FrozenCollator`), tokens and pixels otherwise."""
+    if config.frozen:
+        return FrozenCollator(dataset, config, targets=targets)
+    return K3MCollator(dataset, tokenizer, config, targets=targets, fixed_length=fixed_length)
 
 
 class K3MCollator:
@@ -200,17 +207,10 @@ class K3MCollator:
 
     # -- LPM ---------------------------------------------------------------------------
     def _lpm(self, batch: K3MBatch, rows: np.ndarray, pairs: dict, epoch: int) -> None:
-        index, K = self.index, self.lpm.num_negatives
-        num_props, num_values = len(index.properties), len(index.values)
+        index = self.index
         rng = np.random.default_rng([self.seed, epoch, STREAM_NEGATIVES, *rows.tolist()])
         item, prop, value = pairs["pair_item"], pairs["pair_property"], pairs["pair_value"]
-        neg_value = negative_values(
-            rng, rows[item], prop, K, index.prop_offsets, index.prop_values, index.true_codes, num_props, num_values
-        )
-        if self.lpm.corrupt_items:
-            neg_item = negative_items(rng, rows, item, prop, value, K, index.true_codes, num_props, num_values)
-        else:
-            neg_item = np.full((len(item), K), -1, dtype=np.int64)
+        neg_value, neg_item = lpm_negatives(rng, index, self.lpm, rows, item, prop, value)
         value_ids = np.unique(np.concatenate([value, neg_value.ravel()]))
         prop_ids = np.unique(prop)
         batch.lpm_neg_value = torch.from_numpy(neg_value)

@@ -75,6 +75,8 @@ class ItemRecord:
     pairs: np.ndarray  # int64 [n, 2] (property, value) for the knowledge text, <= max_pairs
     image_row: int  # build row of the image shown, -1 = no image
     category: int
+    title_row: int = -1  # build row whose title is shown (-1: none); frozen features are looked up by it
+    title_pairs: Optional[np.ndarray] = None  # "+PKG as text": the pairs appended to the title
 
 
 class K3MDataset(Dataset):
@@ -133,12 +135,15 @@ class K3MDataset(Dataset):
 
         title_row = row if c.title_source is None else int(c.title_source[row])
         title = index.titles[title_row] if title_row >= 0 and self.use_title else None
+        if title is None:
+            title_row = -1
+        title_pairs = None
         if c.knowledge_as_title_text:
             text = knowledge_text(index.pair_strings(pairs))[0]
             title = " ; ".join(t for t in (title, text) if t) or None
-            pairs = pairs[:0]
+            title_pairs, pairs = pairs, pairs[:0]
 
         image_row = row if c.image_source is None else int(c.image_source[row])
         if image_row < 0 or not self.use_image or not index.has_image[image_row]:
             image_row = -1
-        return ItemRecord(row, epoch, title, pairs, image_row, int(index.category[row]))
+        return ItemRecord(row, epoch, title, pairs, image_row, int(index.category[row]), title_row, title_pairs)

@@ -7,18 +7,21 @@ frequent properties first), so the knowledge caps drop the rarest properties.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from encoders.cache import BuildFeatures, FeatureCache, FeatureSpec
 from encoders.image.region_file import RegionFeatureFile
 from etl.catalog_build import CatalogBuild
 from k3m.data.knowledge import knowledge_text
 from k3m.data.negatives import triple_codes
 
 FACTS = ("train", "all")
+FEATURES_DIR_ENV = "K3M_FEATURES_DIR"  # the feature cache root (default: $K3M_DATA_DIR/features)
 
 
 @dataclass
@@ -40,6 +43,8 @@ class CatalogIndex:
     # rows of a precomputed image-feature file per build row (-1: none); set by index_for for
     # models that read image features instead of pixels (image.kind "region")
     image_feature_rows: Optional[np.ndarray] = None
+    # frozen encoders: the build's rows in the feature cache (set by index_for)
+    features: Optional[BuildFeatures] = None
 
     @classmethod
     def from_build(
@@ -106,11 +111,27 @@ class CatalogIndex:
         return [(self.properties[p], self.values[v]) for p, v in pairs.tolist()]
 
 
+def feature_spec(model_config) -> FeatureSpec:
+    """The feature cache's spec of a model with frozen encoders."""
+    text, image = model_config.text, model_config.image
+    return FeatureSpec(text=text.pretrained_text_dir, image=f"efficientnet-{image.efficientnet}",
+                       image_size=image.image_size, max_title_tokens=text.max_title_tokens)
+
+
 def index_for(build: CatalogBuild | str | Path, model_config, facts: str = "train",
-              property_order: Optional[Sequence[str]] = None) -> CatalogIndex:
-    """The build's index as ``model_config``'s model reads it: for ``image.kind: region`` the
-    images are the rows of its region feature file (``image.region_feature_file``)."""
+              property_order: Optional[Sequence[str]] = None, progress: bool = True) -> CatalogIndex:
+    """The build's index as ``model_config``'s model reads it: with frozen encoders, the
+    build's features from the feature cache (computed first where missing); for
+    ``image.kind: region``, the images are the rows of its region feature file."""
+    if not isinstance(build, CatalogBuild):
+        build = CatalogBuild.open(build)
     index = CatalogIndex.from_build(build, facts=facts, property_order=property_order)
+    if model_config.frozen:
+        features = FeatureCache(feature_spec(model_config), os.environ.get(FEATURES_DIR_ENV)).for_build(build, progress=progress)
+        if features.text_dim != model_config.text.feature_size:
+            raise ValueError(f"cached text features are {features.text_dim}-d, the model reads text.feature_size="
+                             f"{model_config.text.feature_size}")
+        index = replace(index, features=features)
     image = model_config.image
     if model_config.use_image and image.kind == "region":
         if not image.region_feature_file:

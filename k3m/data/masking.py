@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 IGNORE = -100
-# independent random streams per item
-STREAM_PAIRS, STREAM_TITLE, STREAM_KNOWLEDGE, STREAM_MOM = 0, 1, 2, 3
+# independent random streams per item (STREAM_NEGATIVES seeds a whole batch's negatives)
+STREAM_PAIRS, STREAM_TITLE, STREAM_KNOWLEDGE, STREAM_MOM, STREAM_NEGATIVES = 0, 1, 2, 3, 4
+# frozen encoders: whole-modality hiding/swapping, pair masking
+STREAM_TITLE_SWAP, STREAM_IMAGE_SWAP, STREAM_PAIR_MASK = 5, 6, 7
 
 
 def item_rng(seed: int, epoch: int, row: int, stream: int) -> np.random.Generator:

@@ -82,3 +82,39 @@ def negative_items(
         if not todo.any():
             break
     return out
+
+
+def any_values(rng: np.random.Generator, rows: np.ndarray, props: np.ndarray, k: int, true_codes: np.ndarray,
+               num_props: int, num_values: int) -> np.ndarray:
+    """int64 [P, K] values of any property, ⟨item, p, v'⟩ not a train triple (-1 if none found)."""
+    out = np.full((len(rows), k), -1, dtype=np.int64)
+    if k == 0 or len(rows) == 0:
+        return out
+    rows2, props2 = np.broadcast_to(rows[:, None], out.shape), np.broadcast_to(props[:, None], out.shape)
+    todo = np.ones(out.shape, dtype=bool)
+    for _ in range(ROUNDS):
+        cand = rng.integers(0, num_values, out.shape)
+        ok = todo & ~is_member(triple_codes(rows2, props2, cand, num_props, num_values), true_codes)
+        out[ok] = cand[ok]
+        todo &= ~ok
+        if not todo.any():
+            break
+    return out
+
+
+def lpm_negatives(rng: np.random.Generator, index, lpm, rows: np.ndarray, item: np.ndarray, prop: np.ndarray,
+                  value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(neg_value [Q, K + R], neg_item [Q, K]) for LPM positives (batch position ``item``,
+    ``prop``, ``value``) of a batch of build ``rows``: K values of the same property, R of any
+    property (``lpm.random_negatives``), K other batch items (``lpm.corrupt_items``)."""
+    K, num_props, num_values = lpm.num_negatives, len(index.properties), len(index.values)
+    neg_value = negative_values(rng, rows[item], prop, K, index.prop_offsets, index.prop_values, index.true_codes,
+                                num_props, num_values)
+    if lpm.corrupt_items:
+        neg_item = negative_items(rng, rows, item, prop, value, K, index.true_codes, num_props, num_values)
+    else:
+        neg_item = np.full((len(item), K), -1, dtype=np.int64)
+    if lpm.random_negatives:
+        extra = any_values(rng, rows[item], prop, lpm.random_negatives, index.true_codes, num_props, num_values)
+        neg_value = np.concatenate([neg_value, extra], axis=1)
+    return neg_value, neg_item

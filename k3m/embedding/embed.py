@@ -110,8 +110,8 @@ def embed_build(checkpoint: str | Path, build_path: str | Path, settings: EmbedS
             parts.append(encoder.encode(rows[start:start + settings.chunk]).numpy())
             if progress:
                 progress(min(start + settings.chunk, len(rows)), len(rows))
-        props = encoder.string_vectors(build.properties).numpy()
-        values = encoder.string_vectors(build.values).numpy()
+        props = encoder.property_vectors().numpy()
+        values = encoder.value_vectors().numpy()
     embeddings = np.concatenate(parts) if parts else np.zeros((0, model.config.hidden_size), np.float32)
     seconds = time.perf_counter() - started
     meta = {

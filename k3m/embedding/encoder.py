@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from k3m.data import CatalogIndex, Corruption, K3MCollator, K3MDataset
+from k3m.data import CatalogIndex, Corruption, K3MDataset, make_collator
 
 
 @dataclass
@@ -48,7 +48,7 @@ class ItemEncoder:
 
     def batches(self, rows: np.ndarray, plan=None) -> Iterator:
         dataset = self.dataset(rows, plan)
-        collate = K3MCollator(dataset, self.tokenizer, self.config, targets=False)
+        collate = make_collator(dataset, self.tokenizer, self.config, targets=False)
         device = next(self.model.parameters()).device
         for start in range(0, len(rows), self.batch_size):
             yield collate([dataset[int(r)] for r in rows[start : start + self.batch_size]]).to(device)
@@ -62,7 +62,7 @@ class ItemEncoder:
     def encode_train(self, rows: np.ndarray, plan=None) -> torch.Tensor:
         """c* of one mini-batch with gradients, in the model's current mode (fine-tuning)."""
         dataset = self.dataset(rows, plan)
-        batch = K3MCollator(dataset, self.tokenizer, self.config, targets=False)([dataset[int(r)] for r in rows])
+        batch = make_collator(dataset, self.tokenizer, self.config, targets=False)([dataset[int(r)] for r in rows])
         return self.model(batch.to(next(self.model.parameters()).device), compute_losses=False).item_repr
 
     # -- LPM scoring ------------------------------------------------------------------
@@ -80,13 +80,30 @@ class ItemEncoder:
             out.append(self.model.encode_strings(enc["input_ids"].to(device), mask).float().cpu())
         return torch.cat(out)
 
+    @torch.no_grad()
+    def property_vectors(self) -> torch.Tensor:
+        """LPM vectors [P, H] of the index's properties (frozen encoders: their cached features
+        through the model's projection; otherwise the names encoded on their own)."""
+        if self.config.frozen:
+            device = next(self.model.parameters()).device
+            return self.model.property_vectors(torch.from_numpy(self.index.features.property_vectors).to(device)).float().cpu()
+        return self.string_vectors(self.index.properties)
+
+    @torch.no_grad()
+    def value_vectors(self) -> torch.Tensor:
+        """LPM vectors [V, H] of the index's values."""
+        if self.config.frozen:
+            device = next(self.model.parameters()).device
+            return self.model.value_vectors(torch.from_numpy(self.index.features.value_vectors).to(device)).float().cpu()
+        return self.string_vectors(self.index.values)
+
     def lpm_scorer(self, rows: np.ndarray, vectors: torch.Tensor, chunk: int = 64):
         """``score(items, props) -> [Q, V]`` = −‖c* + p − v‖ over every value (higher = better),
         for items among ``rows`` (sorted) whose c* are ``vectors``."""
         if not self.config.use_knowledge:
             raise ValueError("LPM scoring needs a model pretrained with knowledge (use_knowledge=True)")
-        props = self.string_vectors(self.index.properties)
-        values = self.string_vectors(self.index.values).unsqueeze(0)
+        props = self.property_vectors()
+        values = self.value_vectors().unsqueeze(0)
 
         @torch.no_grad()
         def score(items: np.ndarray, prop_ids: np.ndarray) -> torch.Tensor:

@@ -12,6 +12,7 @@ from k3m.config import Config, ConfigError
 from k3m.evaluation.corruption import SETTINGS
 from k3m.evaluation.finetune import FinetuneConfig
 from k3m.evaluation.probe import ProbeConfig
+from k3m.evaluation.baselines import BASELINES, BaselineConfig
 from k3m.evaluation.tasks import TASKS
 from k3m.evaluation.transe import TransEConfig
 
@@ -74,6 +75,7 @@ class EvaluationConfig(Config):
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     link_prediction: LinkPredictionConfig = field(default_factory=LinkPredictionConfig)
     transe_training: TransEConfig = field(default_factory=TransEConfig)
+    baselines: BaselineConfig = field(default_factory=BaselineConfig)
 
     def __post_init__(self) -> None:
         from k3m.evaluation.models import MODELS
@@ -83,12 +85,12 @@ class EvaluationConfig(Config):
         for name, allowed, given in (
             ("task", tuple(TASKS), self.tasks),
             ("setting", tuple(SETTINGS), self.settings),
-            ("model", tuple(MODELS), self.models),
+            ("model", tuple(MODELS) + tuple(BASELINES), self.models),
         ):
             unknown = sorted(set(given) - set(allowed))
             if unknown:
                 raise ConfigError(f"unknown {name}(s) {unknown}; choose from {list(allowed)}")
-        unknown = sorted(set(self.checkpoints) - set(self.models))
+        unknown = sorted(set(self.checkpoints) - (set(self.models) - set(BASELINES)))
         if unknown:
             raise ConfigError(f"checkpoints given for models not in the grid: {unknown}")
         self.ratios = sorted(float(r) for r in self.ratios)

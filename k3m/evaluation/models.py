@@ -30,6 +30,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from k3m.evaluation.baselines import BASELINES
+from k3m.model.checkpoint import find_checkpoint, load_checkpoint
+from k3m.training import TrainConfig, train
+from k3m.training.checkpointing import TRAIN_CONFIG
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -53,6 +58,8 @@ ANCHOR_LABEL = "TransE (PyKEEN)"
 
 
 def label(name: str) -> str:
+    if name in BASELINES:
+        return BASELINES[name].label
     return MODELS[name].label if name in MODELS else ANCHOR_LABEL if name == "transe" else name
 
 
@@ -87,10 +94,6 @@ def pretrain_model(spec: ModelSpec, budget, build: str, seed: int, wait: bool = 
 
 
 def _pretrain_locked(spec: ModelSpec, budget, build: str, seed: int, run_dir: Path) -> PretrainResult:
-    from k3m.model.checkpoint import find_checkpoint
-    from k3m.training import train
-    from k3m.training.config import TrainConfig
-
     overrides = list(budget.overrides) + pretrain_overrides(spec) + [f"build={build}", f"run_dir={run_dir}", f"seed={seed}"]
     cfg = TrainConfig.load(budget.config, overrides)
     saved = run_dir / "train_config.yaml"
@@ -111,10 +114,6 @@ def _pretrain_locked(spec: ModelSpec, budget, build: str, seed: int, run_dir: Pa
 def load_model(spec: ModelSpec, path: str | Path, device: str = "cpu"):
     """(model in eval mode, tokenizer) of a checkpoint dir or a pretraining run dir, refused
     when its modality switches are not the ones ``spec`` names (a mislabelled baseline)."""
-    from k3m.model.checkpoint import load_checkpoint
-    from k3m.training.checkpointing import TRAIN_CONFIG
-    from k3m.training.config import TrainConfig
-
     loaded = load_checkpoint(path)
     model, tokenizer, train_config = loaded.model, loaded.tokenizer, TrainConfig.load(loaded.path / TRAIN_CONFIG)
     wanted = {"use_title": True, "use_image": True, "use_knowledge": True, **spec.switches}

@@ -25,6 +25,7 @@ import torch
 
 from etl.catalog_build import CatalogBuild
 from k3m.data import CatalogIndex, index_for
+from k3m.evaluation.baselines import BASELINES, BaselineEncoder
 from k3m.evaluation.config import EvaluationConfig
 from k3m.evaluation.corruption import SETTINGS, CorruptionPlan, plan_corruption, product_keys
 from k3m.embedding.encoder import ItemEncoder
@@ -42,7 +43,8 @@ from k3m.evaluation.transe import train_transe
 CLEAN = "clean"
 # what a results.jsonl depends on besides its cell keys: resuming under other values would
 # mix incomparable numbers (the grid lists may grow freely)
-FINGERPRINT = ("build", "pools", "pretrain", "probe", "finetune", "alignment", "link_prediction", "transe_training")
+FINGERPRINT = ("build", "pools", "pretrain", "probe", "finetune", "alignment", "link_prediction", "transe_training",
+               "baselines")
 
 
 class OutputConflict(ValueError):
@@ -99,8 +101,19 @@ class EvaluationRun:
 
     # -- models --------------------------------------------------------------------------
     def tasks_for(self, name: str) -> list[str]:
+        """K3M-family models: every task (LPM-scored ones only with knowledge); off-the-shelf
+        representations: the tasks a head learns."""
+        if name in BASELINES:
+            return [n for n, t in self.tasks.items() if t.trains_head]
         knowledge = MODELS[name].switches.get("use_knowledge", True)
         return [n for n, t in self.tasks.items() if knowledge or not t.needs_lpm]
+
+    def reads(self, name: str) -> set[str]:
+        """The modalities a model or representation reads."""
+        if name in BASELINES:
+            return set(BASELINES[name].uses)
+        switches = {"use_title": True, "use_image": True, "use_knowledge": True, **MODELS[name].switches}
+        return {m for m in ("title", "image", "knowledge") if switches[f"use_{m}"]}
 
     def pending(self, name: str, setting: str, ratio: float) -> list[str]:
         tasks = [n for n in self.tasks_for(name) if setting == CLEAN or not self.tasks[n].clean_only]
@@ -125,7 +138,7 @@ class EvaluationRun:
         index: models pretrained on this build with pixels)."""
         order = load_property_order(checkpoint)
         same_order = order is None or order == self.index.property_order
-        if same_order and not (model_config.use_image and model_config.image.kind == "region"):
+        if same_order and not model_config.frozen and not (model_config.use_image and model_config.image.kind == "region"):
             return self.index
         return index_for(self.build, model_config, property_order=order)
 
@@ -136,6 +149,18 @@ class EvaluationRun:
         for name in self.cfg.models:
             if not any(self.pending(name, s, r) for s, r in self.conditions()):
                 log(f"{name}: every cell already in {self.store.path}")
+                continue
+            if name in BASELINES:
+                if self.cfg.threads:
+                    torch.set_num_threads(self.cfg.threads)
+                if name == "most_frequent":
+                    self.run_majority(name)
+                    continue
+                t0 = time.perf_counter()
+                encoder = BaselineEncoder(BASELINES[name], self.build, self.index,
+                                          np.union1d(self.finetune_rows, self.test_rows), self.cfg.baselines)
+                self.store.add_timing("features", name, time.perf_counter() - t0)
+                self.run_model(name, encoder)
                 continue
             checkpoint = self.checkpoint(name)
             if self.cfg.threads:  # after pretraining, which sets its own thread count
@@ -155,7 +180,20 @@ class EvaluationRun:
         self.write_meta()
         write_report(self.out)
 
-    def run_model(self, name: str, encoder: ItemEncoder) -> None:
+    def run_majority(self, name: str) -> None:
+        """The guess that reads no input: the same at every ratio (stored per condition so the
+        tables read alike)."""
+        cfg = self.cfg
+        for setting, ratio in self.conditions():
+            for task_name in self.pending(name, setting, ratio):
+                task = self.tasks[task_name]
+                t0 = time.perf_counter()
+                metrics = task.majority_baseline()
+                self.store.add(CellResult(task_name, setting, ratio, name, cfg.mode, cfg.seed, metrics,
+                                          time.perf_counter() - t0, task.sizes()))
+        log(f"{name}: done")
+
+    def run_model(self, name: str, encoder) -> None:
         cfg = self.cfg
         clean: dict[str, torch.Tensor] = {}
         for setting, ratio in self.conditions():
@@ -179,7 +217,7 @@ class EvaluationRun:
                         task_vectors = self._encode(name, encoder, rows, plans["test"], setting, ratio, part="encode_lp")
                         t0 = time.perf_counter()  # the cell's own time is the scoring
                     metrics = task.score(encoder.lpm_scorer(rows, task_vectors))
-                elif cfg.mode == "probe":
+                elif cfg.mode == "probe" or name in BASELINES:  # frozen features: probed in either mode
                     probe = train_probe(
                         task, gather(vectors["finetune"], self.finetune_rows, task.train), vectors["finetune"], cfg.probe, cfg.seed
                     )
@@ -200,13 +238,12 @@ class EvaluationRun:
                 continue  # encodes its own items
             if not task.trains_head:
                 needs.add("test")
-            elif self.cfg.mode == "probe":
+            elif self.cfg.mode == "probe" or name in BASELINES:
                 needs |= {"finetune", "test"}
-        spec = MODELS[name]
         touches = SETTINGS[setting].target if setting != CLEAN else None
-        ignores = (touches == "title" and spec.switches.get("use_title") is False) or (
-            touches == "image" and spec.switches.get("use_image") is False
-        )
+        reads = self.reads(name)
+        ignores = touches in ("title", "image") and touches not in reads
+        ignores |= touches in ("both", "mixed") and not ({"title", "image"} & reads)
         out = {}
         for role in sorted(needs):
             rows = self.finetune_rows if role == "finetune" else self.test_rows

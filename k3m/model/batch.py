@@ -75,15 +75,15 @@ class K3MBatch:
     item_index: torch.Tensor  # long [B], rows of the catalog build
 
     # title (MLM-masked)
-    title_input_ids: torch.Tensor  # long [B, Lt]
     title_attention_mask: torch.Tensor  # bool [B, Lt], True = real token
     title_present: torch.Tensor  # bool [B]
-    title_mlm_labels: torch.Tensor  # long [B, Lt], -100 = not a target
-
-    # image: raw pixels (patch / CNN encoders) ...
-    image_pixels: Optional[torch.Tensor]  # uint8 [B, 3, H, W]
     image_present: torch.Tensor  # bool [B]
-    image_token_mask: torch.Tensor  # bool [B, Nv], True = masked for MOM
+    title_input_ids: Optional[torch.Tensor] = None  # long [B, Lt]
+    title_mlm_labels: Optional[torch.Tensor] = None  # long [B, Lt], -100 = not a target
+
+    # image: raw pixels (patch / CNN / EfficientNet encoders) ...
+    image_pixels: Optional[torch.Tensor] = None  # uint8 [B, 3, H, W]
+    image_token_mask: Optional[torch.Tensor] = None  # bool [B, Nv], True = masked for MOM
     # ... or precomputed regions in the original K3M layout
     region_features: Optional[torch.Tensor] = None  # float [B, R, 2048]
     region_locations: Optional[torch.Tensor] = None  # float [B, R, 5]
@@ -99,9 +99,26 @@ class K3MBatch:
     # pairs / triples of the batch: the star graphs (batch_graph), edge j == pair j
     graph: Optional[HeteroData] = None
 
-    # LPM
-    lpm_neg_value: Optional[torch.Tensor] = None  # long [P, K] global value ids
-    lpm_neg_item: Optional[torch.Tensor] = None  # long [P, K] batch positions, -1 = none
+    # frozen encoders (K3MConfig.encoders = "frozen"): cached features instead of token ids
+    # and pixels; masks and presence as above
+    title_features: Optional[torch.Tensor] = None  # float [B, Lt, F] the title's token features
+    knowledge_features: Optional[torch.Tensor] = None  # float [B, P, F] one "property : value" vector per pair
+    image_features: Optional[torch.Tensor] = None  # float [B, N, 1280] grid tokens
+    property_features: Optional[torch.Tensor] = None  # float [Up, F] property names, rows of lpm_property_ids
+    value_features: Optional[torch.Tensor] = None  # float [U, F] values, rows of lpm_value_ids
+    # ... their pretraining targets: the item's own features, whatever it was shown
+    title_target: Optional[torch.Tensor] = None  # float [B, F] mean of its title's token features
+    title_target_present: Optional[torch.Tensor] = None  # bool [B]
+    image_target: Optional[torch.Tensor] = None  # float [B, 1280] mean of its grid
+    image_target_present: Optional[torch.Tensor] = None  # bool [B]
+    # ... and the pairs masked out of the knowledge stream and the graph (values to predict)
+    masked_pair_item: Optional[torch.Tensor] = None  # long [M] batch positions
+    masked_pair_property: Optional[torch.Tensor] = None  # long [M]
+    masked_pair_value: Optional[torch.Tensor] = None  # long [M]
+
+    # LPM: positives are the graph's pairs, then the masked pairs (lpm_positives)
+    lpm_neg_value: Optional[torch.Tensor] = None  # long [Q, K] global value ids
+    lpm_neg_item: Optional[torch.Tensor] = None  # long [Q, K] batch positions, -1 = none
     lpm_value_ids: Optional[torch.Tensor] = None  # long [U] unique global value ids
     lpm_value_input_ids: Optional[torch.Tensor] = None  # long [U, Lv]
     lpm_value_attention_mask: Optional[torch.Tensor] = None  # bool [U, Lv]
@@ -115,6 +132,15 @@ class K3MBatch:
     @property
     def batch_size(self) -> int:
         return int(self.item_index.shape[0])
+
+    def lpm_positives(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(item, property, value) [Q] of the LPM positives: the pairs in the graph, then the
+        masked ones (frozen encoders), in the order of ``lpm_neg_*``."""
+        item, prop, value = self.pair_item, self.pair_property, self.pair_value
+        if self.masked_pair_item is None:
+            return item, prop, value
+        return (torch.cat([item, self.masked_pair_item]), torch.cat([prop, self.masked_pair_property]),
+                torch.cat([value, self.masked_pair_value]))
 
     # -- views of the graph -----------------------------------------------------------
     @property

@@ -25,8 +25,10 @@ from k3m.config import Config
 
 CONFIG_NAME = "k3m_config.json"
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
-IMAGE_KINDS = ("patch", "cnn", "region")
+IMAGE_KINDS = ("patch", "cnn", "region", "efficientnet")
 IIFM_MODES = ("mean", "soft", "hard")
+ENCODER_MODES = ("trainable", "frozen")
+EFFICIENTNET_FEATURES = 1280
 
 
 @dataclass
@@ -47,14 +49,17 @@ class TextConfig:
     max_string_tokens: int = 16  # standalone property / value strings (LPM, ranking)
     # Local Hugging Face BERT directory (e.g. encoders.text.minilm_dir()) to initialise
     # from; its config.json then fixes the sizes above (see K3MConfig.with_pretrained_text).
+    # With encoders: frozen the BERT is not part of the model: its cached features (width
+    # feature_size, from the same config.json) are projected to hidden_size.
     pretrained_text_dir: Optional[str] = None
+    feature_size: int = 384
 
 
 @dataclass
 class ImageConfig:
     """Visual tokens: ``num_visual_tokens`` maskable tokens plus one global token."""
 
-    kind: str = "patch"  # patch | cnn | region
+    kind: str = "patch"  # patch | cnn | region | efficientnet
     image_size: int = 64
     patch_size: int = 8
     hidden_size: int = 128
@@ -65,6 +70,9 @@ class ImageConfig:
     # cnn: torchvision backbone, trained from scratch unless a local weights file is given
     cnn_backbone: str = "resnet18"
     cnn_weights: Optional[str] = None
+    # efficientnet: ImageNet EfficientNet-Lite (local weights) at image_size px, its final
+    # 1280-channel map as a grid of (image_size/32)^2 tokens
+    efficientnet: str = "lite0"  # lite0 | lite2
     # region: precomputed detector output in the original K3M layout
     num_regions: int = 36
     region_feature_dim: int = 2048
@@ -76,8 +84,8 @@ class ImageConfig:
         """Length of ``K3MBatch.image_token_mask`` (the global token is not maskable)."""
         if self.kind == "patch":
             return (self.image_size // self.patch_size) ** 2
-        if self.kind == "cnn":
-            return (self.image_size // 32) ** 2  # torchvision ResNets downsample by 32
+        if self.kind in ("cnn", "efficientnet"):
+            return (self.image_size // 32) ** 2  # both downsample by 32
         if self.kind == "region":
             return self.num_regions
         raise ValueError(f"image.kind must be one of {IMAGE_KINDS}, got {self.kind!r}")
@@ -114,19 +122,34 @@ class StructureConfig:
 
 @dataclass
 class MaskingConfig:
-    """Read by the data pipeline, which masks tokens before the batch reaches the model."""
+    """Read by the data pipeline, which masks inputs before the batch reaches the model.
+
+    Trainable encoders mask tokens (MLM, MOM). Frozen encoders read cached contextual
+    features, where an unmasked neighbour still carries a masked token, so masking happens
+    at levels the cache cannot leak (docs/model.md): a whole title or image is hidden (or
+    swapped for another item's) and the item's own is reconstructed; whole pairs leave the
+    knowledge stream and the graph and their values are predicted."""
 
     title_mlm_prob: float = 0.15
     knowledge_mlm_prob: float = 0.15  # of value tokens of the knowledge text
     mask_token_frac: float = 0.8
     random_token_frac: float = 0.1  # the rest (0.1) is kept unchanged
     mom_prob: float = 0.15
+    # frozen encoders
+    title_hide_prob: float = 0.15
+    title_swap_prob: float = 0.1
+    image_hide_prob: float = 0.15
+    image_swap_prob: float = 0.1
+    pair_mask_prob: float = 0.15
 
 
 @dataclass
 class LPMConfig:
     margin: float = 1.0  # gamma of max(0, gamma + S(pos) - S(neg))
     num_negatives: int = 4  # K corrupted values (and K corrupted items) per positive
+    # values of any property as further negatives (the paper corrupts within the property;
+    # ranking against every value, the standard protocol, needs these too)
+    random_negatives: int = 0
     norm: int = 2  # p of the distance ||c* + p - v||_p
     corrupt_items: bool = True
 
@@ -160,6 +183,9 @@ class K3MConfig(Config):
     use_image: bool = True
     use_knowledge: bool = True  # knowledge stream + structure aggregation + LPM
     structure_aggregation: bool = True
+    # trainable: the encoders are part of the model (from scratch or fine-tuned);
+    # frozen: pretrained encoders' outputs come from the feature cache (encoders.cache)
+    encoders: str = "trainable"
     preset: Optional[str] = None  # the preset it was made from (informational)
 
     def __post_init__(self) -> None:
@@ -175,7 +201,20 @@ class K3MConfig(Config):
     def num_visual_tokens(self) -> int:
         return self.image.num_visual_tokens
 
+    @property
+    def frozen(self) -> bool:
+        return self.encoders == "frozen"
+
     def validate(self) -> None:
+        if self.encoders not in ENCODER_MODES:
+            raise ValueError(f"encoders must be one of {ENCODER_MODES}, got {self.encoders!r}")
+        if self.frozen:
+            if (self.use_title or self.use_knowledge) and not self.text.pretrained_text_dir:
+                raise ValueError("encoders: frozen reads a pretrained text encoder's features: set text.pretrained_text_dir (e.g. minilm)")
+            if self.use_image and self.image.kind != "efficientnet":
+                raise ValueError("encoders: frozen reads cached EfficientNet features: set image.kind: efficientnet")
+        if self.image.kind == "efficientnet" and self.image.image_size % 32:
+            raise ValueError("image.image_size must be a multiple of 32 for image.kind efficientnet")
         if self.image.kind not in IMAGE_KINDS:
             raise ValueError(f"image.kind must be one of {IMAGE_KINDS}, got {self.image.kind!r}")
         if self.fusion.iifm not in IIFM_MODES:
@@ -212,10 +251,15 @@ class K3MConfig(Config):
         return replace(self, text=text)
 
     def with_pretrained_text(self, directory: str | Path) -> "K3MConfig":
-        """Copy whose text sizes come from a local HF BERT directory's config.json."""
+        """Copy whose text sizes come from a local HF BERT directory's config.json (with
+        frozen encoders: the width of its features; the model's own widths stay)."""
         bert = json.loads((Path(directory) / "config.json").read_text())
         if bert.get("model_type", "bert") != "bert":
             raise ValueError(f"{directory}: model_type {bert.get('model_type')!r}, expected a BERT checkpoint")
+        if self.frozen:
+            text = replace(self.text, vocab_size=bert["vocab_size"], pad_token_id=bert.get("pad_token_id", 0),
+                           feature_size=bert["hidden_size"], pretrained_text_dir=str(Path(directory).resolve()))
+            return replace(self, text=text)
         text = replace(
             self.text,
             vocab_size=bert["vocab_size"],

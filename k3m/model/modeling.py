@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from encoders.image import build_image_encoder
+from encoders.image import CachedGridEncoder, build_image_encoder
 from encoders.knowledge import encode_knowledge, encode_strings, span_mean
 from encoders.pooling import masked_mean
 from encoders.text import TextEncoder, load_pretrained_bert
@@ -22,8 +23,9 @@ from encoders.weights import load_state_dict_strictly
 from kg.hetero import HAS, REV_HAS
 from k3m.model.batch import K3MBatch
 from k3m.model.configuration import CONFIG_NAME, K3MConfig
-from k3m.model.heads import MLMHead, MOMHead, TaskWeighting, lpm_distance, lpm_margin_loss
-from k3m.model.nn import IIFM, CoAttentionStack, StructureAggregation, TransformerLayer, presence_mean
+from k3m.model.heads import (MLMHead, MOMHead, ReconstructionHead, TaskWeighting, ValuePredictionHead, lpm_distance,
+                             lpm_margin_loss, rows_of)
+from k3m.model.nn import IIFM, CoAttentionStack, FeatureProjection, StructureAggregation, TransformerLayer, presence_mean
 
 
 WEIGHTS_NAME = "model.safetensors"
@@ -54,14 +56,23 @@ class K3MModel(nn.Module):
         config.validate()
         self.config = config
         hidden = config.hidden_size
-        self.text_encoder = TextEncoder(config.text) if (config.use_title or config.use_knowledge) else None
-        if self.text_encoder is not None and config.text.pretrained_text_dir and load_pretrained_text:
-            load_pretrained_bert(self.text_encoder, config.text.pretrained_text_dir)
+        self.text_encoder = None
+        if config.frozen:  # cached text features (width text.feature_size) projected into the streams
+            features, dropout = config.text.feature_size, config.text.dropout
+            self.title_in = FeatureProjection(features, hidden, dropout) if config.use_title else None
+            if config.use_knowledge:
+                self.knowledge_in = FeatureProjection(features, hidden, dropout)
+                self.property_in = nn.Linear(features, hidden)  # property vectors: graph edges, LPM
+                self.value_in = nn.Linear(features, hidden)  # value vectors: LPM, masked pair targets
+        elif config.use_title or config.use_knowledge:
+            self.text_encoder = TextEncoder(config.text)
+            if config.text.pretrained_text_dir and load_pretrained_text:
+                load_pretrained_bert(self.text_encoder, config.text.pretrained_text_dir)
 
         image_hidden = config.image.hidden_size
         if config.use_image:
             img = config.image
-            self.image_encoder = build_image_encoder(img)
+            self.image_encoder = build_image_encoder(img, frozen=config.frozen)
             self.image_layers = nn.ModuleList(TransformerLayer(image_hidden, img.num_heads, img.intermediate_size, img.dropout) for _ in range(img.num_layers))
             self.image_to_item = nn.Linear(image_hidden, hidden)
 
@@ -86,12 +97,17 @@ class K3MModel(nn.Module):
         )
 
         weights = config.loss
-        wants_mlm = (config.use_title and weights.mlm_title > 0) or (config.use_knowledge and weights.mlm_knowledge > 0)
-        self.mlm_head = MLMHead(hidden, config.text.vocab_size) if wants_mlm else None
-        self.mom_head = None
-        if config.use_image and weights.mom > 0:
-            target_dim = config.image.num_region_classes if config.image.kind == "region" else self.image_encoder.feature_dim
-            self.mom_head = MOMHead(image_hidden, target_dim, self.image_encoder.target_kind)
+        self.mlm_head = self.mom_head = None
+        if config.frozen:  # masking at levels the cache cannot leak: whole modalities, whole pairs
+            self.title_head = ReconstructionHead(hidden, config.text.feature_size) if config.use_title and weights.mlm_title > 0 else None
+            self.image_head = ReconstructionHead(hidden, CachedGridEncoder.feature_width) if config.use_image and weights.mom > 0 else None
+            self.value_head = ValuePredictionHead(hidden) if config.use_knowledge and weights.mlm_knowledge > 0 else None
+        else:
+            wants_mlm = (config.use_title and weights.mlm_title > 0) or (config.use_knowledge and weights.mlm_knowledge > 0)
+            self.mlm_head = MLMHead(hidden, config.text.vocab_size) if wants_mlm else None
+            if config.use_image and weights.mom > 0:
+                target_dim = config.image.num_region_classes if config.image.kind == "region" else self.image_encoder.feature_dim
+                self.mom_head = MOMHead(image_hidden, target_dim, self.image_encoder.target_kind)
         self.task_weighting = TaskWeighting(weights)
 
     # -- the forward pass --------------------------------------------------------------
@@ -104,7 +120,11 @@ class K3MModel(nn.Module):
         if cfg.use_title:
             present = batch.title_present
             mask = batch.title_attention_mask & present.unsqueeze(-1)
-            streams["title"] = (self.text_encoder(batch.title_input_ids, mask, token_type=TITLE_TOKEN_TYPE), mask, present & mask.any(-1))
+            if cfg.frozen:
+                tokens = self.title_in(batch.title_features)
+            else:
+                tokens = self.text_encoder(batch.title_input_ids, mask, token_type=TITLE_TOKEN_TYPE)
+            streams["title"] = (tokens, mask, present & mask.any(-1))
         if cfg.use_image:
             mom_mask = batch.image_token_mask if compute_losses and self.mom_head is not None else None
             visual = self.image_encoder(batch, batch.image_present, mom_mask)
@@ -113,11 +133,16 @@ class K3MModel(nn.Module):
                 x = layer(x, visual.mask)
             streams["image"] = (x, visual.mask, visual.mask[:, 0])
         if cfg.use_knowledge:
-            if batch.knowledge_input_ids is None or batch.knowledge_attention_mask is None:
-                raise ValueError("config.use_knowledge=True but the batch has no knowledge_input_ids/attention_mask")
+            knowledge_input = batch.knowledge_features if cfg.frozen else batch.knowledge_input_ids
+            if knowledge_input is None or batch.knowledge_attention_mask is None:
+                raise ValueError("config.use_knowledge=True but the batch has no knowledge input / attention mask")
             present = batch.knowledge_present if batch.knowledge_present is not None else batch.knowledge_attention_mask.any(-1)
             mask = batch.knowledge_attention_mask & present.unsqueeze(-1)
-            streams["knowledge"] = (encode_knowledge(self.text_encoder, batch.knowledge_input_ids, mask), mask, present & mask.any(-1))
+            if cfg.frozen:  # one token per pair: its "property : value" vector
+                tokens = self.knowledge_in(knowledge_input)
+            else:
+                tokens = encode_knowledge(self.text_encoder, knowledge_input, mask)
+            streams["knowledge"] = (tokens, mask, present & mask.any(-1))
 
         interacted: dict[str, list[torch.Tensor]] = {name: [] for name in streams}
         for name, stack in self.co_attention.items():
@@ -125,7 +150,7 @@ class K3MModel(nn.Module):
             out_a, out_b = stack(streams[a][0], streams[a][1], streams[b][0], streams[b][1])
             interacted[a].append(out_a)
             interacted[b].append(out_b)
-        fused = {name: self.fusion[name]([stream[0]] + interacted[name]) for name, stream in streams.items()}
+        fused = {name: self.fusion[name]([stream[0]] + interacted[name], stream[1]) for name, stream in streams.items()}
 
         present = {name: stream[2] for name, stream in streams.items()}
         pooled = {name: masked_mean(fused[name], streams[name][1]) for name in streams}
@@ -139,7 +164,10 @@ class K3MModel(nn.Module):
             # the batch's star graph: value nodes and property edges carry span means of the
             # fused knowledge text, item nodes the centre c
             graph, knowledge = batch.graph, fused["knowledge"]
-            prop = span_mean(knowledge, graph[HAS].edge_index[0], graph[HAS].property_span)
+            if cfg.frozen:  # the property's own vector on the edge
+                prop = self.property_vectors(batch.property_features)[rows_of(graph[HAS].edge_attr, batch.lpm_property_ids)]
+            else:
+                prop = span_mean(knowledge, graph[HAS].edge_index[0], graph[HAS].property_span)
             value = span_mean(knowledge, graph["value"].item, graph["value"].span)
             item_repr, (_, attention) = self.structure(
                 (value, center), graph[REV_HAS].edge_index, prop, return_attention_weights=True
@@ -149,6 +177,8 @@ class K3MModel(nn.Module):
         return K3MOutput(center, item_repr, losses, pooled, present, attention)
 
     def _losses(self, batch, streams, fused, visual, item_repr) -> dict[str, torch.Tensor]:
+        if self.config.frozen:
+            return self._frozen_losses(batch, streams, item_repr)
         cfg, losses = self.config, {}
         weights = cfg.loss
         if "title" in streams and batch.title_mlm_labels is not None and weights.mlm_title > 0:
@@ -168,6 +198,30 @@ class K3MModel(nn.Module):
             losses["loss"] = self.task_weighting(losses)
         return losses
 
+    def _frozen_losses(self, batch, streams, item_repr) -> dict[str, torch.Tensor]:
+        """The same four tasks at levels the cache cannot leak (docs/model.md): mlm_title and
+        mom reconstruct the item's own title / image from c* (hidden, swapped or intact);
+        mlm_knowledge predicts masked pairs' values; lpm is the paper's margin loss."""
+        cfg, losses = self.config, {}
+        if self.title_head is not None and batch.title_target is not None:
+            losses["mlm_title"] = self.title_head.loss(item_repr, batch.title_target, batch.title_target_present)
+        if self.image_head is not None and batch.image_target is not None:
+            losses["mom"] = self.image_head.loss(item_repr, batch.image_target, batch.image_target_present)
+        if "knowledge" in streams and batch.lpm_neg_value is not None and batch.value_features is not None:
+            prop_vecs = self.property_vectors(batch.property_features)
+            value_vecs = self.value_vectors(batch.value_features)
+            if self.value_head is not None and batch.masked_pair_item is not None:
+                masked = batch.masked_pair_item
+                losses["mlm_knowledge"] = self.value_head.loss(
+                    item_repr[masked], prop_vecs[rows_of(batch.masked_pair_property, batch.lpm_property_ids)], value_vecs,
+                    rows_of(batch.masked_pair_value, batch.lpm_value_ids),
+                )
+            if cfg.loss.lpm > 0:
+                losses["lpm"] = lpm_margin_loss(item_repr, prop_vecs, value_vecs, batch, cfg.lpm.margin, cfg.lpm.norm, cfg.lpm.corrupt_items)
+        if losses:
+            losses["loss"] = self.task_weighting(losses)
+        return losses
+
     # -- inference API -----------------------------------------------------------------
     @torch.no_grad()
     def encode_items(self, batch: K3MBatch) -> torch.Tensor:
@@ -178,6 +232,14 @@ class K3MModel(nn.Module):
             return self.forward(batch, compute_losses=False).item_repr
         finally:
             self.train(was_training)
+
+    def property_vectors(self, features: torch.Tensor) -> torch.Tensor:
+        """Frozen encoders: cached property-name features [N, F] -> LPM property vectors [N, H]."""
+        return self.property_in(features.to(self.property_in.weight.dtype))
+
+    def value_vectors(self, features: torch.Tensor) -> torch.Tensor:
+        """Frozen encoders: cached value features [N, F] -> LPM value vectors [N, H]."""
+        return self.value_in(features.to(self.value_in.weight.dtype))
 
     def encode_strings(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Standalone property/value strings [N, L] -> mean-pooled text vectors [N, H]."""
@@ -193,8 +255,6 @@ class K3MModel(nn.Module):
     # -- checkpoints -------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, tokenizer=None) -> Path:
         """Write ``k3m_config.json`` + ``model.safetensors`` (+ the tokenizer's files)."""
-        from safetensors.torch import save_file
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.config.save(directory)
@@ -209,8 +269,6 @@ class K3MModel(nn.Module):
         """Mirror of ``save_pretrained``. Any missing, unexpected or wrongly shaped key
         raises CheckpointMismatchError; ``strict=False`` loads the matching keys and logs
         the rest."""
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         weights = directory / WEIGHTS_NAME
         for needed in (directory / CONFIG_NAME, weights):

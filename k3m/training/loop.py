@@ -100,7 +100,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
         tokenizer = prepare_tokenizer(cfg, model_cfg, index, train_rows, run_dir, dist)
         model = K3MModel(model_cfg.with_tokenizer(tokenizer))
     model_cfg = model.config
-    if model_cfg.use_image and model_cfg.image.kind != "region" and build.images.shape[1] != model_cfg.image.image_size:
+    if model_cfg.use_image and model_cfg.image.kind in ("patch", "cnn") and build.images.shape[1] != model_cfg.image.image_size:
         raise ValueError(
             f"{cfg.build} stores {build.images.shape[1]} px images, the model reads {model_cfg.image.image_size} px: "
             f"re-import with --image-size {model_cfg.image.image_size} or --set model.image.image_size={build.images.shape[1]}"

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from encoders.text import load_tokenizer, minilm_dir, train_wordpiece_tokenizer
-from k3m.data import Corruption, EpochBatchSampler, K3MCollator, K3MDataset, make_loader, tokenizer_corpus
+from k3m.data import Corruption, EpochBatchSampler, K3MDataset, make_collator, make_loader, tokenizer_corpus
 from k3m.training.distributed import Dist
 
 
@@ -56,7 +56,7 @@ def make_loaders(cfg, model_cfg, index, tokenizer, train_rows, valid_rows, dist:
         train_set, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed,
         num_replicas=dist.world, rank=dist.rank, multiple_of=cfg.grad_accum,
     )
-    collate = K3MCollator(train_set, tokenizer, model_cfg, targets=True, fixed_length=cfg.compile)
+    collate = make_collator(train_set, tokenizer, model_cfg, targets=True, fixed_length=cfg.compile)
     if sampler.batches_per_epoch() == 0:
         raise ValueError(f"{len(train_rows)} train items give no full step of {cfg.batch_size} x {cfg.grad_accum} per process")
     train = make_loader(train_set, collate, sampler, cfg.num_workers, pin_memory=pin)
@@ -65,7 +65,7 @@ def make_loaders(cfg, model_cfg, index, tokenizer, train_rows, valid_rows, dist:
     valid_sampler = EpochBatchSampler(
         valid_set, cfg.batch_size, shuffle=False, drop_last=False, num_replicas=dist.world, rank=dist.rank
     )
-    valid = make_loader(valid_set, K3MCollator(valid_set, tokenizer, model_cfg, targets=True), valid_sampler, 0, pin)
+    valid = make_loader(valid_set, make_collator(valid_set, tokenizer, model_cfg, targets=True), valid_sampler, 0, pin)
     return train, sampler, valid
 
 

@@ -71,5 +71,8 @@ class AlignmentTask(HeadTask):
         pos_weight = (1 - target).sum().clamp(min=1) / target.sum().clamp(min=1)
         return nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
 
+    def majority_baseline(self) -> dict[str, float]:
+        return self.measure(torch.ones(len(self.test)), self.test)  # every pair aligned
+
     def measure(self, logits: torch.Tensor, examples: Examples) -> dict[str, float]:
         return binary_prf(examples.target, logits.cpu().numpy() > 0)

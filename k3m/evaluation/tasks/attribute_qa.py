@@ -145,6 +145,14 @@ class AttributeQATask(HeadTask, _QAFacts):
         true_logit = out.logit[out.pair == target[out.example]]  # one entry per example, in order
         return (log_normaliser - true_logit).mean()
 
+    def majority_baseline(self) -> dict[str, float]:
+        """Each asked property's values ranked by how often they answer it among the
+        fine-tuning examples (ties broken realistically)."""
+        counts = torch.zeros(self.num_properties, self.num_values)
+        counts.index_put_((torch.from_numpy(self.train.extra["property"]), torch.from_numpy(self.train.target)),
+                          torch.ones(len(self.train)), accumulate=True)
+        return qa_metrics(self._ranks(counts[torch.from_numpy(self.test.extra["property"])], self.test))
+
     def measure(self, out: PropertyLogits, examples: Examples) -> dict[str, float]:
         scores = torch.full((out.num_examples, self.num_values), float("-inf"))
         scores[out.example.cpu(), self.pair_value[out.pair.cpu()]] = out.logit.float().cpu()

@@ -96,6 +96,11 @@ class HeadTask(Task):
         """The task's metrics of head outputs ``logits`` on ``examples``."""
         raise NotImplementedError
 
+    def majority_baseline(self) -> dict[str, float]:
+        """The task's metrics for the guess that reads no input (the most frequent answer
+        among the fine-tuning examples, or "always aligned")."""
+        raise NotImplementedError
+
     def sizes(self) -> dict[str, int]:
         return {"n_train": len(self.train), "n_test": len(self.test)}
 

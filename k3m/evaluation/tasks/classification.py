@@ -32,6 +32,11 @@ class ClassificationTask(HeadTask):
     def make_head(self, hidden: int) -> nn.Module:
         return nn.Sequential(nn.Flatten(1), nn.Linear(hidden, self.num_classes))
 
+    def majority_baseline(self) -> dict[str, float]:
+        logits = torch.zeros(len(self.test), self.num_classes)
+        logits[:, int(np.bincount(self.train.target, minlength=self.num_classes).argmax())] = 1.0
+        return self.measure(logits, self.test)
+
     def measure(self, logits: torch.Tensor, examples: Examples) -> dict[str, float]:
         pred = logits.argmax(1).cpu().numpy()
         return {"accuracy": accuracy(examples.target, pred), "macro_f1": macro_f1(examples.target, pred)}

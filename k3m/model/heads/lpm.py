@@ -37,10 +37,11 @@ def lpm_margin_loss(
     corrupt_items: bool = True,
 ) -> torch.Tensor:
     """item_repr c* [B, H]; property_vecs [Up, H] for batch.lpm_property_ids; value_vecs
-    [U, H] for batch.lpm_value_ids."""
-    prop = property_vecs[rows_of(batch.pair_property, batch.lpm_property_ids)]  # [P, H]
-    value = value_vecs[rows_of(batch.pair_value, batch.lpm_value_ids)]  # [P, H]
-    item = item_repr[batch.pair_item]  # [P, H]
+    [U, H] for batch.lpm_value_ids; positives ``batch.lpm_positives()``."""
+    item_pos, prop_ids, value_ids = batch.lpm_positives()
+    prop = property_vecs[rows_of(prop_ids, batch.lpm_property_ids)]  # [Q, H]
+    value = value_vecs[rows_of(value_ids, batch.lpm_value_ids)]  # [Q, H]
+    item = item_repr[item_pos]  # [Q, H]
     positive = lpm_distance(item, prop, value, norm)  # [P]
 
     neg_value = batch.lpm_neg_value  # [P, K] global ids

@@ -28,14 +28,25 @@ class IIFM(nn.Module):
             self.gate = nn.Linear(num_candidates * dim, num_candidates * dim)
             self.proj = nn.Linear(num_candidates * dim, dim)
 
-    def forward(self, candidates: list[torch.Tensor]) -> torch.Tensor:
-        """candidates: [E, I1, ...], each [B, L, D] -> [B, L, D]."""
+    def forward(self, candidates: list[torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        """candidates: [E, I1, ...], each [B, L, D] -> [B, L, D]. With ``mask`` (bool [B, L],
+        True = real token) on CPU only real tokens are fused (the gates are per token, so
+        padding would only cost time; on CUDA the packing's host sync would cost more) and
+        padded positions come out zero."""
         if len(candidates) != self.num_candidates:
             raise ValueError(f"IIFM built for {self.num_candidates} candidates, got {len(candidates)}")
         if self.num_candidates == 1:
             return candidates[0]
         if self.mode == "mean":
             return torch.stack(candidates).mean(0)
+        if mask is not None and mask.device.type == "cpu":
+            real = mask.reshape(-1).nonzero().squeeze(-1)
+            fused = self._fuse([c.reshape(-1, c.shape[-1]).index_select(0, real) for c in candidates])
+            out = fused.new_zeros(mask.numel(), fused.shape[-1]).index_copy(0, real, fused)
+            return out.view(*mask.shape, -1)
+        return self._fuse(candidates)
+
+    def _fuse(self, candidates: list[torch.Tensor]) -> torch.Tensor:
         # Candidates side by side on the channel axis ([E | I1 | I2], as W sees them): every
         # per-candidate step below is elementwise, because reductions over a small middle
         # axis (argmax/softmax over n) are ~10x slower on CPU.

@@ -14,7 +14,7 @@ def make_batch(slice_build, slice_index):
     ``presence``: one (title, image, knowledge) triple of bools per item; a False removes
     that modality of the item the way the evaluation's missing setting does.
     """
-    from k3m.data import Corruption, K3MCollator, K3MDataset
+    from k3m.data import Corruption, K3MDataset, make_collator
 
     train = slice_build.item_indices("train")
 
@@ -35,7 +35,7 @@ def make_batch(slice_build, slice_index):
             use_knowledge=config.use_knowledge,
             corruption=corruption,
         )
-        collator = K3MCollator(dataset, tokenizer, config, targets=targets)
+        collator = make_collator(dataset, tokenizer, config, targets=targets)
         return collator([dataset[int(r)] for r in rows])
 
     return make

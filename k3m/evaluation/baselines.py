@@ -1,0 +1,112 @@
+"""Off-the-shelf representations: what a user already has instead of K3M, evaluated exactly
+like K3M (same pools, same corruption plans, same probe heads).
+
+=========================  =====================================================  ===========
+name                       vector                                                 reads
+=========================  =====================================================  ===========
+most_frequent              none: each task's guess that reads no input            --
+                           (most frequent class / value, every pair aligned)
+tfidf_title                TF-IDF of the title, word 1-2-grams (scikit-learn)     title
+minilm_title               all-MiniLM-L6-v2 over the title, mean-pooled           title
+effnet_image               EfficientNet-Lite0 ImageNet features, pooled           image
+minilm_effnet              minilm_title ‖ effnet_image                            title, image
+minilm_effnet_knowledge    minilm_effnet ‖ MiniLM over the knowledge text         all three
+=========================  =====================================================  ===========
+
+Corruption reaches them as it reaches K3M: a missing title or image is an all-zero block
+(nothing else to put there), a noisy one is the donor's vector. The knowledge text is the
+item's train pairs (``p1 : v1 ; p2 : v2 ...``, most frequent properties first, up to
+``knowledge_max_tokens``); held-out facts never reach it. The frozen encoders are the ones
+K3M's feature cache uses (the same package weights), at ``image_size`` px for the image
+(default 224, EfficientNet's own resolution, so the baseline is not handicapped by K3M's
+smaller CPU setting); features are computed for the evaluated items only, and cached.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+import numpy as np
+import torch
+
+from encoders.cache import FeatureCache, FeatureSpec
+from k3m.data import CatalogIndex, knowledge_text
+from k3m.data.index import FEATURES_DIR_ENV
+
+
+@dataclass
+class BaselineConfig:
+    """How the off-the-shelf representations are made."""
+
+    text: str = "minilm"  # a local Hugging Face BERT directory; minilm = all-MiniLM-L6-v2
+    image: str = "efficientnet-lite0"
+    image_size: int = 224
+    max_title_tokens: int = 36
+    knowledge_max_tokens: int = 128
+    tfidf_max_features: int = 4096  # the QA head holds one weight row per value and feature
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    name: str
+    label: str
+    parts: tuple[str, ...]  # tfidf | title | image | knowledge, concatenated in this order
+    uses: frozenset = field(default_factory=frozenset)  # modalities read: title, image, knowledge
+
+
+BASELINES: dict[str, BaselineSpec] = {
+    b.name: b
+    for b in (
+        BaselineSpec("most_frequent", "most frequent (no input)", ()),
+        BaselineSpec("tfidf_title", "TF-IDF title", ("tfidf",), frozenset({"title"})),
+        BaselineSpec("minilm_title", "MiniLM title", ("title",), frozenset({"title"})),
+        BaselineSpec("effnet_image", "EfficientNet image", ("image",), frozenset({"image"})),
+        BaselineSpec("minilm_effnet", "MiniLM title ‖ EfficientNet", ("title", "image"), frozenset({"title", "image"})),
+        BaselineSpec("minilm_effnet_knowledge", "MiniLM title ‖ EfficientNet ‖ MiniLM knowledge",
+                     ("title", "image", "knowledge"), frozenset({"title", "image", "knowledge"})),
+    )
+}
+
+
+class BaselineEncoder:
+    """``encode(rows, plan) -> float [n, D]``, like :class:`k3m.embedding.ItemEncoder`."""
+
+    def __init__(self, spec: BaselineSpec, build, index: CatalogIndex, rows: np.ndarray, config: BaselineConfig):
+        self.spec, self.build, self.index, self.config = spec, build, index, config
+        self.rows = np.unique(np.asarray(rows, dtype=np.int64))
+        self.titles = build.items["title"].to_numpy(dtype=object)
+        cache = FeatureCache(FeatureSpec(text=config.text, image=config.image, image_size=config.image_size,
+                                         max_title_tokens=config.max_title_tokens), os.environ.get(FEATURES_DIR_ENV))
+        self.features = cache.for_build(build, rows=self.rows, progress=False) if {"title", "image"} & set(spec.parts) else None
+        if "knowledge" in spec.parts:
+            texts = [knowledge_text(index.pair_strings(index.pairs(int(r))))[0] for r in self.rows]
+            vectors = cache.pooled_texts(texts, config.knowledge_max_tokens, progress=False)
+            has = np.array([len(index.pairs(int(r))) > 0 for r in self.rows])
+            self.knowledge = dict(zip(self.rows.tolist(), vectors * has[:, None]))
+        if "tfidf" in spec.parts:
+            from sklearn.feature_extraction.text import TfidfVectorizer
+
+            train = [t for t in self.titles[build.item_indices("train")] if isinstance(t, str) and t.strip()]
+            self.tfidf = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2,
+                                         max_features=config.tfidf_max_features).fit(train)
+
+    def encode(self, rows: np.ndarray, plan=None) -> torch.Tensor:
+        rows = np.asarray(rows, dtype=np.int64)
+        title_rows, image_rows = rows, rows
+        if plan is not None:
+            where = {int(r): i for i, r in enumerate(plan.items)}
+            title_rows = np.array([plan.title_source[where[int(r)]] if int(r) in where else r for r in rows], dtype=np.int64)
+            image_rows = np.array([plan.image_source[where[int(r)]] if int(r) in where else r for r in rows], dtype=np.int64)
+        blocks = []
+        for part in self.spec.parts:
+            if part == "tfidf":
+                texts = [self.titles[r] if r >= 0 and isinstance(self.titles[r], str) else "" for r in title_rows]
+                blocks.append(self.tfidf.transform(texts).toarray().astype(np.float32))
+            elif part == "title":
+                blocks.append(self.features.title_vectors(title_rows))
+            elif part == "image":
+                blocks.append(self.features.image_grid(image_rows).astype(np.float32).mean(1))
+            elif part == "knowledge":
+                blocks.append(np.stack([self.knowledge[int(r)] for r in rows]))
+        if not blocks:
+            return torch.zeros(len(rows), 1)
+        return torch.from_numpy(np.concatenate(blocks, axis=1))

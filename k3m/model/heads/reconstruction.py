@@ -1,0 +1,28 @@
+"""Masked modality modelling (frozen encoders): from c*, reconstruct the item's own frozen
+features of a modality (its title's mean token feature, its image's mean grid cell),
+whatever the item was shown: the whole modality hidden, swapped for another item's, or
+intact. The loss is 1 - cosine, averaged over the items that have the modality.
+
+This is MLM/MOM moved to a level the feature cache cannot leak (docs/model.md): with cached
+*contextual* features, an unmasked token or cell still carries a masked neighbour, so
+masking inside a title or image would be solved by copying. A hidden or swapped modality
+must be inferred from the others: the model learns what a title or image should be given
+the rest of the item, and to distrust a modality that disagrees with the rest.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ReconstructionHead(nn.Module):
+    def __init__(self, hidden: int, target_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden, eps=1e-12), nn.Linear(hidden, target_dim))
+
+    def loss(self, item_repr: torch.Tensor, target: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """item_repr c* [B, H]; target [B, F]; present bool [B] -> mean (1 - cos) over present."""
+        cosine = F.cosine_similarity(self.net(item_repr).float(), target.float(), dim=-1)
+        weights = present.to(cosine.dtype)
+        return ((1 - cosine) * weights).sum() / weights.sum().clamp_min(1)

@@ -1,0 +1,68 @@
+"""The feature cache: frozen encoder outputs computed once per content and encoder, read back
+exactly, grown only by what a build adds, never reused across encoders."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from encoders.cache import FeatureCache, FeatureSpec
+from encoders.frozen import FrozenImage, FrozenText, text_model_dir
+from etl.catalog_build import CatalogBuild
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def test_the_build_view_reads_back_what_the_encoders_give(frozen_slice_index, slice_build):
+    f = frozen_slice_index.features
+    assert f.title_rows.shape == f.image_rows.shape == (slice_build.num_items,)
+    assert ((f.image_rows >= 0) == np.asarray(slice_build.has_image)).all()
+    rows = [0, 5, 17]
+    titles = slice_build.items["title"].to_numpy()[rows].tolist()
+    text = FrozenText("minilm")
+    for row, tokens in zip(rows, text.tokens(titles, f.spec.max_title_tokens)):
+        np.testing.assert_allclose(np.asarray(f.title_tokens(row), np.float32), tokens.astype(np.float32), atol=2e-2)
+    image = FrozenImage("lite0", f.spec.image_size)
+    np.testing.assert_allclose(f.image_grid(np.array(rows)).astype(np.float32),
+                               image.grid(slice_build.images[rows]).astype(np.float32), atol=5e-2)
+    p, v = (int(x) for x in np.asarray(slice_build.triples)[0, 1:])
+    pair = text.pooled([f"{slice_build.properties[p]} : {slice_build.values[v]}"], f.spec.max_string_tokens)[0]
+    np.testing.assert_allclose(f.pair_vectors(np.array([p]), np.array([v]))[0].astype(np.float32), pair, atol=2e-2)
+    np.testing.assert_allclose(f.value_vectors[v], text.pooled([slice_build.values[v]], 32)[0], atol=2e-2)
+    assert f.title_vectors(np.array([-1])).sum() == 0 and f.image_grid(np.array([-1])).sum() == 0  # absent: zeros
+
+
+def test_a_grown_build_computes_only_what_is_new(fashion_dir, tmp_path):
+    from etl.build import import_catalog
+
+    import_catalog([fashion_dir / "styles.jsonl.gz"], "fashion44k", tmp_path / "a", limit=40)
+    import_catalog([fashion_dir / "styles.jsonl.gz"], "fashion44k", tmp_path / "b", limit=60)
+    a, b = CatalogBuild.open(tmp_path / "a"), CatalogBuild.open(tmp_path / "b")
+    cache = FeatureCache(FeatureSpec(image_size=64), tmp_path / "cache")
+    said: list[str] = []
+    view_a = cache.for_build(a, progress=False, log=said.append)
+    assert [s.split()[1] for s in said] == ["titles", "pairs", "strings", "images"]
+    said.clear()
+    assert cache.for_build(a, progress=False, log=said.append) and said == []  # nothing twice
+    view_b = cache.for_build(b, progress=False, log=said.append)
+    titles_b = {t for t in b.items["title"].tolist()[40:]} - set(a.items["title"].tolist())
+    assert f"{len(titles_b)} titles" in said[0]
+    assert any(s.startswith(f"{int(np.asarray(b.has_image)[40:].sum())} images") for s in said)
+    # the first 40 items of b are a's: the same rows, so the same features
+    assert (view_b.title_rows[:40] == view_a.title_rows).all() and (view_b.image_rows[:40] == view_a.image_rows).all()
+    assert not list((tmp_path / "cache").glob("*/.*partial*"))  # every table swapped in whole
+
+
+def test_another_encoder_or_setting_is_another_cache(tmp_path):
+    base = FeatureSpec()
+    assert FeatureSpec(image_size=128).fingerprint() != base.fingerprint()
+    assert FeatureSpec(max_title_tokens=24).fingerprint() != base.fingerprint()
+    changed = tmp_path / "minilm"
+    shutil.copytree(text_model_dir("minilm"), changed)
+    assert FeatureSpec(text=str(changed)).fingerprint() == base.fingerprint()  # where it lives does not matter
+    with open(changed / "config.json", "a") as handle:
+        handle.write("\n")
+    assert FeatureSpec(text=str(changed)).fingerprint() != base.fingerprint()  # what it is does
+    with pytest.raises(ValueError, match="multiple of 32"):
+        FeatureSpec(image_size=100)

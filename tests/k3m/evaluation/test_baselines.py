@@ -1,0 +1,55 @@
+"""Off-the-shelf representations in `k3m evaluate` on the real fashion600 slice: the same
+pools, corruption and probes as K3M; the guess without input; corruption reaching them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from k3m.cli import main
+
+REPO = Path(__file__).resolve().parents[3]
+BASELINES = ["most_frequent", "tfidf_title", "minilm_title", "effnet_image", "minilm_effnet_knowledge"]
+
+
+@pytest.fixture(scope="module")
+def cells(fashion_slice_build, tmp_path_factory):
+    out = tmp_path_factory.mktemp("baselines") / "grid"
+    argv = ["evaluate", "--config", str(REPO / "configs" / "evaluate_test.yaml"), "--build", str(fashion_slice_build),
+            "--out", str(out), "--set", f"models=[{', '.join(BASELINES)}]", "--set", "tasks=[classification, alignment, qa]",
+            "--set", "settings=[TMR, TNR]", "--set", "baselines.image_size=64"]
+    assert main(argv) == 0
+    records = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
+    assert "MiniLM title ‖ EfficientNet ‖ MiniLM knowledge" in (out / "report.md").read_text()
+    return {(r["task"], r["setting"], r["ratio"], r["model"]): r["metrics"] for r in records if r["kind"] == "cell"}
+
+
+def test_every_baseline_has_every_cell(cells):
+    conditions = [("clean", 0.0), ("TMR", 1.0), ("TNR", 1.0)]
+    assert set(cells) == {(t, s, r, m) for t in ("classification", "alignment", "qa") for s, r in conditions for m in BASELINES}
+
+
+def test_the_guess_without_input(cells, slice_build):
+    from k3m.evaluation.pools import make_pools
+
+    pools = make_pools(slice_build, 200, None, seed=0)  # as configs/evaluate_test.yaml
+    category = slice_build.items["category_index"].to_numpy()
+    train, test = category[pools.finetune], category[pools.test]
+    majority = np.bincount(train[train >= 0]).argmax()
+    assert cells[("classification", "clean", 0.0, "most_frequent")]["accuracy"] == pytest.approx(np.mean(test[test >= 0] == majority))
+    assert cells[("alignment", "clean", 0.0, "most_frequent")]["recall"] == 1.0  # every pair aligned
+    assert cells[("classification", "TMR", 1.0, "most_frequent")] == cells[("classification", "clean", 0.0, "most_frequent")]
+
+
+def test_corruption_reaches_the_baselines(cells):
+    acc = lambda s, r, m: cells[("classification", s, r, m)]["accuracy"]  # noqa: E731
+    floor = acc("clean", 0.0, "most_frequent")
+    for title_only in ("tfidf_title", "minilm_title"):
+        assert acc("clean", 0.0, title_only) > floor + 0.2
+        assert acc("TMR", 1.0, title_only) <= floor + 0.05  # no title left: nothing to read
+        assert acc("TNR", 1.0, title_only) < acc("clean", 0.0, title_only) - 0.2
+    assert acc("TMR", 1.0, "effnet_image") == acc("clean", 0.0, "effnet_image")  # reads no title
+    # the knowledge block keeps the concatenation up when the title is gone
+    assert acc("TMR", 1.0, "minilm_effnet_knowledge") > acc("TMR", 1.0, "minilm_title") + 0.2
