@@ -1,7 +1,12 @@
 """Pretraining throughput, peak memory and where the time goes.
 
-    python benchmarks/bench_pretrain.py --build /work/builds/fashion44k            # tiny on CPU
-    python benchmarks/bench_pretrain.py --build ... --preset base --batch-size 64  # on a GPU
+    python benchmarks/bench_pretrain.py --build data/builds/fashion44k             # cpu preset (frozen) on CPU
+    python benchmarks/bench_pretrain.py --build ... --config configs/tiny.yaml --preset tiny --batch-size 32
+    python benchmarks/bench_pretrain.py --build ... --config configs/base.yaml --preset base --batch-size 64  # GPU
+
+With the cpu preset the encoders are frozen and their features come from the feature cache
+(computed first if missing; benchmarks/bench_features.py times that part). Target on a
+2-core CPU: >= 500 items/s.
 
 Three measurements, written with a description of the machine to
 ``benchmarks/results/pretrain_<device>_<preset>.json``:
@@ -45,6 +50,8 @@ GROUPS = {  # model attribute -> part of the model
     "structure": "aggregation (structure GAT)",
     "mlm_head": "heads (MLM, MOM)",
     "mom_head": "heads (MLM, MOM)",
+    "title_in": "frozen features into the streams",
+    "knowledge_in": "frozen features into the streams",
 }
 
 
@@ -65,8 +72,8 @@ def bench_train(args, run_dir: Path) -> dict:
     from k3m.training import train
     from k3m.training.config import TrainConfig
 
-    overrides = [f"build={args.build}", f"run_dir={run_dir}", f"max_steps={args.steps}", f"batch_size={args.batch_size}",
-                 "log_every=5", "eval_every=0", f"checkpoint_every={args.steps}", "valid_items=64", "progress=false",
+    overrides = [f"build={args.build}", f"run_dir={run_dir}", f"max_steps={args.steps}",
+                 *([f"batch_size={args.batch_size}"] if args.batch_size else []), "log_every=5", "eval_every=0", f"checkpoint_every={args.steps}", "valid_items=64", "progress=false",
                  f"model.preset={args.preset}", *args.set]
     if args.workers is not None:
         overrides.append(f"num_workers={args.workers}")
@@ -114,17 +121,18 @@ def bench_breakdown(args, cfg, run_dir: Path) -> dict:
 
     from encoders.text import load_tokenizer
     from etl.catalog_build import CatalogBuild
-    from k3m.data import CatalogIndex
+    from k3m.data import index_for
     from k3m.model import K3MModel
+    from k3m.training.prepare import resolve_text_dir
     from k3m.training.distributed import Dist, setup
     from k3m.training.prepare import make_loaders, make_optimizer
 
     dist = setup(cfg)
     device = dist.device
     build = CatalogBuild.open(cfg.build)
-    index = CatalogIndex.from_build(build)
     tokenizer = load_tokenizer(run_dir / "tokenizer")
-    model_cfg = cfg.model_config().with_tokenizer(tokenizer)
+    model_cfg = resolve_text_dir(cfg.model_config()).with_tokenizer(tokenizer)
+    index = index_for(build, model_cfg, progress=False)
     model = K3MModel(model_cfg).to(device)
     optimizer, _ = make_optimizer(cfg, model, 1000, device)
     rows = build.item_indices("train")
@@ -192,9 +200,9 @@ def bench_breakdown(args, cfg, run_dir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", default="data/builds/fashion44k")
-    parser.add_argument("--config", default=str(REPO / "configs" / "tiny.yaml"))
-    parser.add_argument("--preset", default=None, help="model preset (default: tiny on CPU, base on CUDA)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--config", default=None, help="training config (default: configs/cpu.yaml on CPU, base on CUDA)")
+    parser.add_argument("--preset", default=None, help="model preset (default: cpu on CPU, base on CUDA)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the config's")
     parser.add_argument("--steps", type=int, default=40, help="steps of the real training loop")
     parser.add_argument("--profile-steps", type=int, default=8)
     parser.add_argument("--data-batches", type=int, default=10)
@@ -203,7 +211,8 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
-    args.preset = args.preset or ("base" if cuda else "tiny")
+    args.preset = args.preset or ("base" if cuda else "cpu")
+    args.config = args.config or str(REPO / "configs" / ("base.yaml" if cuda else "cpu.yaml"))
     if args.preset == "base" and not any(s.startswith("model.image") for s in args.set):
         args.set += ["model.image.image_size=64", "model.image.patch_size=8"]  # 64 px builds, 64 visual tokens
     info = machine()

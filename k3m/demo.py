@@ -1,7 +1,8 @@
 """The whole story on the embedded defaults (README command 1: `bash scripts/demo.sh`).
 
 catalog → `k3m import` → `k3m kg load` (RDF + embedded graph DB) → SPARQL and Cypher
-answers → short `k3m pretrain` → `k3m embed` (build + Item.embedding) → three
+answers → the frozen encoders' features (MiniLM, EfficientNet) into the feature cache →
+short `k3m pretrain` (configs/cpu.yaml) → `k3m embed` (build + Item.embedding) → three
 `k3m query` scripts → a 2-D projection PNG of the embeddings coloured by category.
 
 Every step is the real command-line tool, printed before it runs, so a reader can repeat
@@ -42,7 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--source", nargs="+", type=Path, help="catalog files (default: fashion44k's styles.jsonl.gz)")
     parser.add_argument("--mapping", default=None, help="mapping name or YAML file (default: fashion44k)")
     parser.add_argument("--name", default=None, help="name of the build and run (default: from the mapping)")
-    parser.add_argument("--steps", type=int, default=150, help="pretraining steps of 32 items (default 150)")
+    parser.add_argument("--epochs", type=int, default=3, help="pretraining epochs over the build's train items (default 3)")
     parser.add_argument(
         "--limit", type=int, default=10000,
         help="import only the first N rows (default 10000, so the story fits in 10 minutes on 2 cores; 0 = all)",
@@ -138,13 +139,19 @@ def main(argv=None) -> int:
              "ORDER BY items DESC LIMIT 5", "--param", f"p={picks['show']}", *db],
         )
 
+        config = [*k3m, "pretrain", "--config", str(REPO / "configs" / "cpu.yaml"), "--set", f"build={build}"]
+        from etl.catalog_build import CatalogBuild
+
+        train_items = len(CatalogBuild.open(build).item_indices("train"))
+        batch = min(256, max(16, train_items // 8))  # a small catalog still takes several steps per epoch
+        story.run("frozen encoders' features (MiniLM titles and pairs, EfficientNet images) into the feature cache",
+                  [*config, "--features"])
         if args.fresh or not (run_dir / "checkpoints" / "latest").is_file():
             story.run(
-                f"pretrain K3M (tiny preset, {args.steps} steps)",
-                [*k3m, "pretrain", "--config", str(REPO / "configs" / "tiny.yaml"),
-                 "--set", f"build={build}", "--set", f"run_dir={run_dir}", "--set", f"max_steps={args.steps}",
-                 "--set", "eval_every=0", "--set", f"checkpoint_every={args.steps}", "--set", "progress=false",
-                 "--set", "log_every=25"],
+                f"pretrain K3M (cpu preset: frozen encoders, {args.epochs} epochs)",
+                [*config, "--set", f"run_dir={run_dir}", "--set", f"epochs={args.epochs}", "--set", f"batch_size={batch}",
+                 "--set", "eval_every=0",
+                 "--set", "checkpoint_every=100000", "--set", "progress=false", "--set", "log_every=10"],
             )
         else:
             print(f"\n== reusing the pretrained run {run_dir} (--fresh retrains)")

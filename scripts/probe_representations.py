@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from etl.catalog_build import CatalogBuild
-from k3m.data import CatalogIndex
-from k3m.evaluation.config import EvaluationConfig
+from k3m.data import index_for
 from k3m.embedding.encoder import ItemEncoder
+from k3m.evaluation.config import EvaluationConfig
 from k3m.evaluation.models import MODELS, load_model
 from k3m.evaluation.pools import make_pools
 from k3m.evaluation.probe import gather, measure_probe, train_probe
@@ -61,7 +61,7 @@ def main(argv=None) -> None:
     for name in args.models:
         run_dir = (args.run_root or Path(cfg.pretrain.run_root)) / name
         model, tokenizer = load_model(MODELS[name], run_dir)
-        index = CatalogIndex.from_build(build, property_order=load_property_order(run_dir))
+        index = index_for(build, model.config, property_order=load_property_order(run_dir), progress=False)
         encoder = ItemEncoder(model, tokenizer, index, MODELS[name].knowledge_as_title_text, cfg.encode_batch_size, cfg.seed)
         train, test = representations(model, encoder, train_rows), representations(model, encoder, test_rows)
         for key in train:

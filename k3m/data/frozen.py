@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from k3m.data.dataset import ItemRecord, K3MDataset
-from k3m.data.masking import STREAM_IMAGE_SWAP, STREAM_NEGATIVES, STREAM_PAIR_MASK, STREAM_TITLE_SWAP, item_rng
+from k3m.data.masking import (STREAM_IMAGE_SWAP, STREAM_JOINT_SWAP, STREAM_NEGATIVES, STREAM_PAIR_MASK, STREAM_TITLE_SWAP,
+                              item_rng)
 from k3m.data.negatives import lpm_negatives
 from k3m.model.batch import K3MBatch, batch_graph
 
@@ -52,9 +53,10 @@ class FrozenCollator:
         B = len(records)
         rows = np.array([r.row for r in records], dtype=np.int64)
         epoch = records[0].epoch
-        title = self._titles(records)
+        shown = [self._corrupt(r) for r in records]
+        title = self._titles(records, [t for t, _ in shown])
         knowledge, pairs, masked = self._knowledge(records)
-        image = self._images(records)
+        image = self._images(records, np.array([i for _, i in shown], dtype=np.int64))
         P = len(pairs["item"])
         one_token = np.stack([pairs["slot"], pairs["slot"] + 1], axis=1) if P else np.zeros((0, 2), np.int64)
         used_props = np.unique(np.concatenate([pairs["property"], masked["property"]]))
@@ -100,13 +102,29 @@ class FrozenCollator:
             return donor if donor >= 0 else shown
         return shown
 
-    def _titles(self, records) -> dict:
+    def _corrupt(self, record: ItemRecord) -> tuple[int, int]:
+        """(title row, image row) the item shows in pretraining: both swapped for one other
+        item's (``joint_swap_prob``, a listing showing another product's page), else each
+        hidden or swapped on its own."""
+        f, m = self.features, self.masking
+        if not self.targets:
+            return record.title_row, record.image_row
+        if record.title_row >= 0 and record.image_row >= 0 and m.joint_swap_prob > 0:
+            rng = item_rng(self.seed, record.epoch, record.row, STREAM_JOINT_SWAP)
+            if rng.random() < m.joint_swap_prob:
+                donor = self._donor(rng, record.row, lambda d: f.title_rows[d] >= 0 and self.index.has_image[d])
+                if donor >= 0:
+                    return donor, donor
+        title = self._shown(record, record.title_row, STREAM_TITLE_SWAP, m.title_hide_prob, m.title_swap_prob,
+                            lambda d: f.title_rows[d] >= 0)
+        image = self._shown(record, record.image_row, STREAM_IMAGE_SWAP, m.image_hide_prob, m.image_swap_prob,
+                            lambda d: self.index.has_image[d])
+        return title, image
+
+    def _titles(self, records, shown_rows: list[int]) -> dict:
         f = self.features
-        has_title = lambda row: f.title_rows[row] >= 0  # noqa: E731
-        m = self.masking
         seqs = []
-        for r in records:
-            shown = self._shown(r, r.title_row, STREAM_TITLE_SWAP, m.title_hide_prob, m.title_swap_prob, has_title)
+        for r, shown in zip(records, shown_rows):
             tokens = f.title_tokens(shown)[: self.max_title] if shown >= 0 else np.zeros((0, self.text_dim), np.float16)
             if r.title_pairs is not None and len(r.title_pairs):  # "+PKG as text"
                 tokens = np.concatenate([tokens, f.pair_vectors(r.title_pairs[:, 0], r.title_pairs[:, 1])])
@@ -120,11 +138,8 @@ class FrozenCollator:
             out["title_target_present"] = torch.from_numpy(own >= 0)
         return out
 
-    def _images(self, records) -> dict:
-        f, m = self.features, self.masking
-        has_image = lambda row: self.index.has_image[row]  # noqa: E731
-        shown = np.array([self._shown(r, r.image_row, STREAM_IMAGE_SWAP, m.image_hide_prob, m.image_swap_prob, has_image)
-                          for r in records], dtype=np.int64)
+    def _images(self, records, shown: np.ndarray) -> dict:
+        f = self.features
         out = {"image_present": torch.from_numpy(shown >= 0)}
         if self.use_image:
             out["image_features"] = torch.from_numpy(f.image_grid(shown).astype(np.float32))

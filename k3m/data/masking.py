@@ -9,7 +9,7 @@ IGNORE = -100
 # independent random streams per item (STREAM_NEGATIVES seeds a whole batch's negatives)
 STREAM_PAIRS, STREAM_TITLE, STREAM_KNOWLEDGE, STREAM_MOM, STREAM_NEGATIVES = 0, 1, 2, 3, 4
 # frozen encoders: whole-modality hiding/swapping, pair masking
-STREAM_TITLE_SWAP, STREAM_IMAGE_SWAP, STREAM_PAIR_MASK = 5, 6, 7
+STREAM_TITLE_SWAP, STREAM_IMAGE_SWAP, STREAM_PAIR_MASK, STREAM_JOINT_SWAP = 5, 6, 7, 8
 
 
 def item_rng(seed: int, epoch: int, row: int, stream: int) -> np.random.Generator:

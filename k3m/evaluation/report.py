@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from k3m.evaluation.baselines import BASELINES
 from k3m.evaluation.corruption import SETTINGS
 from k3m.evaluation.models import label
 from k3m.evaluation.plots import plot_metric
@@ -127,6 +128,56 @@ def answer_question(grid: pd.DataFrame, mode: str, sizes: dict) -> list[str]:
     return lines
 
 
+BASELINE_TASKS = (("classification", "accuracy"), ("qa", "rank@1"))
+
+
+def against_baselines(grid: pd.DataFrame, mode: str) -> list[str]:
+    """K3M against the strongest off-the-shelf representation at every point: which model
+    is best, by how much K3M leads or trails, and how much of its clean value it keeps."""
+    lines = []
+    for task, metric in BASELINE_TASKS:
+        part = grid[(grid["task"] == task) & (grid["metric"] == metric) & (grid["mode"] == mode)]
+        others = [m for m in dict.fromkeys(part["model"]) if m in BASELINES]
+        if "k3m" not in set(part["model"]) or not others:
+            continue
+        wide = part.pivot_table(index=["setting", "ratio"], columns="model", values="value")
+        ratios = sorted(wide.index.get_level_values("ratio").unique())
+        settings = list(dict.fromkeys(wide.index.get_level_values("setting")))
+        clean = wide.xs(0.0, level="ratio").iloc[0] if 0.0 in ratios else None
+        rows, wins, total = [], 0, 0
+        for setting in settings:
+            cells = []
+            for r in ratios:
+                if (setting, r) not in wide.index:
+                    cells.append("–")
+                    continue
+                values = wide.loc[(setting, r)]
+                base = values[others].idxmax()
+                best = values.idxmax()
+                k3m = values["k3m"]
+                if r > 0:
+                    wins += bool(k3m >= values[base])
+                    total += 1
+                lead = f"{100 * (k3m - values[base]):+.1f} vs {label(base)}"
+                cells.append(f"{pct(k3m)} ({lead})" + ("" if best == "k3m" else f"; best {label(best)} {pct(values[best])}"))
+            rows.append([setting] + cells)
+        verdict = []
+        if clean is not None:
+            base = clean[others].idxmax()
+            verdict.append(f"clean: K3M {pct(clean['k3m'])} vs {label(base)} {pct(clean[base])} "
+                           f"({'at or above' if clean['k3m'] >= clean[base] else 'BELOW'})")
+        verdict.append(f"corrupted points where K3M is at or above every off-the-shelf representation: {wins} of {total}")
+        if clean is not None:
+            kept = [f"{s} 100% {100 * wide.loc[(s, 1.0), 'k3m'] / clean['k3m']:.0f}%" for s in settings if (s, 1.0) in wide.index]
+            verdict.append("share of its clean value K3M keeps: " + ", ".join(kept))
+        lines.append(f"- **{task_title(task)}** ({metric}): " + "; ".join(verdict) + ".")
+        lines += ["", f"  K3M {metric} (its lead over the best off-the-shelf representation, pp; the best of all "
+                      "models where it is not K3M):", ""]
+        lines += ["  " + line for line in markdown_table(["setting"] + [ratio_label(r) for r in ratios], rows).splitlines()]
+        lines.append("")
+    return lines
+
+
 def best_models_line(part: pd.DataFrame) -> str:
     """Which of all compared models leads on clean data and at 100% of each setting, with
     K3M's own value beside it: the question compares K3M with no-KG only, this line keeps a
@@ -211,6 +262,9 @@ def write_report(out_dir: str | Path) -> Path:
     md += setup_section(meta)
     modes = list(dict.fromkeys(df["mode"])) or [config.get("mode", "probe")]
     for mode in modes:
+        if set(grid["model"]) & set(BASELINES):
+            md += ["", f"## Against what users already have ({mode} mode)", ""]
+            md += against_baselines(grid, mode)
         md += ["", f"## The question ({mode} mode)", ""]
         md += answer_question(grid, mode, meta.get("tasks", {}))
     lp = df[df["task"].isin([n for n, t in TASKS.items() if t.kg_anchor])]

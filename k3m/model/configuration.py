@@ -140,6 +140,7 @@ class MaskingConfig:
     title_swap_prob: float = 0.1
     image_hide_prob: float = 0.15
     image_swap_prob: float = 0.1
+    joint_swap_prob: float = 0.0  # title and image both from one other item (checked first)
     pair_mask_prob: float = 0.15
 
 

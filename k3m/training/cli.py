@@ -3,7 +3,8 @@
     python -m k3m.pretrain --config configs/tiny.yaml [--set key=value ...]
     python -m k3m.pretrain --resume RUN_DIR
     torchrun --nproc_per_node N -m k3m.pretrain --config ...      (DistributedDataParallel)
-    python -m k3m.pretrain --config configs/tiny.yaml --stats      (what the knowledge caps drop)
+    python -m k3m.pretrain --config configs/cpu.yaml --stats       (what the knowledge caps drop)
+    python -m k3m.pretrain --config configs/cpu.yaml --features    (fill the feature cache, then stop)
 
 See docs/pretrain.md for the run directory layout.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 from etl.catalog_build import CatalogBuild
-from k3m.data import CatalogIndex, cap_report
+from k3m.data import CatalogIndex, cap_report, index_for
 from k3m.model.checkpoint import find_checkpoint
 from k3m.training.checkpointing import TRAIN_CONFIG
 from k3m.training.config import TrainConfig
@@ -39,6 +40,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="continue exactly from the latest checkpoint of the run dir (or of PATH)")
     p.add_argument("--stats", action="store_true",
                    help="print how many train pairs the max_pairs / max_knowledge_tokens caps drop, and exit")
+    p.add_argument("--features", action="store_true",
+                   help="frozen encoders: compute what the feature cache lacks for the build, and exit")
     p.set_defaults(func=run)
 
 
@@ -74,6 +77,13 @@ def run(args) -> int:
     cfg, resume = load_config(args)
     if args.stats:
         print(json.dumps(stats(cfg), indent=2))
+        return 0
+    if args.features:
+        model_cfg = resolve_text_dir(cfg.model_config())
+        if not model_cfg.frozen:
+            raise ValueError(f"--features: the model of {args.config} has trainable encoders (no feature cache)")
+        index = index_for(cfg.build, model_cfg)
+        print(f"features of {cfg.build}: {index.features.path}")
         return 0
     summary = train(cfg, resume)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -61,7 +61,7 @@ def test_demo_runs_on_a_catalog_without_fashion_properties(fashion_dir, tmp_path
     source, mapping = _shop_catalog(fashion_dir, tmp_path, 300)
     env = {**os.environ, "K3M_DATA_DIR": str(tmp_path / "data")}
     done = subprocess.run([sys.executable, "-m", "k3m.demo", "--source", str(source), "--mapping", str(mapping),
-                           "--steps", "2"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+                           "--epochs", "1"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     for step in ("query 1: items similar to", "query 2: similar to", "query 3: attribute completion",

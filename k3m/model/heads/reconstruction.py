@@ -19,7 +19,9 @@ from torch import nn
 class ReconstructionHead(nn.Module):
     def __init__(self, hidden: int, target_dim: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden, eps=1e-12), nn.Linear(hidden, target_dim))
+        # linear: c* has to hold the modality's features linearly, so a linear probe (and
+        # cosine search) on c* sees them as the frozen encoder laid them out
+        self.net = nn.Linear(hidden, target_dim)
 
     def loss(self, item_repr: torch.Tensor, target: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """item_repr c* [B, H]; target [B, F]; present bool [B] -> mean (1 - cos) over present."""

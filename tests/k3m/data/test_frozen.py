@@ -56,17 +56,27 @@ def test_batch_contract(frozen_slice_index, frozen_config, slice_build):
 def test_hidden_or_swapped_modalities_keep_their_own_targets(frozen_slice_index, frozen_config, slice_build):
     f = frozen_slice_index.features
     rows = slice_build.item_indices("train")[:16]
-    hide = replace(frozen_config, masking=replace(frozen_config.masking, title_hide_prob=1.0, image_hide_prob=1.0, title_swap_prob=0.0, image_swap_prob=0.0))
+    hide = replace(frozen_config, masking=replace(frozen_config.masking, title_hide_prob=1.0, image_hide_prob=1.0, title_swap_prob=0.0, image_swap_prob=0.0, joint_swap_prob=0.0))
     b, _ = make(frozen_slice_index, hide, rows)
     assert not b.title_present.any() and not b.image_present.any()
     assert b.title_target_present.all() and b.image_target_present.all()
-    swap = replace(frozen_config, masking=replace(frozen_config.masking, title_hide_prob=0.0, image_hide_prob=0.0, title_swap_prob=1.0, image_swap_prob=1.0))
+    swap = replace(frozen_config, masking=replace(frozen_config.masking, title_hide_prob=0.0, image_hide_prob=0.0, title_swap_prob=1.0, image_swap_prob=1.0, joint_swap_prob=0.0))
     b, _ = make(frozen_slice_index, swap, rows)
     assert b.title_present.all() and b.image_present.all()
     own = torch.from_numpy(f.title_vectors(rows))
     shown = (b.title_features * b.title_attention_mask[..., None]).sum(1) / b.title_attention_mask.sum(1, keepdim=True)
     assert not torch.allclose(shown, own, atol=1e-3)  # another item's title ...
     torch.testing.assert_close(b.title_target, own)  # ... the own one to reconstruct
+    # a joint swap shows one other item's title and image together (a listing with another product's page)
+    joint = replace(frozen_config, masking=replace(frozen_config.masking, joint_swap_prob=1.0))
+    b, _ = make(frozen_slice_index, joint, rows)
+    shown = (b.title_features * b.title_attention_mask[..., None]).sum(1) / b.title_attention_mask.sum(1, keepdim=True)
+    grids = {int(r): torch.from_numpy(f.image_grid(np.array([r])).astype(np.float32)[0]) for r in slice_build.item_indices("train")}
+    titles = {int(r): torch.from_numpy(f.title_vectors(np.array([r]))[0]) for r in slice_build.item_indices("train")}
+    for n in range(len(rows)):
+        donor = [r for r, g in grids.items() if torch.equal(g, b.image_features[n])]
+        assert donor and donor[0] != rows[n]
+        assert torch.allclose(shown[n], titles[donor[0]], atol=1e-3)
     clean, _ = make(frozen_slice_index, frozen_config, rows, targets=False)
     assert clean.masked_pair_item is None and clean.title_target is None and clean.lpm_neg_value is None
     shown = (clean.title_features * clean.title_attention_mask[..., None]).sum(1) / clean.title_attention_mask.sum(1, keepdim=True)

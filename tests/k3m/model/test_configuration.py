@@ -8,16 +8,21 @@ from k3m.model import K3MConfig
 
 
 def test_presets():
-    tiny, base = K3MConfig.from_preset("tiny"), K3MConfig.from_preset("base")
+    tiny, base, cpu = K3MConfig.from_preset("tiny"), K3MConfig.from_preset("base"), K3MConfig.from_preset("cpu")
     assert (tiny.text.hidden_size, tiny.text.num_layers, tiny.co_attention.title_image_layers) == (128, 2, 1)
     assert (tiny.image.image_size, tiny.image.patch_size, tiny.num_visual_tokens) == (64, 8, 64)
-    assert (base.text.hidden_size, base.text.num_layers, base.image.hidden_size, base.image.num_layers) == (768, 12, 1024, 6)
+    # base (GPU, fine-tune mode): MiniLM and EfficientNet-Lite0 trainable, 6 co-attention layers per pair
+    assert not base.frozen and base.text.pretrained_text_dir == "minilm" and base.image.kind == "efficientnet"
+    assert (base.image.image_size, base.num_visual_tokens, base.image.hidden_size, base.image.num_layers) == (224, 49, 768, 2)
     assert base.co_attention.knowledge_image_layers == 6 and base.structure.heads == 8
+    # cpu (the CPU default): frozen MiniLM / EfficientNet features, 96 px (3 x 3 grid)
+    assert cpu.frozen and cpu.text.pretrained_text_dir == "minilm" and cpu.text.feature_size == 384
+    assert (cpu.image.kind, cpu.image.image_size, cpu.num_visual_tokens) == ("efficientnet", 96, 9)
     assert (tiny.text.max_title_tokens, tiny.text.max_knowledge_tokens, tiny.text.max_pairs) == (36, 48, 10)
     assert tiny.preset == "tiny" and K3MConfig().preset is None
     assert K3MConfig.from_preset("tiny", image={"kind": "cnn"}).num_visual_tokens == 4
     assert K3MConfig.from_preset("tiny", image={"kind": "region"}).num_visual_tokens == 36
-    with pytest.raises(ValueError, match="known: \\['base', 'tiny'\\]"):
+    with pytest.raises(ValueError, match="known: \\['base', 'cpu', 'tiny'\\]"):
         K3MConfig.from_preset("huge")
 
 

@@ -19,10 +19,12 @@ def test_lpm_margin_loss_is_the_papers_formula():
     g = torch.Generator().manual_seed(0)
     c = torch.randn(3, 4, generator=g)  # c*
     props, values = torch.randn(2, 4, generator=g), torch.randn(5, 4, generator=g)
+    positives = (torch.tensor([0, 0, 2]), torch.tensor([70, 30, 70]), torch.tensor([11, 12, 10]))  # item, property, value
     batch = SimpleNamespace(
-        pair_item=torch.tensor([0, 0, 2]),
-        pair_property=torch.tensor([70, 30, 70]),  # global ids, table order differs from sorted order
-        pair_value=torch.tensor([11, 12, 10]),
+        pair_item=positives[0],
+        pair_property=positives[1],  # global ids, table order differs from sorted order
+        pair_value=positives[2],
+        lpm_positives=lambda: positives,
         lpm_property_ids=torch.tensor([70, 30]),
         lpm_value_ids=torch.tensor([12, 10, 11, 14, 13]),
         lpm_neg_value=torch.tensor([[13, 14], [14, -1], [11, 13]]),

@@ -8,10 +8,10 @@ from k3m.training.config import TrainConfig
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
-@pytest.mark.parametrize("name", ["tiny", "base", "tiny_fast"])
+@pytest.mark.parametrize("name", ["tiny", "base", "cpu"])
 def test_shipped_configs_load(name):
     cfg = TrainConfig.load(CONFIGS / f"{name}.yaml")
-    preset = "tiny" if name == "tiny_fast" else name
+    preset = name
     assert cfg.model["preset"] == preset and cfg.model_config().preset == preset
     assert cfg.build == "data/builds/fashion44k"  # relative default; --set build=... elsewhere
 
