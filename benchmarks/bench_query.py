@@ -3,7 +3,8 @@
 Goals: top-10 similar items among all items of fashion44k, p50 <= 50 ms end to end over
 200 queries (item id in, ranked items with titles and categories out, through the graph);
 embedding write-back >= 5k items/s; quality: the share of each item's top-10 neighbours in
-its own category, against random neighbours.
+its own category, against random neighbours and against what a user already has (MiniLM
+title ‖ EfficientNet image vectors from the same feature cache, same items, same search).
 
     python benchmarks/bench_query.py BUILD --checkpoint RUN_OR_CKPT [--data-dir DIR] \\
         [--json benchmarks/results/query_fashion44k.json]
@@ -13,8 +14,8 @@ embeddings; the report then gives the recorded rate); load the build into the em
 graph (skipped when loaded); write-back with ``force`` (every item rewritten) at several
 worker counts; 200 unconstrained queries with a warm VectorSearch (client strategy), then
 50 each with a brand and a category constraint, and 10 with the all-in-Cypher strategy for
-comparison; neighbourhood quality over ``--quality-items`` items; LPM completion precision
-on held-out facts of a few properties. The machine is shared: wall times are noisy.
+comparison; neighbourhood quality over ``--quality-items`` items (attribute completion:
+benchmarks/bench_completion.py). The machine is shared: wall times are noisy.
 """
 from __future__ import annotations
 
@@ -36,11 +37,9 @@ from etl.catalog_build import CatalogBuild  # noqa: E402
 from k3m.embedding.embed import EmbedSettings, embed_build  # noqa: E402
 from k3m.embedding.writeback import WritebackSettings, write_back  # noqa: E402
 from k3m.query import ItemFilter, VectorSearch, similar_items  # noqa: E402
-from k3m.query.complete import Completer  # noqa: E402
 from k3m.query.vector_search import ExactIndex  # noqa: E402
 
 LATENCY_TARGET_MS, WRITEBACK_TARGET = 50.0, 5000.0
-COMPLETION_PROPERTIES = ("baseColour", "gender", "usage", "Fabric", "Pattern", "Sleeve Length")
 
 
 def machine() -> dict:
@@ -64,33 +63,44 @@ def latency(db, search, store, ids: list[str], k: int, item_filter: ItemFilter =
             "strategy": search.strategy}
 
 
-def quality(store, build, n: int, k: int, seed: int) -> dict:
+def quality(store, build, n: int, k: int, seed: int, baseline: np.ndarray | None = None) -> dict:
     """Share of top-k neighbours (exact cosine over all items) in the query's category,
-    against the share expected of k random other items: (n_c - 1) / (N - 1)."""
+    against the share expected of k random other items: (n_c - 1) / (N - 1), and against the
+    same search over ``baseline`` vectors (one row per build item)."""
     categories = build.items["category"].to_numpy(dtype=object)
     known = np.flatnonzero(build.items["category"].notna().to_numpy())
     rows = np.random.default_rng(seed).choice(known, min(n, len(known)), replace=False)
     index = ExactIndex(store)
     counts = build.items["category"].value_counts()
-    same, chance = [], []
+    same, chance, base = [], [], []
+    unit = None if baseline is None else baseline / np.maximum(np.linalg.norm(baseline, axis=1, keepdims=True), 1e-12)
     for row in rows.tolist():
         top, _ = index.search(index.matrix[row], k, exclude=row)
         same.append(float(np.mean(categories[top] == categories[row])))
         chance.append((counts[categories[row]] - 1) / (len(build.items) - 1))
-    return {"items": len(rows), "k": k, "same_category_share": round(float(np.mean(same)), 4),
-            "random_share": round(float(np.mean(chance)), 4), "lift": round(float(np.mean(same) / np.mean(chance)), 2)}
-
-
-def completion(store, build) -> dict:
-    out = {}
-    for prop in COMPLETION_PROPERTIES:
-        if prop not in build.properties:
-            continue
-        completer = Completer(store, build, prop)
-        facts, p1, hits3, majority = completer.heldout((2,), 3, 2048)
-        out[prop] = {"candidate_values": len(completer.values), "test_facts": facts, "precision_at_1": p1,
-                     "hits_at_3": hits3, "majority_precision_at_1": majority}
+        if unit is not None:
+            scores = unit @ unit[row]
+            scores[row] = -np.inf
+            base.append(float(np.mean(categories[np.argpartition(-scores, k)[:k]] == categories[row])))
+    out = {"items": len(rows), "k": k, "same_category_share": round(float(np.mean(same)), 4),
+           "random_share": round(float(np.mean(chance)), 4), "lift": round(float(np.mean(same) / np.mean(chance)), 2)}
+    if base:
+        out["minilm_title_effnet_share"] = round(float(np.mean(base)), 4)
     return out
+
+
+def baseline_vectors(build, checkpoint) -> np.ndarray | None:
+    """MiniLM title ‖ EfficientNet image (mean of its grid) of every item, from the feature
+    cache of the checkpoint's frozen encoders (None for trainable ones)."""
+    from k3m.data import index_for
+    from k3m.model.checkpoint import load_checkpoint
+
+    config = load_checkpoint(checkpoint).model.config
+    if not config.frozen:
+        return None
+    f = index_for(build, config, progress=False).features
+    rows = np.arange(build.num_items)
+    return np.concatenate([f.title_vectors(rows), f.image_grid(rows).astype(np.float32).mean(1)], axis=1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         report["similar_top10_all_in_cypher"] = latency(db, in_cypher, None, ids[:10], 10)
         print(json.dumps(report["similar_top10_all_in_cypher"]), file=sys.stderr)
 
-    report["quality"] = quality(store, build, args.quality_items, 10, args.seed)
-    report["completion_test_facts"] = completion(store, build)
+    report["quality"] = quality(store, build, args.quality_items, 10, args.seed, baseline_vectors(build, args.checkpoint))
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     best_wb = max(w["items_per_s"] for w in report["writeback"])
     report["summary"] = {
@@ -160,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "writeback_meets_target": best_wb >= WRITEBACK_TARGET,
         "same_category_share_top10": report["quality"]["same_category_share"],
         "random_share": report["quality"]["random_share"],
+        "minilm_title_effnet_share_top10": report["quality"].get("minilm_title_effnet_share"),
     }
     text = json.dumps(report, indent=1)
     print(text)

@@ -21,12 +21,13 @@ def lines(run_dir, split):
     return [{k: v for k, v in l.items() if k not in ("items_per_s", "data_wait_frac")} for l in out if l["split"] == split]
 
 
-def test_losses_fall_and_a_resume_is_exact(fashion_slice_build, frozen_slice_index, tmp_path):
+def test_losses_fall_and_a_resume_is_exact(fashion_slice_build, frozen_slice_index, tmp_path, capsys):
     run = tmp_path / "frozen"
     overrides = [f"build={fashion_slice_build}", f"run_dir={run}", *MICRO, "max_steps=36", "log_every=6",
                  "eval_every=18", "checkpoint_every=18"]
     summary = train(TrainConfig.load(REPO / "configs" / "cpu.yaml", overrides))
     assert summary["steps"] == 36
+    assert "] step 36/36  loss " in capsys.readouterr().err  # progress: false still says where the run is
     train_lines = lines(run, "train")
     first, last = train_lines[0], train_lines[-1]
     for task in ("mlm_title", "mlm_knowledge", "mom", "lpm"):
