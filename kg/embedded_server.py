@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from etl.atomic import pid_alive, write_text
 from kg.paths import data_dir as default_data_dir
 
 HOST = "127.0.0.1"
@@ -170,7 +171,7 @@ class EmbeddedServer:
             if self._process is not None:
                 if self._process.poll() is not None:
                     return True
-            elif not _pid_alive(self.pid):
+            elif not pid_alive(self.pid):
                 return True
             time.sleep(0.05)
         return False
@@ -299,17 +300,8 @@ def _ensure_password(home: Path) -> str:
     # a new password needs that file gone, or the old one would still be required.
     (home / "databases" / "config" / "server-users.jsonl").unlink(missing_ok=True)
     password = secrets.token_urlsafe(24)
-    _write_private(path, password + "\n")
+    write_text(path, password + "\n", mode=0o600)  # 0600 from the first byte
     return password
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write atomically with mode 0600 from the first byte (no window where it is readable)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def _read_state(home: Path) -> dict | None:
@@ -344,23 +336,9 @@ def _file_lock(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); it is gone for our purposes.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return True
-
-
 def _is_our_server(pid: int) -> bool:
     """Alive and really this module (a recycled pid must not pass for the server)."""
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     try:
         return _MODULE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -416,13 +394,13 @@ def _serve(home: Path, database: str, bolt_port: int | None, http_port: int | No
         except Exception:
             server.create_database(database)
         state = {"pid": os.getpid(), "bolt_port": ports[0], "http_port": ports[1], "database": database, "started_at": time.time()}
-        _write_private(_state_path(home), json.dumps(state))
+        write_text(_state_path(home), json.dumps(state), mode=0o600)
         print(f"[k3m] embedded graph server ready: bolt://{HOST}:{ports[0]} database={database}", flush=True)
         # Wake up regularly: SIGTERM may be delivered to one of the JVM's threads, and Python
         # runs its handler only when the main thread gets control back; an untimed wait
         # would then sleep through it.
         while not stop_requested.wait(0.2):
-            if watch_pid is not None and not _pid_alive(watch_pid):
+            if watch_pid is not None and not pid_alive(watch_pid):
                 print(f"[k3m] process {watch_pid} that started the server is gone", flush=True)
                 break
     finally:
