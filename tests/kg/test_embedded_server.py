@@ -97,9 +97,9 @@ def test_server_stops_when_the_process_that_started_it_dies(tmp_path):
         caller.kill()
         caller.wait()
     deadline = time.monotonic() + 60
-    while embedded_server._pid_alive(server_pid) and time.monotonic() < deadline:
+    while embedded_server.pid_alive(server_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not embedded_server._pid_alive(server_pid)
+    assert not embedded_server.pid_alive(server_pid)
     log = (tmp_path / "arcadedb" / "server.log").read_text()
     assert "is gone" in log and "embedded graph server stopped" in log
 
