@@ -36,6 +36,7 @@ class CellResult:
     seconds: float
     sizes: dict[str, int] = field(default_factory=dict)  # n_train, n_test, n_queries ...
     kind: str = "cell"
+    reused_clean: bool = False  # the model reads none of what the setting corrupts: the clean cell
 
     @property
     def key(self) -> tuple:

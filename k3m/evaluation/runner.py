@@ -205,6 +205,9 @@ class EvaluationRun:
                 "finetune": self.plan(setting, ratio, self.finetune_rows, "finetune"),
                 "test": self.plan(setting, ratio, self.test_rows, "test"),
             }
+            if setting != CLEAN and self.ignores(name, setting):
+                self.reuse_clean(name, setting, ratio, pending)  # same inputs as clean: same cells
+                continue
             vectors = self._vectors(name, encoder, setting, ratio, plans, pending, clean)
             for task_name in pending:
                 task = self.tasks[task_name]
@@ -240,10 +243,7 @@ class EvaluationRun:
                 needs.add("test")
             elif self.cfg.mode == "probe" or name in BASELINES:
                 needs |= {"finetune", "test"}
-        touches = SETTINGS[setting].target if setting != CLEAN else None
-        reads = self.reads(name)
-        ignores = touches in ("title", "image") and touches not in reads
-        ignores |= touches in ("both", "mixed") and not ({"title", "image"} & reads)
+        ignores = setting != CLEAN and self.ignores(name, setting)
         out = {}
         for role in sorted(needs):
             rows = self.finetune_rows if role == "finetune" else self.test_rows
@@ -254,6 +254,28 @@ class EvaluationRun:
             else:
                 out[role] = self._encode(name, encoder, rows, plans[role], setting, ratio)
         return out
+
+    def ignores(self, name: str, setting: str) -> bool:
+        """Whether ``setting`` corrupts only modalities the model does not read (its inputs
+        are then the clean ones)."""
+        touches, reads = SETTINGS[setting].target, self.reads(name)
+        if touches in ("title", "image"):
+            return touches not in reads
+        return not ({"title", "image"} & reads)  # both / mixed
+
+    def reuse_clean(self, name: str, setting: str, ratio: float, pending: list[str]) -> None:
+        """Cells of a condition whose inputs are the clean ones: the clean cells (the heads
+        are seeded, so computing them again gives the same numbers), marked as reused."""
+        cfg = self.cfg
+        clean = {c["task"]: c for c in self.store.cells()
+                 if (c["setting"], c["model"], c["mode"], c["seed"]) == (CLEAN, name, cfg.mode, cfg.seed)}
+        for task_name in pending:
+            source = clean.get(task_name)
+            if source is None:
+                continue  # the clean cell comes first in the grid; without it nothing to reuse
+            self.store.add(CellResult(task_name, setting, ratio, name, cfg.mode, cfg.seed, source["metrics"], 0.0,
+                                      source["sizes"], reused_clean=True))
+        log(f"{name} {setting} {ratio:.0%}: reads none of what {setting} corrupts: the clean cells")
 
     def _encode(self, name, encoder, rows, plan, setting, ratio, part: str = "encode") -> torch.Tensor:
         t0 = time.perf_counter()
