@@ -81,9 +81,10 @@ class PropertyLogits:
 class PropertySoftmaxHead(nn.Module):
     """One linear softmax per property over its values, sharing one parameter table.
 
-    Only the (example, candidate) entries are computed — ``sum_i |values of p_i|`` dot
-    products, vectorised — instead of every pair for every example (which made the QA probe
-    the slowest part of the grid).
+    Only the candidate pairs of the properties a batch asks are scored: one dense matmul
+    of the batch against those pairs' rows (BLAS, and a dense gradient), from which each
+    example's own entries are picked. Gathering a weight row per (example, candidate) entry
+    instead moved ``E x hidden`` floats each way and was ~5x slower for 2048-wide vectors.
     """
 
     def __init__(self, hidden: int, pair_offsets: torch.Tensor):
@@ -101,7 +102,9 @@ class PropertySoftmaxHead(nn.Module):
         example = torch.repeat_interleave(torch.arange(len(x), device=x.device), count)
         first = torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
         pair = torch.repeat_interleave(start, count) + torch.arange(len(example), device=x.device) - first
-        logit = (x[example] * self.weight[pair]).sum(1) + self.bias[pair]
+        used, column = torch.unique(pair, return_inverse=True)
+        scores = x @ self.weight[used].T  # [B, pairs the batch asks about]
+        logit = scores[example, column] + self.bias[pair]
         return PropertyLogits(example, pair, logit, len(x))
 
 
