@@ -373,5 +373,5 @@ def lp_section(lp: pd.DataFrame, meta: dict) -> list[str]:
         f"{transe.get('embedding_dim')}, {transe.get('num_epochs')} epochs, batch {transe.get('batch_size')}, "
         "trained on the same train triples."
         + (" Type-constrained: the same scores, with only the values seen with the asked property "
-           "competing (K3M's LPM was pretrained to separate a property's own values only)." if typed else ""),
+           "competing (what the paper's within-property value corruption trains for)." if typed else ""),
     ]

@@ -11,9 +11,10 @@ same train triples (:mod:`k3m.evaluation.transe`) answers the same queries.
 
 Beside the standard metrics, the same scores are also ranked *type-constrained*
 (``typed_*``; Krompaß et al. 2015): only values seen with the asked property anywhere in
-the build compete. K3M's LPM only ever learned to separate a property's own values (its
-negatives corrupt the value within the property, as in the paper), so the gap between the
-two views shows how much of its loss is values of other properties ranked high.
+the build compete. The paper's LPM negatives corrupt the value within the property, which
+trains for this view only; the gap between the two views shows how much of a model's loss
+is values of other properties ranked high (K3M's LPM also draws ``lpm.random_negatives``
+of any property for the standard view: docs/model.md).
 """
 from __future__ import annotations
 
