@@ -36,7 +36,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from encoders.frozen import text_model_dir
-from encoders.image.efficientnet import VARIANTS, packaged_weights
+from encoders.image.efficientnet import FEATURE_DIM, VARIANTS, packaged_weights
 from etl.atomic import writing_directory
 from kg.paths import data_dir
 
@@ -200,7 +200,7 @@ class BuildFeatures:
 
     @property
     def image_dim(self) -> int:
-        return int(self._array("image", "data").shape[-1])
+        return FEATURE_DIM
 
     def title_tokens(self, build_row: int) -> np.ndarray:
         """float16 [L, H] token features of the title of ``build_row`` (empty without one)."""
@@ -222,12 +222,12 @@ class BuildFeatures:
     def image_grid(self, build_rows: np.ndarray) -> np.ndarray:
         """float16 [n, g*g, F] grid tokens of the images of ``build_rows`` (-1: zeros)."""
         build_rows = np.asarray(build_rows, dtype=np.int64)
-        grid = self._array("image", "data")
         rows = np.where(build_rows >= 0, self.image_rows[np.maximum(build_rows, 0)], -1)
-        out = np.zeros((len(build_rows),) + grid.shape[1:], np.float16)
+        # a catalog without a single image has no image table: every grid is absent
+        out = np.zeros((len(build_rows), self.spec.num_image_tokens, FEATURE_DIM), np.float16)
         have = rows >= 0
         if have.any():
-            out[have] = grid[rows[have]]
+            out[have] = self._array("image", "data")[rows[have]]
         return out
 
     def pair_vectors(self, properties: np.ndarray, values: np.ndarray) -> np.ndarray:

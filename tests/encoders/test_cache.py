@@ -69,3 +69,15 @@ def test_another_encoder_or_setting_is_another_cache(tmp_path):
     assert FeatureSpec(text=str(changed)).fingerprint() != base.fingerprint()  # what it is does
     with pytest.raises(ValueError, match="multiple of 32"):
         FeatureSpec(image_size=100)
+
+
+def test_a_catalog_without_images_reads_absent_grids(k3m_sample_build, tmp_path):
+    """k3m-sample's images are remote URLs, never fetched: no image table is ever written,
+    and every grid reads as absent (zeros) instead of failing on the missing table."""
+    build = CatalogBuild.open(k3m_sample_build)
+    assert not np.asarray(build.has_image).any()
+    cache = FeatureCache(FeatureSpec(image_size=64), tmp_path / "cache")
+    view = cache.for_build(build, progress=False, rows=np.arange(20))
+    assert not (view.path / "image").exists()
+    grid = view.image_grid(np.arange(5))
+    assert grid.shape == (5, FeatureSpec(image_size=64).num_image_tokens, view.image_dim) and not grid.any()
