@@ -161,6 +161,7 @@ def main(argv=None) -> int:
         item = picks["item"]
         story.run(f"query 1: items similar to {item['item_id']} ({item['title']!r})",
                   [*k3m, "query", "similar", item["item_id"], "--k", "5", "--show", picks["show"], *db])
+        print(f"\n== how the similarity scores spread (raw cosine of c*; docs/query.md)\n{score_spread(build, item['item_id'])}")
         story.run(f"query 2: similar to {item['item_id']}, same {picks['same']}, same category",
                   [*k3m, "query", "similar", item["item_id"], "--k", "5", "--same", picks["same"],
                    *(["--category", item["category"]] if item["category"] else []), "--show", picks["same"], *db])
@@ -245,6 +246,29 @@ def pick_examples(build: Path, min_category_share: float = 0.5) -> dict:
     return {"item": {"item_id": str(row["item_id"]), "title": row["title"] if isinstance(row["title"], str) else None,
                      "category": category},
             "show": show, "same": same, "complete": complete}
+
+
+def score_spread(build: Path, item_id: str, pairs: int = 5000, seed: int = 0) -> str:
+    """The cosine of the example item to every other item, by rank, and the mean cosine of
+    random pairs: a search score means something only when it spreads (a collapsed model puts
+    every item near 1)."""
+    import numpy as np
+
+    from k3m.embedding.store import EmbeddingStore
+
+    store = EmbeddingStore.open(build)  # newest model
+    unit = np.asarray(store.matrix, dtype=np.float32)
+    unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    row = store.row_of[str(item_id)]
+    scores = np.sort(np.delete(unit @ unit[row], row))[::-1]
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, len(unit), (2, pairs))
+    keep = a != b
+    random_pairs = float(np.mean(np.sum(unit[a[keep]] * unit[b[keep]], axis=1)))
+    ranks = [r for r in (1, 10, 100, 1000) if r <= len(scores)]
+    by_rank = ", ".join(f"#{r} {scores[r - 1]:.3f}" for r in ranks)
+    return (f"to {item_id}: {by_rank}, median {float(np.median(scores)):.3f}, lowest {scores[-1]:.3f}; "
+            f"mean over {int(keep.sum())} random item pairs {random_pairs:.3f}")
 
 
 def _projection(build: Path, png: Path) -> None:
