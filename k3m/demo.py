@@ -43,7 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--source", nargs="+", type=Path, help="catalog files (default: fashion44k's styles.jsonl.gz)")
     parser.add_argument("--mapping", default=None, help="mapping name or YAML file (default: fashion44k)")
     parser.add_argument("--name", default=None, help="name of the build and run (default: from the mapping)")
-    # 6 epochs of the 10,000-item slice: the vectors spread (random pairs at cosine 0.35; 0.54
+    # 6 epochs of the 10,000-item slice: the vectors spread (random pairs at cosine 0.34; 0.54
     # after 3 epochs) and the demo stays near 6 minutes on 2 cores
     parser.add_argument("--epochs", type=int, default=6, help="pretraining epochs over the build's train items (default 6)")
     parser.add_argument(
