@@ -79,21 +79,13 @@ def answer_question(grid: pd.DataFrame, mode: str, sizes: dict) -> list[str]:
         wide = part.pivot_table(index=["setting", "ratio"], columns="model", values="value")
         settings = [s for s in QUESTION_SETTINGS if s in wide.index.get_level_values("setting")]
         ratios = sorted(wide.index.get_level_values("ratio").unique())
-        rows, wins, total, at_100 = [], 0, 0, []
-        for setting in settings:
-            cells = []
-            for r in ratios:
-                if (setting, r) not in wide.index:
-                    cells.append("–")
-                    continue
-                k, n = wide.loc[(setting, r), "k3m"], wide.loc[(setting, r), "no_kg"]
-                if r > 0:  # the clean point is shared by all settings: counted once, below
-                    wins += bool(k >= n)
-                    total += 1
-                cells.append(f"{100 * (k - n):+.1f}")
-                if r == 1.0:
-                    at_100.append(f"{setting} {100 * (k - n):+.1f} pp ({pct(k)} vs {pct(n)})")
-            rows.append([setting] + cells)
+        # the clean point is shared by all settings: counted once, below
+        corrupted = [wide.loc[p] for p in corrupted_points(wide, settings, ratios)]
+        wins, total = sum(bool(v["k3m"] >= v["no_kg"]) for v in corrupted), len(corrupted)
+        rows = grid_rows(wide, settings, ratios, lambda v: f"{100 * (v['k3m'] - v['no_kg']):+.1f}")
+        at_100 = [f"{s} {100 * (k - n):+.1f} pp ({pct(k)} vs {pct(n)})"
+                  for s in settings if (s, 1.0) in wide.index
+                  for k, n in [(wide.loc[(s, 1.0), "k3m"], wide.loc[(s, 1.0), "no_kg"])]]
         clean_ok = None
         if (settings[0], 0.0) in wide.index:
             k, n = wide.loc[(settings[0], 0.0), "k3m"], wide.loc[(settings[0], 0.0), "no_kg"]
@@ -128,6 +120,16 @@ def answer_question(grid: pd.DataFrame, mode: str, sizes: dict) -> list[str]:
     return lines
 
 
+def corrupted_points(wide: pd.DataFrame, settings: list[str], ratios: list[float]) -> list[tuple[str, float]]:
+    """The (setting, ratio) points of a pivoted grid with a corruption (ratio > 0)."""
+    return [(s, r) for s in settings for r in ratios if r > 0 and (s, r) in wide.index]
+
+
+def grid_rows(wide: pd.DataFrame, settings: list[str], ratios: list[float], cell) -> list[list[str]]:
+    """A table row per setting, ``cell(values of the point)`` per ratio ("–" where not run)."""
+    return [[s] + [cell(wide.loc[(s, r)]) if (s, r) in wide.index else "–" for r in ratios] for s in settings]
+
+
 BASELINE_TASKS = (("classification", "accuracy"), ("qa", "rank@1"))
 
 
@@ -144,23 +146,15 @@ def against_baselines(grid: pd.DataFrame, mode: str) -> list[str]:
         ratios = sorted(wide.index.get_level_values("ratio").unique())
         settings = list(dict.fromkeys(wide.index.get_level_values("setting")))
         clean = wide.xs(0.0, level="ratio").iloc[0] if 0.0 in ratios else None
-        rows, wins, total = [], 0, 0
-        for setting in settings:
-            cells = []
-            for r in ratios:
-                if (setting, r) not in wide.index:
-                    cells.append("–")
-                    continue
-                values = wide.loc[(setting, r)]
-                base = values[others].idxmax()
-                best = values.idxmax()
-                k3m = values["k3m"]
-                if r > 0:
-                    wins += bool(k3m >= values[base])
-                    total += 1
-                lead = f"{100 * (k3m - values[base]):+.1f} vs {label(base)}"
-                cells.append(f"{pct(k3m)} ({lead})" + ("" if best == "k3m" else f"; best {label(best)} {pct(values[best])}"))
-            rows.append([setting] + cells)
+        corrupted = [wide.loc[p] for p in corrupted_points(wide, settings, ratios)]
+        wins, total = sum(bool(v["k3m"] >= v[others].max()) for v in corrupted), len(corrupted)
+
+        def cell(values: pd.Series) -> str:
+            base, best, k3m = values[others].idxmax(), values.idxmax(), values["k3m"]
+            lead = f"{100 * (k3m - values[base]):+.1f} vs {label(base)}"
+            return f"{pct(k3m)} ({lead})" + ("" if best == "k3m" else f"; best {label(best)} {pct(values[best])}")
+
+        rows = grid_rows(wide, settings, ratios, cell)
         verdict = []
         if clean is not None:
             base = clean[others].idxmax()
