@@ -257,10 +257,11 @@ def score_spread(build: Path, item_id: str, pairs: int = 5000, seed: int = 0) ->
     import numpy as np
 
     from k3m.embedding.store import EmbeddingStore
+    from k3m.query.vector_search import ExactIndex
 
     store = EmbeddingStore.open(build)  # newest model
-    unit = np.asarray(store.matrix, dtype=np.float32)
-    unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    index = ExactIndex(store)  # the cosine `k3m query similar` ranks by
+    unit = index.matrix * index.inv_norms[:, None]
     row = store.row_of[str(item_id)]
     scores = np.sort(np.delete(unit @ unit[row], row))[::-1]
     rng = np.random.default_rng(seed)
