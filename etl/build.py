@@ -25,7 +25,7 @@ from typing import Iterable
 
 import numpy as np
 
-from etl.catalog_build import FORMAT_VERSION, SPLITS
+from etl.catalog_build import FORMAT_VERSION, SPLITS, BuildError, CatalogBuild
 from etl.extract import Extractor, RowRejected
 from etl.image_store import ImageStoreWriter, decode_into_store
 from etl.images import NO_IMAGE, OUTCOMES, ImageLimits, ImageRoot, Located, open_root
@@ -34,6 +34,7 @@ from etl.mapping import Mapping, load_mapping
 from etl.readers import read_rows
 from etl.report import ImportReport
 from etl.splits import SplitSettings, item_splits, string_hashes, triple_splits
+from etl.sync import build_diff, carry_over, grown_vocabulary, write_sync
 from etl.atomic import writing_directory
 from etl.worker_lifetime import die_with_parent
 
@@ -81,13 +82,28 @@ def import_catalog(
     image_size: int = 64,
     seed: int = 0,
     strict: bool = False,
+    update: bool = False,
     **settings,
 ) -> dict:
     """Import ``sources`` with ``mapping`` (a built-in name, a YAML file or a Mapping) into the
     catalog build ``out``; returns the summary (also written to ``out/summary.json``).
 
+    ``update``: ``out`` is an existing build of an earlier version of the catalog, replaced by
+    this one with its ids kept valid (vocabularies only grow, items keep their split, unchanged
+    images are copied, not decoded), the diff written to ``out/sync.json`` (:mod:`etl.sync`)
+    and what later stages wrote into it (embeddings, graph.json) carried over. The previous
+    build's image size, seed and split fractions are used.
+
     Further keyword arguments are :class:`ImportSettings` fields (``images``, ``workers``, ``split``).
     """
+    previous = None
+    if update:
+        try:
+            previous = CatalogBuild.open(out)
+        except BuildError as exc:
+            raise ImportFailed(f"--update: {exc}") from None
+        image_size, seed = previous.manifest["image_size"], previous.manifest["seed"]
+        settings["split"] = SplitSettings(**previous.manifest["split_fractions"])
     settings = ImportSettings(limit=limit, image_size=image_size, seed=seed, strict=strict, **settings)
     mapping = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
     sources = [Path(s) for s in sources]
@@ -108,13 +124,22 @@ def import_catalog(
             break
     # at no moment does ``out`` hold a partial build; killed imports' leftovers go first
     with writing_directory(out) as partial:
-        summary = _Import(sources, mapping, partial, settings).run()
+        summary = _Import(sources, mapping, partial, settings, previous).run()
     return summary
 
 
 class _Import:
-    def __init__(self, sources: list[Path], mapping: Mapping, work: Path, settings: ImportSettings):
+    def __init__(self, sources: list[Path], mapping: Mapping, work: Path, settings: ImportSettings,
+                 previous: CatalogBuild | None = None):
         self.sources = sources
+        self.previous = previous
+        # an update copies an unchanged image's pixels: id -> (previous row, file digest)
+        self.reusable: dict[str, tuple[int, str]] = {}
+        if previous is not None and "image_digest" in previous.items:
+            old = previous.items
+            for row, (item_id, status, digest) in enumerate(zip(old["item_id"], old["image_status"], old["image_digest"])):
+                if status == "ok" and isinstance(digest, str):
+                    self.reusable[item_id] = (row, digest)
         self.mapping = mapping
         self.work = work
         self.settings = settings
@@ -126,6 +151,7 @@ class _Import:
         self.categories: list[str | None] = []
         self.groups: list[str | None] = []
         self.image_status: list[str] = []
+        self.image_digest: list[str | None] = []
         self.index_of: dict[str, int] = {}  # item id -> item index, to refuse duplicates
         self.item_line = array("q")  # where each item was read, for duplicate reports
         self.item_source = array("I")
@@ -141,7 +167,8 @@ class _Import:
     def run(self) -> dict:
         started = time.perf_counter()
         store = ImageStoreWriter(self.work / "images.npy", self.settings.image_size)
-        images = _ImagePipeline(store, self.settings, self._image_decoded)
+        previous_images = self.previous.path / "images.npy" if self.reusable else None
+        images = _ImagePipeline(store, self.settings, self._image_decoded, previous_images)
         try:
             self._read_all(images)
             store.finish(images.finish())
@@ -194,9 +221,10 @@ class _Import:
                 located = root.locate(item.image_ref)
                 if item.image_reason is not None:  # a template field this row lacks
                     located = Located("missing", item.image_reason)
+                self.image_digest.append(None)
                 if located.status == "found":
                     self.image_status.append("pending")
-                    images.add(located.source)
+                    images.add(located.source, self.reusable.get(item.item_id))
                 else:
                     self.image_status.append(located.status)
                     report.image(located.status, located.reason)
@@ -219,7 +247,9 @@ class _Import:
             self.t_property.append(self.property_ids.setdefault(prop, len(self.property_ids)))
             self.t_value.append(self.value_ids.setdefault(value, len(self.value_ids)))
 
-    def _image_decoded(self, start: int, statuses: np.ndarray) -> None:
+    def _image_decoded(self, start: int, decoded: tuple[np.ndarray, list[str | None]]) -> None:
+        statuses, digests = decoded
+        self.image_digest[start:start + len(digests)] = digests
         for offset in np.flatnonzero(statuses != NO_IMAGE):
             status, reason = OUTCOMES[int(statuses[offset])]
             self.image_status[start + offset] = status
@@ -245,8 +275,13 @@ class _Import:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        properties, property_remap = _sorted_vocabulary(self.property_ids)
-        values, value_remap = _sorted_vocabulary(self.value_ids)
+        previous = self.previous
+        if previous is None:
+            properties, property_remap = _sorted_vocabulary(self.property_ids)
+            values, value_remap = _sorted_vocabulary(self.value_ids)
+        else:
+            properties, property_remap = grown_vocabulary(previous.properties, self.property_ids)
+            values, value_remap = grown_vocabulary(previous.values, self.value_ids)
         triples = np.stack([
             np.frombuffer(self.t_item, dtype=np.int32),
             property_remap[np.frombuffer(self.t_property, dtype=np.int32)],
@@ -255,10 +290,15 @@ class _Import:
         triples = triples[np.lexsort((triples[:, 2], triples[:, 1], triples[:, 0]))]
 
         categories = sorted({c for c in self.categories if c is not None})
+        if previous is not None:
+            categories = grown_vocabulary(previous.categories, {c: i for i, c in enumerate(categories)})[0]
         category_index = {c: i for i, c in enumerate(categories)}
         item_category = np.array([category_index.get(c, -1) if c is not None else -1 for c in self.categories], np.int64)
         split_keys = [f"g:{g}" if g is not None else f"i:{i}" for g, i in zip(self.groups, self.item_ids)]
         item_split = item_splits(split_keys, self.settings.seed, self.settings.split)
+        if previous is not None:  # an item keeps its split whatever its group became
+            old_split = dict(zip(previous.items["item_id"], previous.items["split"].map(SPLITS.index)))
+            item_split = np.array([old_split.get(i, s) for i, s in zip(self.item_ids, item_split.tolist())], np.int8)
         seed = self.settings.seed
         triple_split = triple_splits(
             triples, string_hashes(self.item_ids, seed), string_hashes(properties, seed),
@@ -274,6 +314,7 @@ class _Import:
             "split": pa.array(np.array(SPLITS)[item_split], pa.string()),
             "has_image": pa.array([s == "ok" for s in self.image_status], pa.bool_()),
             "image_status": pa.array(self.image_status, pa.string()),
+            "image_digest": pa.array(self.image_digest, pa.string()),
         })
         pq.write_table(table, self.work / "items.parquet")
         for name, vocabulary in (("properties", properties), ("values", values), ("categories", categories)):
@@ -302,6 +343,11 @@ class _Import:
             label_leakage=label_leakage(item_category, item_split, triples, properties, categories,
                                         reviewed=self.mapping.not_leakage),
         )
+        if previous is not None:
+            diff = build_diff(previous, CatalogBuild(self.work))
+            write_sync(self.work, {**diff, "seconds": round(time.perf_counter() - started, 3)})
+            summary["update"] = {**diff["counts"], "changed_fields": diff["changed_fields"],
+                                 "carried_over": carry_over(previous.path, self.work)}
         summary["seconds"] = round(time.perf_counter() - started, 3)
         self._write_json("summary.json", summary)
         return summary
@@ -337,33 +383,37 @@ class _ImagePipeline:
     so small imports never pay for starting workers.
     """
 
-    def __init__(self, store: ImageStoreWriter, settings: ImportSettings, on_decoded):
+    def __init__(self, store: ImageStoreWriter, settings: ImportSettings, on_decoded, previous: Path | None = None):
         self.store = store
+        self.previous = previous  # an earlier build's images.npy, to copy unchanged images from
         self.workers = settings.workers
         self.batch_size = settings.image_batch
         self.limits = settings.image_limits
         self.on_decoded = on_decoded
         self.batch: list[tuple[str, str, str] | None] = []
+        self.reuse: list[tuple[int, str] | None] = []
         self.rows = 0  # rows handed out so far == item index of the current batch's first row
         self.pending: deque[tuple[int, Future | np.ndarray]] = deque()
         self.pool: ProcessPoolExecutor | None = None
 
-    def add(self, source: tuple[str, str, str] | None) -> None:
+    def add(self, source: tuple[str, str, str] | None, reuse: tuple[int, str] | None = None) -> None:
         self.batch.append(source)
+        self.reuse.append(reuse)
         if len(self.batch) >= self.batch_size:
             self._submit()
 
     def _submit(self) -> None:
         if not self.batch:
             return
-        job = (self.store.path, self.store.size, self.rows, self.batch, self.limits)
+        reuse = self.reuse if self.previous is not None and any(self.reuse) else None
+        job = (self.store.path, self.store.size, self.rows, self.batch, self.limits, reuse, self.previous if reuse else None)
         if self.workers and self.rows and self.pool is None:
             self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context(START_METHOD),
                                             initializer=die_with_parent, initargs=(os.getpid(),))
         result = self.pool.submit(decode_into_store, job) if self.pool else decode_into_store(job)
         self.pending.append((self.rows, result))
         self.rows += len(self.batch)
-        self.batch = []
+        self.batch, self.reuse = [], []
         while len(self.pending) > 2 * max(self.workers, 1):  # bounds the work queued ahead
             self._drain_one()
 

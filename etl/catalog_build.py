@@ -21,9 +21,13 @@ Layout of ``BUILD_DIR`` (format version 1)::
                        item_id (str), title (str, null = missing), category (str, null),
                        category_index (int32, -1 = none), group (str, null),
                        split (str: train | valid | test), has_image (bool),
-                       image_status (str: ok | missing | bad | refused)
+                       image_status (str: ok | missing | bad | refused),
+                       image_digest (str, null = no file read: blake2b-128 of the image
+                       file's bytes, what an update compares)
     properties.json  property vocabulary: list of names, position == property index
-                     (all vocabularies are sorted by code point)
+                     (all vocabularies are sorted by code point; an updated build's
+                     are the previous build's, then its new names sorted, and may hold
+                     names no item uses any more: ids are never renumbered)
     values.json      value vocabulary: list of value strings, position == value index
                      (values are shared across properties: "Blue" is one node whether it
                      is a baseColour or a colour1; the property lives on the edge)
@@ -33,6 +37,8 @@ Layout of ``BUILD_DIR`` (format version 1)::
                      prediction; only train triples are model input during pretraining)
     images.npy       uint8 [N, H, W, 3], resized once at import (aspect kept, padded
                      white); rows of items without an image are zero and has_image=False
+    sync.json        (updates only: `k3m import --update`) added/changed/removed item ids
+                     against the build it replaced; format in etl/sync.py
     graph.json       (not written by the import) the graph database the build was last
                      loaded into, written by `k3m kg load --graph` (kg/loaded_into.py)
 
@@ -40,7 +46,7 @@ Splits: an item's split comes from a seeded hash of its group key (the mapping's
 e.g. the normalised title, so listings of one product never cross splits) or, without one,
 of its id. A triple is held out (valid/test) only where its item keeps a train triple and its
 (property, value) still occurs among train triples. Re-running an import gives byte-identical
-files except ``summary.json``'s ``seconds``.
+files except ``summary.json``'s ``seconds``. An update keeps each existing item's split.
 
 Every file is written into a temporary sibling directory which is renamed onto
 ``BUILD_DIR`` only when complete, so an interrupted import never looks finished.

@@ -25,10 +25,16 @@ def add_parser(subparsers) -> None:
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="catalog file(s), read in order")
     p.add_argument("--mapping", required=True, metavar="NAME_OR_FILE",
                    help="built-in mapping (k3m-tsv, fashion44k) or a YAML mapping file")
-    p.add_argument("--out", required=True, metavar="BUILD_DIR", help="catalog build directory (replaced when complete)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", metavar="BUILD_DIR", help="catalog build directory (replaced when complete)")
+    target.add_argument("--update", metavar="BUILD_DIR",
+                        help="an existing build of an earlier version of the catalog: replace it keeping its ids "
+                             "valid, and write the diff to BUILD_DIR/sync.json (then `k3m kg load BUILD_DIR` and "
+                             "`k3m embed` apply only the change; `k3m sync` runs all three)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="read only the first N rows")
-    p.add_argument("--image-size", type=int, default=64, metavar="PX", help="square image side in the store (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the item and triple splits (default 0)")
+    p.add_argument("--image-size", type=int, default=None, metavar="PX",
+                   help="square image side in the store (default 64; an update keeps the build's)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the item and triple splits (default 0; an update keeps the build's)")
     p.add_argument("--strict", action="store_true", help="fail on the first rejected row")
     p.add_argument("--images", default=None, metavar="ZIP_OR_DIR", help="image root overriding the mapping's")
     p.add_argument("--workers", type=int, default=2, help="image-decoding processes, 0 = none (default 2)")
@@ -44,20 +50,35 @@ def run(args: argparse.Namespace) -> int:
     from etl.build import import_catalog
     from etl.images import ImageLimits
 
+    from etl.build import ImportFailed
+
+    update = args.update is not None
+    out = args.update if update else args.out
+    if update and (args.image_size is not None or args.seed is not None):
+        raise ImportFailed("--update keeps the build's image size and seed; drop --image-size / --seed "
+                           "(or import into a new build with --out)")
     limits = ImageLimits(max_bytes=int(args.image_max_mb * MB), max_pixels=int(args.image_max_megapixels * 1e6))
     summary = import_catalog(
-        args.sources, args.mapping, args.out, limit=args.limit, image_size=args.image_size,
-        seed=args.seed, strict=args.strict, images=args.images, workers=args.workers, image_limits=limits,
+        args.sources, args.mapping, out, limit=args.limit, image_size=args.image_size or 64,
+        seed=args.seed or 0, strict=args.strict, images=args.images, workers=args.workers, image_limits=limits,
+        update=update,
     )
-    images = summary["images"]
-    print(
-        f"k3m import: {summary['items']} items, {summary['triples']} triples over {summary['properties']} properties, "
-        f"images ok {images['ok']} / missing {images['missing']} / bad {images['bad']} / refused {images['refused']} "
-        f"in {summary['seconds']:.1f}s -> {args.out}"
-    )
-    for line in warnings(summary, args.out):
+    print(summary_line(summary, out))
+    for line in warnings(summary, out):
         print(f"k3m import: warning: {line}", file=sys.stderr)
     return 0
+
+
+def summary_line(summary: dict, out: str) -> str:
+    images = summary["images"]
+    line = (f"k3m import: {summary['items']} items, {summary['triples']} triples over {summary['properties']} properties, "
+            f"images ok {images['ok']} / missing {images['missing']} / bad {images['bad']} / refused {images['refused']} "
+            f"in {summary['seconds']:.1f}s -> {out}")
+    if "update" in summary:
+        u = summary["update"]
+        line += (f"\nk3m import: update: {u['added']} added, {u['changed']} changed, {u['removed']} removed, "
+                 f"{u['unchanged']} unchanged (diff in {out}/sync.json)")
+    return line
 
 
 def warnings(summary: dict, out: str) -> list[str]:

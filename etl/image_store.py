@@ -57,12 +57,27 @@ def write_rows(path: Path, size: int, start: int, pixels: np.ndarray) -> None:
         os.close(fd)
 
 
-def decode_into_store(job: tuple) -> np.ndarray:
-    """Read and decode a batch of located images (None = no image) into rows ``start...`` of
-    the store; returns decode_batch's status per row. Top-level so a process pool can run it.
+# an earlier build's images, memory-mapped once per process; keyed by inode too, as an update
+# puts a new file at the same path
+_PREVIOUS: dict[tuple, np.ndarray] = {}
 
-    ``job`` is ``(store path, size, start, sources)`` or the same with :class:`ImageLimits` last."""
-    path, size, start, sources, *rest = job
-    pixels, status = decode_batch(sources, size, rest[0] if rest else ImageLimits())
+
+def decode_into_store(job: tuple) -> tuple[np.ndarray, list[str | None]]:
+    """Read and decode a batch of located images (None = no image) into rows ``start...`` of
+    the store; returns decode_batch's status and digest per row. Top-level so a process pool
+    can run it.
+
+    ``job`` is ``(store path, size, start, sources, limits, reuse, previous store path)``;
+    ``reuse`` and the previous path may be None (see :func:`etl.images.decode_batch`)."""
+    path, size, start, sources, limits, reuse, previous_path = job
+    previous = None
+    if previous_path is not None:
+        stat = os.stat(previous_path)
+        key = (str(previous_path), stat.st_ino, stat.st_mtime_ns)
+        if key not in _PREVIOUS:
+            _PREVIOUS.clear()
+            _PREVIOUS[key] = np.load(previous_path, mmap_mode="r")
+        previous = _PREVIOUS[key]
+    pixels, status, digests = decode_batch(sources, size, limits, reuse, previous)
     write_rows(path, size, start, pixels)
-    return status
+    return status, digests

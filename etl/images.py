@@ -13,6 +13,7 @@ So a zip bomb or a decompression-bomb PNG costs neither memory nor time.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -248,18 +249,35 @@ def decode_image(data: bytes, size: int, max_pixels: int = ImageLimits.max_pixel
     return canvas
 
 
+def image_digest(data: bytes) -> str:
+    """What identifies an image file's content: blake2b-128 of its bytes, hex (an update
+    re-decodes an item's image only when this changed)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 def decode_batch(sources: list[tuple[str, str, str] | None], size: int,
-                 limits: ImageLimits = ImageLimits()) -> tuple[np.ndarray, np.ndarray]:
+                 limits: ImageLimits = ImageLimits(), reuse: list[tuple[int, str] | None] | None = None,
+                 previous=None) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
     """Read and decode a batch (None = no image): pixels [n, size, size, 3] (zeros where
-    absent) and a status per row: NO_IMAGE, OK, UNDECODABLE, UNREADABLE, TOO_LARGE or
-    TOO_MANY_PIXELS."""
+    absent), a status per row (NO_IMAGE, OK, UNDECODABLE, UNREADABLE, TOO_LARGE or
+    TOO_MANY_PIXELS) and the :func:`image_digest` of each file read (None where none was).
+
+    ``reuse[i] = (row, digest)``: when the file's digest is ``digest``, row ``row`` of
+    ``previous`` (an earlier build's image array) is taken instead of decoding again."""
     out = np.zeros((len(sources), size, size, 3), dtype=np.uint8)
     status = np.full(len(sources), NO_IMAGE, dtype=np.int8)
+    digests: list[str | None] = [None] * len(sources)
     for i, source in enumerate(sources):
         if source is None:
             continue
         try:
             data = read_image(source, limits.max_bytes)
+            if data is not None:
+                digests[i] = image_digest(data)
+                if reuse is not None and reuse[i] is not None and reuse[i][1] == digests[i]:
+                    out[i] = previous[reuse[i][0]]
+                    status[i] = OK
+                    continue
             pixels = decode_image(data, size, limits.max_pixels) if data is not None else None
         except ImageRefused as refused:
             status[i] = refused.status
@@ -267,4 +285,4 @@ def decode_batch(sources: list[tuple[str, str, str] | None], size: int,
         if pixels is not None:
             out[i] = pixels
         status[i] = OK if pixels is not None else UNDECODABLE if data is not None else UNREADABLE
-    return out, status
+    return out, status, digests

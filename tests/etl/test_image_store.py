@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from etl.image_store import ImageStoreWriter, decode_into_store
-from etl.images import NO_IMAGE, OK, UNREADABLE
+from etl.images import NO_IMAGE, OK, UNREADABLE, ImageLimits
 
 
 def test_rows_written_out_of_order_read_back_memory_mapped(fashion_slice_build, tmp_path):
@@ -23,10 +23,11 @@ def test_rows_written_out_of_order_read_back_memory_mapped(fashion_slice_build, 
 def test_decode_into_store_writes_decoded_rows_only(fashion_dir, tmp_path):
     archive = str(fashion_dir / "images.zip")
     writer = ImageStoreWriter(tmp_path / "images.npy", 32)
-    status = decode_into_store((writer.path, 32, 1, [("zip", archive, "images/10000.jpg"), None,
-                                                     ("zip", archive, "images/no-such.jpg")]))
+    status, digests = decode_into_store((writer.path, 32, 1, [("zip", archive, "images/10000.jpg"), None,
+                                                              ("zip", archive, "images/no-such.jpg")],
+                                         ImageLimits(), None, None))
     writer.finish(4)
-    assert status.tolist() == [OK, NO_IMAGE, UNREADABLE]
+    assert status.tolist() == [OK, NO_IMAGE, UNREADABLE] and digests[0] is not None and digests[1:] == [None, None]
     back = np.load(writer.path)
     assert back[1].any() and not back[0].any() and not back[2:].any()
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from etl.images import (NO_IMAGE, OK, TOO_LARGE, TOO_MANY_PIXELS, UNDECODABLE, UNREADABLE, DirImageRoot, ImageLimits,
-                        ImageRefused, NoImageRoot, ZipImageRoot, decode_batch, decode_image, open_root, read_image,
-                        safe_relative)
+                        ImageRefused, NoImageRoot, ZipImageRoot, decode_batch, decode_image, image_digest, open_root,
+                        read_image, safe_relative)
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +105,26 @@ def test_decode_batch_reads_and_reports_each_row(real_images, tmp_path):
     archive = str(tmp_path / "images.zip")
     sources = [("zip", archive, "a.jpg"), None, ("zip", archive, "b.jpg"), ("dir", str(tmp_path), str(tmp_path / "c.jpg")),
                ("dir", str(tmp_path), str(tmp_path / "gone.jpg"))]
-    pixels, status = decode_batch(sources, 64)
+    pixels, status, digests = decode_batch(sources, 64)
     assert status.tolist() == [OK, NO_IMAGE, UNDECODABLE, OK, UNREADABLE]
     assert pixels.shape == (5, 64, 64, 3)
     assert pixels[0].any() and pixels[3].any() and not pixels[[1, 2, 4]].any()
+    assert digests[0] == image_digest(real_images["images/10000.jpg"]) and digests[1] is None and digests[4] is None
+    assert digests[3] == image_digest(real_images["images/10002.jpg"]) and digests[2] is not None
+
+
+def test_decode_batch_reuses_an_earlier_row_only_when_the_bytes_are_the_same(real_images, tmp_path):
+    """An update takes an item's pixels from the previous build when its file is unchanged."""
+    (tmp_path / "a.jpg").write_bytes(real_images["images/10000.jpg"])
+    (tmp_path / "b.jpg").write_bytes(real_images["images/10002.jpg"])
+    sources = [("dir", str(tmp_path), str(tmp_path / name)) for name in ("a.jpg", "b.jpg")]
+    fresh, _, digests = decode_batch(sources, 32)
+    previous = np.full((3, 32, 32, 3), 7, np.uint8)  # marked rows: a copy is recognisable
+    reuse = [(2, digests[0]), (1, image_digest(real_images["images/10001.jpg"]))]  # b's file changed
+    pixels, status, again = decode_batch(sources, 32, reuse=reuse, previous=previous)
+    assert status.tolist() == [OK, OK] and again == digests
+    assert (pixels[0] == 7).all()  # reused
+    assert np.array_equal(pixels[1], fresh[1])  # decoded again
 
 
 def test_zip_members_over_the_byte_limit_are_refused_before_reading(real_images, tmp_path):
@@ -138,7 +154,7 @@ def test_a_file_that_grew_after_lookup_is_refused_at_read(real_images, tmp_path)
     with open(tmp_path / "a.jpg", "ab") as grow:
         grow.write(bytes(100))
     assert root.locate("a.jpg").reason == "image_too_large"
-    pixels, status = decode_batch([found.source], 32, ImageLimits(max_bytes=limit))
+    pixels, status, _ = decode_batch([found.source], 32, ImageLimits(max_bytes=limit))
     assert status.tolist() == [TOO_LARGE] and not pixels.any()
 
 
