@@ -64,7 +64,12 @@ def run(args) -> int:
         print(json.dumps(out, indent=1))
     else:
         e = out["embed"]
-        how = "reused" if e["reused"] else f"{e['items_per_s']:.0f} items/s on {e['device']}"
+        if e["reused"]:
+            how = "reused"
+        elif e["computed"] < e["items"]:
+            how = f"{e['computed']} computed, {e['items'] - e['computed']} unchanged kept, {e['items_per_s']:.0f} items/s on {e['device']}"
+        else:
+            how = f"{e['items_per_s']:.0f} items/s on {e['device']}"
         print(f"embeddings {e['model_id']}: {e['items']} items x {e['dim']} ({how}) -> {e['store']}")
         if "graph" in out:
             g = out["graph"]

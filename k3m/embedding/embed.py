@@ -10,6 +10,12 @@ facts stay unseen and completion's precision on them is honest; ``all`` feeds ev
 (use it for production embeddings of a catalog). Re-running with the same checkpoint reuses
 the stored embeddings (``--recompute`` forces) and the graph write-back skips items that
 already carry them (``--force`` rewrites).
+
+Incremental: after the build changed (``k3m import --update``), the same checkpoint's store
+is brought up to date by computing only the items whose input changed: every row keeps a
+digest of what the model read for it (title, pairs in order, image pixels), and a row whose
+digest is unchanged is copied bit for bit, with its ``created`` time (so the write-back
+skips it too). The model is inductive: nothing else of an item's c* depends on the catalog.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ import numpy as np
 import torch
 
 from etl.catalog_build import CatalogBuild
+from etl.sync import manifest_sha256
 from k3m.data import FACTS, index_for
 from k3m.embedding.encoder import ItemEncoder
 from k3m.embedding.store import EmbeddingStore, check_model_id, write_store
@@ -52,26 +59,31 @@ class EmbedReport:
     device: str
     reused: bool  # the store already held these embeddings
     seconds: float
+    computed: int = 0  # rows run through the model (the others were current already)
 
     @property
     def items_per_s(self) -> float:
-        return self.items / self.seconds if self.seconds and not self.reused else 0.0
+        return self.computed / self.seconds if self.seconds and self.computed else 0.0
 
     def as_dict(self) -> dict:
         return {**asdict(self), "items_per_s": round(self.items_per_s, 1)}
 
 
-def model_id_for(checkpoint: str | Path) -> str:
+def weights_sha256(checkpoint: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(find_checkpoint(checkpoint) / WEIGHTS_NAME, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_id_for(checkpoint: str | Path, weights: str | None = None) -> str:
     """``<run>-<step>-<sha256 of the weights, 10 hex>``: readable and exact (two runs that
     share a name never share an id)."""
     ckpt = find_checkpoint(checkpoint)
-    digest = hashlib.sha256()
-    with open(ckpt / WEIGHTS_NAME, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     run = ckpt.parent.parent.name if ckpt.parent.name == "checkpoints" else ckpt.parent.name
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{run}-{ckpt.name}").strip("._-") or "k3m"
-    return f"{name[:100]}-{digest.hexdigest()[:10]}"
+    return f"{name[:100]}-{(weights or weights_sha256(ckpt))[:10]}"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -82,47 +94,67 @@ def resolve_device(device: str) -> torch.device:
 
 def embed_build(checkpoint: str | Path, build_path: str | Path, settings: EmbedSettings = EmbedSettings(),
                 progress=None):
-    """Compute (or reuse) the build's embeddings; returns (EmbeddingStore, EmbedReport)."""
+    """Compute (or reuse, or bring up to date) the build's embeddings; returns (EmbeddingStore, EmbedReport)."""
     started = time.perf_counter()
     build = CatalogBuild.open(build_path)
     ckpt = find_checkpoint(checkpoint)
-    model_id = check_model_id(settings.model_id or model_id_for(ckpt))
-    manifest_sha = hashlib.sha256((build.path / "manifest.json").read_bytes()).hexdigest()
+    weights = weights_sha256(ckpt)
+    model_id = check_model_id(settings.model_id or model_id_for(ckpt, weights))
+    manifest_sha = manifest_sha256(build.path)
     device = resolve_device(settings.device)
 
     existing = EmbeddingStore(EmbeddingStore.root(build.path) / model_id)
+    previous = None  # this model's store of an earlier version of the build
     if not settings.recompute and (existing.path / "meta.json").is_file():
         meta = existing.meta
-        if meta.get("build_manifest_sha256") == manifest_sha and meta.get("facts") == settings.facts and meta.get("dtype") == settings.dtype:
-            existing.check_build(build)
-            return existing, EmbedReport(model_id, str(existing.path), meta["items"], meta["dim"], str(device), True,
-                                         time.perf_counter() - started)
+        if (meta.get("facts"), meta.get("dtype"), meta.get("weights_sha256", weights)) == (settings.facts, settings.dtype, weights):
+            if meta.get("build_manifest_sha256") == manifest_sha:
+                existing.check_build(build)
+                return existing, EmbedReport(model_id, str(existing.path), meta["items"], meta["dim"], str(device), True,
+                                             time.perf_counter() - started)
+            previous = existing
 
     loaded = load_checkpoint(ckpt)
     model = loaded.model.to(device).eval()
     index = index_for(build, model.config, facts=settings.facts, property_order=loaded.property_order)
     encoder = ItemEncoder(model, loaded.tokenizer, index, batch_size=settings.batch_size)
+    ids = build.items["item_id"].to_numpy(dtype=object)
+    digests = encoder.input_digests(np.arange(build.num_items), build.images)
+    embeddings = np.zeros((build.num_items, model.config.hidden_size), np.float32)
+    created = np.full(build.num_items, datetime.now(timezone.utc).isoformat(timespec="microseconds"), dtype=object)
+    todo = np.arange(build.num_items, dtype=np.int64)
+    if previous is not None:
+        old_row, old_digests = previous.row_of, previous.input_digests
+        pairs = [(row, old_row[item_id]) for row, item_id in enumerate(ids.tolist())
+                 if digests[row] is not None and item_id in old_row and old_digests[old_row[item_id]] == digests[row]]
+        if pairs:
+            rows, old = (np.array(x, dtype=np.int64) for x in zip(*pairs))
+            embeddings[rows] = np.asarray(previous.matrix[old], dtype=np.float32)  # float16 -> 32 -> 16 is exact
+            created[rows] = previous.created[old]
+            todo = np.setdiff1d(todo, rows)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    rows = np.arange(build.num_items, dtype=np.int64)
-    parts = []
     with torch.inference_mode(), autocast:
-        for start in range(0, len(rows), settings.chunk):
-            parts.append(encoder.encode(rows[start:start + settings.chunk]).numpy())
+        for start in range(0, len(todo), settings.chunk):
+            part = todo[start:start + settings.chunk]
+            embeddings[part] = encoder.encode(part).numpy()
             if progress:
-                progress(min(start + settings.chunk, len(rows)), len(rows))
+                progress(min(start + settings.chunk, len(todo)), len(todo))
         props = encoder.property_vectors().numpy()
         values = encoder.value_vectors().numpy()
-    embeddings = np.concatenate(parts) if parts else np.zeros((0, model.config.hidden_size), np.float32)
     seconds = time.perf_counter() - started
     meta = {
         "checkpoint": str(ckpt.resolve()),
-        "created": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+        "weights_sha256": weights,
+        "created": created[todo[0]] if len(todo) else datetime.now(timezone.utc).isoformat(timespec="microseconds"),
         "facts": settings.facts,
         "lpm_norm": int(model.config.lpm.norm),
         "build_manifest_sha256": manifest_sha,
+        "computed": int(len(todo)),
+        "reused": int(build.num_items - len(todo)),
         "device": str(device),
         "seconds": round(seconds, 3),
     }
-    store = write_store(build.path, model_id, build.items["item_id"].to_numpy(dtype=object), embeddings, props, values,
-                        meta, settings.dtype)
-    return store, EmbedReport(model_id, str(store.path), len(rows), int(embeddings.shape[1]), str(device), False, seconds)
+    store = write_store(build.path, model_id, ids, embeddings, props, values, meta, settings.dtype,
+                        created=created, input_digests=np.array(digests, dtype=object))
+    return store, EmbedReport(model_id, str(store.path), build.num_items, int(embeddings.shape[1]), str(device), False,
+                              seconds, computed=int(len(todo)))

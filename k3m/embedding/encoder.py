@@ -10,6 +10,7 @@ always the train triples only (held-out facts never reach a model).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -52,6 +53,22 @@ class ItemEncoder:
         device = next(self.model.parameters()).device
         for start in range(0, len(rows), self.batch_size):
             yield collate([dataset[int(r)] for r in rows[start : start + self.batch_size]]).to(device)
+
+    def input_digests(self, rows: np.ndarray, images) -> list[str | None]:
+        """Per row, a digest of everything the model reads of the item (the title shown, the
+        pairs in the order given, the image's pixels): equal digests under the same weights
+        mean equal c*. None where that is not known (images read from a region feature file)."""
+        if self.config.use_image and self.config.image.kind == "region":
+            return [None] * len(rows)
+        dataset = self.dataset(rows)
+        out = []
+        for row in rows:
+            record = dataset[int(row)]
+            digest = hashlib.blake2b(repr((record.title, self.index.pair_strings(record.pairs))).encode(), digest_size=16)
+            if record.image_row >= 0:
+                digest.update(np.ascontiguousarray(images[record.image_row]).tobytes())
+            out.append(digest.hexdigest())
+        return out
 
     @torch.no_grad()
     def encode(self, rows: np.ndarray, plan=None) -> torch.Tensor:

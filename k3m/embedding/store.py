@@ -3,12 +3,22 @@
 Layout (written by ``k3m embed``, read by the query scripts)::
 
     embeddings.npy   float32 (or float16 on request) [N, H]; row == item index of the build
-    ids.parquet      item_id (str) per row: the build's items order, kept here so the
-                     directory is self-describing (checked against the build on open)
+    ids.parquet      per row: item_id (str), in the build's items order, kept here so the
+                     directory is self-describing (checked against the build on open);
+                     created (str, UTC ISO: when this row was computed: rows carried over
+                     by an incremental embed keep theirs); input_digest (str, null = not
+                     comparable: a digest of everything the model read for the item)
     properties.npy   float32 [P, H] property vectors, position == property index (LPM)
     values.npy       float32 [V, H] value vectors, position == value index (LPM)
-    meta.json        model_id, checkpoint, created (UTC ISO), dtype, dim, items, lpm_norm,
-                     facts ("train" | "all": which triples the model read), seconds
+    meta.json        model_id, checkpoint, weights_sha256, created (UTC ISO), dtype, dim,
+                     items, lpm_norm, facts ("train" | "all": which triples the model read),
+                     build_manifest_sha256 (the build version embedded), computed and
+                     reused (rows), seconds
+
+A store whose build_manifest_sha256 is not the build's own was computed for an earlier
+version of it (before ``k3m import --update``): it is never served (its removed or changed
+items would be), only read by the next ``k3m embed``, which keeps the rows whose input is
+unchanged and computes the rest.
 
 The build's own files are never touched. A directory is written into a temporary sibling
 and renamed into place when complete, so a half-written one never looks finished.
@@ -24,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from etl.atomic import writing_directory
+from etl.sync import manifest_sha256
 
 EMBEDDINGS_DIR = "embeddings"
 DTYPES = ("float32", "float16")
@@ -63,7 +74,8 @@ class EmbeddingStore:
 
     @classmethod
     def open(cls, build_path: str | Path, model_id: str | None = None) -> "EmbeddingStore":
-        """The embeddings of ``model_id``, or the newest ones when None."""
+        """The embeddings of ``model_id``, or the newest ones when None; only ones computed
+        for the build as it is now."""
         ids = cls.available(build_path)
         if not ids:
             raise EmbeddingStoreError(f"{build_path}: no embeddings; run `k3m embed --checkpoint CKPT {build_path}`")
@@ -71,7 +83,18 @@ class EmbeddingStore:
             model_id = ids[-1]
         elif model_id not in ids:
             raise EmbeddingStoreError(f"{build_path}: no embeddings of model {model_id!r} (have: {', '.join(ids)})")
-        return cls(cls.root(build_path) / model_id)
+        store = cls(cls.root(build_path) / model_id)
+        if not store.is_current(build_path):
+            raise EmbeddingStoreError(
+                f"{build_path}: the embeddings of model {model_id!r} were computed for an earlier version of this build "
+                f"(it was updated since); run `k3m embed --checkpoint {store.meta.get('checkpoint', 'CKPT')} {build_path}` "
+                f"to compute the new and changed items")
+        return store
+
+    def is_current(self, build_path: str | Path) -> bool:
+        """Computed for the build as it is now (stores older than the check carry no version)."""
+        embedded = self.meta.get("build_manifest_sha256")
+        return embedded is None or embedded == manifest_sha256(build_path)
 
     # -- contents ------------------------------------------------------------------------
     @cached_property
@@ -92,6 +115,26 @@ class EmbeddingStore:
         import pyarrow.parquet as pq
 
         return pq.read_table(self.path / "ids.parquet").column("item_id").to_numpy(zero_copy_only=False).astype(object)
+
+    @cached_property
+    def created(self) -> np.ndarray:
+        """object [N]: when each row was computed (the graph write-back's version of an item)."""
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(self.path / "ids.parquet")
+        if "created" not in table.column_names:
+            return np.full(table.num_rows, self.meta["created"], dtype=object)
+        return table.column("created").to_numpy(zero_copy_only=False).astype(object)
+
+    @cached_property
+    def input_digests(self) -> np.ndarray:
+        """object [N]: digest of what the model read for each row (None: unknown)."""
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(self.path / "ids.parquet")
+        if "input_digest" not in table.column_names:
+            return np.full(table.num_rows, None, dtype=object)
+        return table.column("input_digest").to_numpy(zero_copy_only=False).astype(object)
 
     @cached_property
     def row_of(self) -> dict[str, int]:
@@ -117,6 +160,8 @@ class EmbeddingStore:
         """Fail loudly when the build's items are not the rows these embeddings describe."""
         if len(self.ids) != build.num_items or not np.array_equal(self.ids, build.items["item_id"].to_numpy(dtype=object)):
             raise EmbeddingStoreError(f"{self.path} was computed for another item list than {build.path}")
+        if not self.is_current(build.path):
+            raise EmbeddingStoreError(f"{self.path} was computed for an earlier version of {build.path}; run `k3m embed`")
 
 
 def write_store(
@@ -128,8 +173,11 @@ def write_store(
     value_vectors: np.ndarray,
     meta: dict,
     dtype: str = "float32",
+    created: np.ndarray | None = None,
+    input_digests: np.ndarray | None = None,
 ) -> EmbeddingStore:
-    """Write (or replace) ``BUILD/embeddings/<model_id>/`` atomically."""
+    """Write (or replace) ``BUILD/embeddings/<model_id>/`` atomically. ``created`` per row
+    defaults to ``meta["created"]``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -145,7 +193,12 @@ def write_store(
         np.save(tmp / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=dtype))
         np.save(tmp / "properties.npy", np.ascontiguousarray(property_vectors, dtype=np.float32))
         np.save(tmp / "values.npy", np.ascontiguousarray(value_vectors, dtype=np.float32))
-        pq.write_table(pa.table({"item_id": pa.array([str(i) for i in ids], pa.string())}), tmp / "ids.parquet")
+        rows = len(ids)
+        pq.write_table(pa.table({
+            "item_id": pa.array([str(i) for i in ids], pa.string()),
+            "created": pa.array(list(created) if created is not None else [meta["created"]] * rows, pa.string()),
+            "input_digest": pa.array(list(input_digests) if input_digests is not None else [None] * rows, pa.string()),
+        }), tmp / "ids.parquet")
         full_meta = {**meta, "model_id": model_id, "dtype": dtype, "dim": int(embeddings.shape[1]), "items": int(len(ids))}
         (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2) + "\n")
     return EmbeddingStore(final)

@@ -1,10 +1,12 @@
 """Write a build's item embeddings onto the graph's Item nodes, in batches, idempotently.
 
 Each item gets ``embedding`` (list of floats), ``embedding_model`` (the model id) and
-``embedding_created`` (when the embeddings were computed: the store's ``created``). The
-version on a node is the pair (model, created): items already carrying the store's version
-are skipped unless ``force``, so re-running a write-back sends nothing, and items the graph
-does not have are counted, never created.
+``embedding_created`` (when the item's vector was computed: the store's ``created`` of its
+row; an incremental ``k3m embed`` keeps the rows it did not recompute, and their times).
+The version on a node is the pair (model, created): items already carrying their row's
+version are skipped unless ``force``, so re-running a write-back sends nothing, after an
+update only the new and changed items are sent, and items the graph does not have are
+counted, never created.
 
 Speed on the embedded server: the Python driver packs every float on its own (~2 µs per
 float without the optional Rust extension ``neo4j-rust-ext``) and the server decodes about
@@ -26,7 +28,7 @@ INDEX_NAME = "k3m_item_embedding"  # the native vector index, where the server h
 WRITE = """
 UNWIND $rows AS r
 MATCH (i:Item {id: r.id})
-SET i.embedding = r.vec, i.embedding_model = $model, i.embedding_created = $created
+SET i.embedding = r.vec, i.embedding_model = $model, i.embedding_created = r.created
 RETURN count(i) AS n
 """
 # one collected row: streaming one record per item costs ~10x more over Bolt
@@ -62,18 +64,18 @@ def write_back(db, store: EmbeddingStore, settings: WritebackSettings = Writebac
     if settings.batch_size < 1 or settings.workers < 1:
         raise ValueError("batch_size and workers must be positive")
     started = time.perf_counter()
-    model, created = store.model_id, store.meta["created"]
+    model, created = store.model_id, store.created
     in_graph = {item_id: (m, c) for item_id, m, c in db.run(CURRENT)[0]["items"]}
     ids = store.ids
     todo = [row for row, item_id in enumerate(ids.tolist())
-            if item_id in in_graph and (settings.force or in_graph[item_id] != (model, created))]
+            if item_id in in_graph and (settings.force or in_graph[item_id] != (model, created[row]))]
     missing = sum(1 for item_id in ids.tolist() if item_id not in in_graph)
     matrix = store.matrix
 
     def send(rows: list[int]) -> int:
         vectors = np.asarray(matrix[rows], dtype=np.float32).tolist()  # exact float32 values as doubles
-        batch = [{"id": ids[row], "vec": vec} for row, vec in zip(rows, vectors)]
-        return _count(db, batch, model, created)
+        batch = [{"id": ids[row], "vec": vec, "created": created[row]} for row, vec in zip(rows, vectors)]
+        return _count(db, batch, model)
 
     batches = [todo[a:a + settings.batch_size] for a in range(0, len(todo), settings.batch_size)]
     written = 0
@@ -85,8 +87,8 @@ def write_back(db, store: EmbeddingStore, settings: WritebackSettings = Writebac
     return WritebackReport(model, len(ids), written, len(ids) - len(todo) - missing, missing, time.perf_counter() - started)
 
 
-def _count(db, batch: list[dict], model: str, created: str) -> int:
-    return db.write_transaction(lambda tx: tx.run(WRITE, rows=batch, model=model, created=created).single()["n"])
+def _count(db, batch: list[dict], model: str) -> int:
+    return db.write_transaction(lambda tx: tx.run(WRITE, rows=batch, model=model).single()["n"])
 
 
 def ensure_native_index(db, dim: int) -> bool:

@@ -1,17 +1,14 @@
 """`k3m import --update`: an updated build equals a fresh import of the new catalog (as strings),
 keeps every id of the previous build valid, and says exactly what changed (sync.json).
 
-Real fashion44k rows: the previous catalog is rows 0-599, the new one rows 40-639 with 20
-titles, 10 colours and 12 images (another product's photo under the same id) changed."""
+Real fashion44k rows (fixture ``update_catalogs``): the previous catalog is rows 0-599, the
+new one rows 40-639 with 20 titles, 10 colours and 12 images changed."""
 from __future__ import annotations
 
-import gzip
-import itertools
 import json
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,41 +18,10 @@ from etl.build import ImportFailed, import_catalog
 from etl.catalog_build import CatalogBuild
 from etl.sync import read_sync
 
-OLD, NEW = (0, 600), (40, 640)
-
 
 @pytest.fixture(scope="module")
-def catalogs(fashion_dir, tmp_path_factory):
-    """old.jsonl, new.jsonl and their image archives; the ids edited in the new one."""
-    root = tmp_path_factory.mktemp("sync-catalogs")
-    with gzip.open(fashion_dir / "styles.jsonl.gz", "rt", encoding="utf-8") as stream:
-        rows = [json.loads(line) for line in itertools.islice(stream, NEW[1])]
-    old, new = rows[OLD[0]:OLD[1]], [json.loads(json.dumps(r)) for r in rows[NEW[0]:NEW[1]]]
-    titled, coloured, pictured = new[:20], new[20:30], new[30:42]
-    for r in titled:
-        r["productDisplayName"] = f"{r.get('productDisplayName') or ''} (new season)"
-    for r in coloured:
-        r["baseColour"] = "Teal" if r.get("baseColour") != "Teal" else "Olive"
-    (root / "old.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old), encoding="utf-8")
-    (root / "new.jsonl").write_text("".join(json.dumps(r) + "\n" for r in new), encoding="utf-8")
-    swap = {str(r["id"]) for r in pictured}
-    ids = [str(r["id"]) for r in rows]
-    with zipfile.ZipFile(fashion_dir / "images.zip") as source, \
-            zipfile.ZipFile(root / "old.zip", "w") as old_zip, zipfile.ZipFile(root / "new.zip", "w") as new_zip:
-        present = set(source.namelist())
-        for k, item_id in enumerate(ids):
-            name = f"images/{item_id}.jpg"
-            if name not in present:
-                continue
-            data = source.read(name)
-            old_zip.writestr(name, data)
-            if item_id in swap:  # the photo of a product far away in the catalog
-                other = next(f"images/{ids[j % len(ids)]}.jpg" for j in range(k + 300, k + 400)
-                             if f"images/{ids[j % len(ids)]}.jpg" in present)
-                data = source.read(other)
-            new_zip.writestr(name, data)
-    edited = {"title": {str(r["id"]) for r in titled}, "triples": {str(r["id"]) for r in coloured}, "image": swap}
-    return root, edited, {str(r["id"]) for r in old}, {str(r["id"]) for r in new}
+def catalogs(update_catalogs):
+    return update_catalogs
 
 
 def _import(catalogs, which: str, out: Path, **kwargs) -> dict:
