@@ -1,6 +1,7 @@
 """`k3m kg ...`: load the PKG into RDF and the graph database, serve, query, inspect, export.
 
-    k3m kg load BUILD [--rdf] [--graph] [--database NAME]   (neither flag: both)
+    k3m kg load BUILD [--rdf] [--graph] [--database NAME]   (neither flag: both; an updated
+                                               build's sync.json is applied where it fits)
     k3m kg serve [--port N] [--detach]         embedded ArcadeDB on 127.0.0.1
     k3m kg stop
     k3m kg sparql BUILD "QUERY" [--json]
@@ -92,6 +93,7 @@ def add_parser(subparsers) -> None:
 def _load(args) -> int:
     from etl.catalog_build import CatalogBuild
     from kg import loaded_into
+    from kg.output import progress_printer
 
     _apply_data_dir(args)
     build = CatalogBuild.open(args.build)
@@ -101,12 +103,12 @@ def _load(args) -> int:
         from kg.rdf_iris import DEFAULT_BASE_IRI
         from kg.rdf_store import RdfSettings, load_rdf
 
-        report = load_rdf(build, args.store, RdfSettings(base_iri=args.base_iri or DEFAULT_BASE_IRI))
+        report = load_rdf(build, args.store, RdfSettings(base_iri=args.base_iri or DEFAULT_BASE_IRI),
+                          progress=progress_printer("RDF items written"))
         reports["rdf"] = report.as_dict()
     if args.graph or both:
         from kg.graph_db import connect
         from kg.graph_load import GraphLoadSettings, load_graph
-        from kg.output import progress_printer
 
         settings = GraphLoadSettings(**({"items_per_batch": args.items_per_batch} if args.items_per_batch else {}))
         with connect(database=args.database or loaded_into.database_of(build.path)) as db:

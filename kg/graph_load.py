@@ -8,11 +8,13 @@ Schema (labels, keys, relationships)::
     (:Category {name})     the category vocabulary
     (:Item)-[:HAS {property}]->(:Value)       one per triple <item, property, value>
     (:Item)-[:IN_CATEGORY]->(:Category)
-    (:PKG {name: "k3m", build, manifest_sha256, items, triples, complete, loaded_at})
+    (:PKG {name: "k3m", build, manifest_sha256, items, triples, complete, loaded_at[, applying]})
 
 All triples of the build are loaded (held-out link-prediction facts included: the graph is
-the catalog; the split lives in the build). Missing titles/categories/groups are absent
-properties, not empty strings.
+the catalog; the split lives in the build), with the vocabulary they use: values and
+properties of some triple, categories of some item (an updated build's vocabularies are
+append-only and may hold names no item has any more). Missing titles/categories/groups are
+absent properties, not empty strings.
 
 Idempotence and speed: nodes that already exist are never re-sent. Each item carries
 ``load_hash``, a digest of everything the load writes for it (properties and pairs); the
@@ -28,6 +30,27 @@ An item and its relationships commit together, so no item is ever half-loaded; t
 node is marked incomplete before changes and complete only after the last batch. Loads into
 one database are serialized (kg/load_lock.py), and the build remembers the database
 (``BUILD/graph.json``, kg/loaded_into.py).
+
+Sync: a build updated in place (`k3m import --update`) carries ``sync.json``, the diff from
+the previous version. When the PKG node says the database holds another version of this
+very build (its ``build`` is this path, its ``manifest_sha256`` not this one's) or that a
+sync was cut short (``applying``), the load also
+
+* marks the PKG node ``applying`` (and incomplete) with the items it has to invalidate
+  (``pending``) first,
+* deletes the items the build no longer has, with their relationships,
+* drops what is derived from the old version of each changed item (graph content changed,
+  or sync.json's ``changed``, which includes image-only changes, or still ``pending`` from
+  a sync cut short): ``embedding``, ``embedding_model``, ``embedding_created`` and its
+  ``SUGGESTED_VALUE`` relationships,
+* writes items by hash as above, then deletes the vocabulary nodes left unused: values
+  without an incoming HAS, categories without an IN_CATEGORY, properties the build no
+  longer uses, and finally marks the PKG node complete without ``applying``/``pending``.
+
+Each step is idempotent, and what is left to do is read from the graph and the marker, so a
+load killed anywhere and run again, even after another update of the build, reaches the
+same graph as a fresh load of the build. A database holding another build's items (another
+path) gets the plain load: items not in this build stay.
 """
 from __future__ import annotations
 
@@ -35,12 +58,13 @@ import hashlib
 import time
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Callable
 
 import numpy as np
 
+from etl.sync import manifest_sha256, read_sync
 from kg.graph_db import GraphDB
 
 PKG_NAME = "k3m"
@@ -88,6 +112,51 @@ MERGE_VOCAB = {
     "Property": "UNWIND $rows AS t MERGE (:Property {name: t})",
     "Category": "UNWIND $rows AS t MERGE (:Category {name: t})",
 }
+DELETE_ITEMS = """
+UNWIND $rows AS id
+MATCH (i:Item {id: id})
+DETACH DELETE i
+RETURN count(*) AS n
+"""
+# derived from an item's old version: `k3m embed` (k3m/embedding/writeback.py) and
+# `k3m query complete` (k3m/query/complete.py) write these
+INVALIDATE_ITEMS = """
+UNWIND $rows AS id
+MATCH (i:Item {id: id})
+REMOVE i.embedding, i.embedding_model, i.embedding_created
+WITH i
+OPTIONAL MATCH (i)-[s:SUGGESTED_VALUE]->()
+DELETE s
+RETURN count(DISTINCT i) AS n
+"""
+# $rows: element ids of candidates (vocabulary nodes the build does not use); a value or a
+# category is deleted only once nothing links to it (an item of an older load may)
+DELETE_ORPHANS = {
+    "Value": """
+UNWIND $rows AS e
+MATCH (n:Value) WHERE elementId(n) = e
+OPTIONAL MATCH (n)<-[h:HAS]-()
+WITH n, count(h) AS links
+WHERE links = 0
+DETACH DELETE n
+RETURN count(*) AS n
+""",
+    "Category": """
+UNWIND $rows AS e
+MATCH (n:Category) WHERE elementId(n) = e
+OPTIONAL MATCH (n)<-[r:IN_CATEGORY]-()
+WITH n, count(r) AS links
+WHERE links = 0
+DETACH DELETE n
+RETURN count(*) AS n
+""",
+    "Property": """
+UNWIND $rows AS e
+MATCH (n:Property) WHERE elementId(n) = e
+DETACH DELETE n
+RETURN count(*) AS n
+""",
+}
 EXISTING_VOCAB = {
     "Value": "MATCH (n:Value) RETURN n.text AS key, elementId(n) AS eid",
     "Property": "MATCH (n:Property) RETURN n.name AS key, elementId(n) AS eid",
@@ -117,6 +186,10 @@ class GraphLoadReport:
     relationships_deleted: int
     triples_created: int  # HAS relationships, the part of relationships_created that are triples
     seconds: float
+    mode: str = "full"  # full: items compared by hash | sync: sync.json applied too | current: nothing to do
+    items_removed: int = 0  # sync: items deleted (no longer in the build)
+    items_invalidated: int = 0  # sync: changed items whose embedding and suggestions were dropped
+    orphans_deleted: dict = field(default_factory=dict)  # sync: {"Value": n, "Category": n, "Property": n}
 
     @property
     def triples_per_s(self) -> float:
@@ -156,22 +229,33 @@ def _load(build, db: GraphDB, settings: GraphLoadSettings, progress) -> GraphLoa
     started = time.perf_counter()
     ensure_schema(db)
     totals: Counter = Counter()
-    vocab = {"Value": build.values, "Property": build.properties, "Category": build.categories}
-    missing_vocab = {label: _missing(db, label, names) for label, names in vocab.items()}
+    used = dict(zip(("Property", "Value", "Category"), used_vocabulary(build)))
+    missing_vocab = {label: _missing(db, label, names) for label, names in used.items()}
     rows = item_rows(build)
     present = {r["id"]: r["h"] for r in db.run("MATCH (i:Item) RETURN i.id AS id, i.load_hash AS h")}
     new = [r for r in rows if r["id"] not in present]
     changed = [r for r in rows if r["id"] in present and present[r["id"]] != r["h"]]
     marker = _marker_props(build)
-    current = db.run("MATCH (m:PKG {name: $name}) RETURN m {.*} AS m", name=PKG_NAME)
-    up_to_date = bool(current) and all(current[0]["m"].get(k) == v for k, v in marker.items() if k != "loaded_at")
+    found = db.run("MATCH (m:PKG {name: $name}) RETURN m {.*} AS m", name=PKG_NAME)
+    current = found[0]["m"] if found else {}
+    up_to_date = bool(found) and current.get("applying") is None and all(
+        current.get(k) == v for k, v in marker.items() if k != "loaded_at")
+    sync = _sync_plan(build, current, marker, present, changed)
+    writes = bool(new or changed or any(missing_vocab.values()))
+    removed = invalidated = 0
+    orphans: dict = {}
 
-    if new or changed or any(missing_vocab.values()) or not up_to_date:
+    if sync or writes or not up_to_date:
         db.write("MERGE (m:PKG {name: $name}) SET m.complete = false", name=PKG_NAME)
+        if sync:  # from here on, a rerun resumes this sync with what it still has to invalidate
+            db.write("MATCH (m:PKG {name: $name}) SET m.applying = $sha, m.pending = $pending", name=PKG_NAME,
+                     sha=marker["manifest_sha256"], pending=sync["invalidate"])
+            removed = _write_counted(db, DELETE_ITEMS, sync["removed"], settings.items_per_batch)
+            invalidated = _write_counted(db, INVALIDATE_ITEMS, sync["invalidate"], settings.items_per_batch)
         for label, names in missing_vocab.items():
             totals += db.write_batches(MERGE_VOCAB[label], names, settings.vocab_batch)
         value_ids = _element_ids(db, "Value")
-        value_eids = [value_ids[text] for text in build.values]
+        value_eids = [value_ids.get(text) for text in build.values]  # unused values have no node
         done, todo = 0, len(new) + len(changed)
         # One writer: two concurrent transactions conflict on the shared value nodes' edge
         # lists and the retries cost more than the second core gives (measured on ArcadeDB).
@@ -182,7 +266,13 @@ def _load(build, db: GraphDB, settings: GraphLoadSettings, progress) -> GraphLoa
                 done += len(batch)
                 if progress:
                     progress(done, todo)
-        db.write("MERGE (m:PKG {name: $name}) SET m += $props", name=PKG_NAME, props=marker)
+        if sync:
+            for label, names in used.items():
+                # every node of a used name has its links now: only the others can be orphans
+                wanted = set(names)
+                candidates = [eid for name, eid in _element_ids(db, label).items() if name not in wanted]
+                orphans[label] = _write_counted(db, DELETE_ORPHANS[label], candidates, settings.vocab_batch)
+        db.write("MERGE (m:PKG {name: $name}) SET m += $props REMOVE m.applying, m.pending", name=PKG_NAME, props=marker)
 
     return GraphLoadReport(
         items=len(rows),
@@ -195,7 +285,54 @@ def _load(build, db: GraphDB, settings: GraphLoadSettings, progress) -> GraphLoa
         relationships_deleted=totals["relationships_deleted"],
         triples_created=totals["triples_created"],
         seconds=time.perf_counter() - started,
+        mode="sync" if sync else "full" if writes or not up_to_date else "current",
+        items_removed=removed,
+        items_invalidated=invalidated,
+        orphans_deleted=orphans,
     )
+
+
+def _sync_plan(build, marker: dict, props: dict, present: dict, changed: list[dict]) -> dict | None:
+    """What a sync deletes and invalidates, or None for a plain load.
+
+    A sync applies when the database holds another version of this very build (the PKG node
+    names its path) or a sync was cut short (``applying``). Whatever happened in between
+    (loads skipped, an update run again after a crash), the graph then ends equal to a load
+    of the build: ``removed`` = items of the graph the build no longer has; ``invalidate`` =
+    items whose graph content changed, the build's sync.json ``changed`` (image-only changes
+    included) and what a cut-short sync still had ``pending``."""
+    if not marker or marker.get("build") != props["build"]:
+        return None
+    if marker.get("applying") is None and marker.get("manifest_sha256") == props["manifest_sha256"]:
+        return None
+    sync = build_sync(build) or {"changed": []}
+    in_build = set(build.items["item_id"].tolist())
+    invalidate = {row["id"] for row in changed} | set(sync["changed"]) | set(marker.get("pending") or ())
+    return {"removed": sorted(i for i in present if i not in in_build),
+            "invalidate": sorted(i for i in invalidate if i in in_build)}
+
+
+def _write_counted(db: GraphDB, statement: str, rows: list, size: int) -> int:
+    """``statement`` over ``rows`` in batches, one transaction each; the sum of its ``n``."""
+    return sum(db.write_transaction(lambda tx, b=batch: tx.run(statement, rows=b).single()["n"])
+               for batch in _chunks(rows, size))
+
+
+def build_sync(build) -> dict | None:
+    """``BUILD/sync.json`` (`k3m import --update`, :mod:`etl.sync`) when it describes this very build."""
+    sync = read_sync(build.path)
+    if sync is None or sync.get("format") != 1 or sync.get("manifest_sha256") != manifest_sha256(build.path):
+        return None
+    return sync
+
+
+def used_vocabulary(build) -> tuple[list[str], list[str], list[str]]:
+    """(properties, values, categories) in use: of some triple, of some item."""
+    triples = np.asarray(build.triples)
+    properties = [build.properties[p] for p in np.unique(triples[:, 1]).tolist()]
+    values = [build.values[v] for v in np.unique(triples[:, 2]).tolist()]
+    categories = set(build.items["category"].dropna().tolist())
+    return properties, values, [c for c in build.categories if c in categories]
 
 
 def item_rows(build) -> list[dict]:
@@ -262,10 +399,9 @@ def _missing(db: GraphDB, label: str, names: list[str]) -> list[str]:
 
 
 def _marker_props(build) -> dict:
-    manifest = (build.path / "manifest.json").read_bytes()
     return {
         "build": str(build.path.resolve()),
-        "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+        "manifest_sha256": manifest_sha256(build.path),
         "items": int(build.num_items),
         "triples": int(len(build.triples)),
         "complete": True,
