@@ -25,6 +25,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "kg": ("kg.cli", "load a build into RDF / the graph database, query them, serve, stats"),
     "pretrain": ("k3m.training.cli", "pretrain K3M on a catalog build"),
     "embed": ("k3m.embedding.cli", "write item embeddings to the build and the graph"),
+    "sync": ("k3m.sync", "update a build, its RDF store, graph and embeddings to a catalog's new version"),
     "query": ("k3m.query", "Cypher-driven query scripts over item embeddings"),
     "evaluate": ("k3m.evaluation.cli", "downstream tasks under missing/noisy modalities, against baselines"),
 }
