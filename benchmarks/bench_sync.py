@@ -62,7 +62,10 @@ def make_catalogs(fashion: Path, work: Path, change: float, seed: int) -> dict:
         present = set(source.namelist())
         for info in source.infolist():
             other = swap.get(info.filename)
-            out.writestr(info, source.read(other if other in present else info.filename))
+            data = source.read(other if other in present else info.filename)
+            entry = zipfile.ZipInfo(info.filename, info.date_time)  # writestr updates what it is given
+            entry.compress_type = info.compress_type
+            out.writestr(entry, data)
     return {"items": len(rows), "added": third, "removed": third, "edited": len(edited), "titles": len(titled),
             "images": len(pictured), "attributes": len(attributed)}
 

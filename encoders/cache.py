@@ -7,8 +7,9 @@ never read as the old one. Inside, one table per kind of input, content-addresse
 key is a hash of what was encoded (the title text, the stored image's pixels, the
 "property : value" text, the string), so a changed or new item of a grown build gets a row
 of its own and a later build reuses every row whose content it shares. Only missing keys
-are computed; a table grows by writing the whole new table aside and swapping it in (a
-crash leaves the old one), under a lock so two processes never write at once.
+are computed; a table grows in place (new rows appended to ``data.npy``, then ``keys.npy``
+replaced: a crash leaves at most rows no key points to), under a lock so two processes
+never write at once.
 
     title   token features of each title            tokens float16 [T, H] + offsets [N+1]
     image   EfficientNet grid tokens of each image  grid float16 [N, g*g, 1280]
@@ -25,7 +26,9 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -152,21 +155,78 @@ class Table:
         return np.load(self.path / f"{name}.npy", mmap_mode="r")
 
     def append(self, keys: list[bytes], rows: list[np.ndarray] | np.ndarray) -> None:
-        """Write the table with ``keys`` / ``rows`` added (whole, aside, then swapped in)."""
+        """Add ``keys`` / ``rows``. The first write makes the table aside and swaps it in; later
+        ones append to ``data.npy`` in place (an update adds a few rows to a table of a GB) and
+        replace ``keys.npy`` last: rows are visible only once their keys are, so a crash leaves
+        at most unreferenced rows past the keys, which the next append cuts off."""
         new_keys = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, KEY_BYTES)
+        if self.ragged:
+            lengths = np.array([len(r) for r in rows], dtype=np.int64)
+            parts = [r for r in rows if len(r)]
+            data = np.concatenate(parts) if parts else None
+        else:
+            data = np.asarray(rows)
+        if self.exists:
+            old_keys = self.keys()
+            if self.ragged:
+                offsets = np.load(self.path / "offsets.npy")[:len(old_keys) + 1]
+                kept = int(offsets[-1])
+            else:
+                kept = len(old_keys)
+            if _append_in_place(self.path / "data.npy", kept, data):
+                if self.ragged:
+                    _replace_array(self.path / "offsets.npy", np.concatenate([offsets, offsets[-1] + np.cumsum(lengths)]))
+                _replace_array(self.path / "keys.npy", np.concatenate([old_keys, new_keys]))
+                return
         with writing_directory(self.path) as tmp:
             np.save(tmp / "keys.npy", np.concatenate([self.keys(), new_keys]))
             if self.ragged:
-                lengths = np.array([len(r) for r in rows], dtype=np.int64)
-                old_offsets = self.array("offsets") if self.exists else np.zeros(1, np.int64)
+                old_offsets = self.array("offsets")[:len(self.keys()) + 1] if self.exists else np.zeros(1, np.int64)
                 offsets = np.concatenate([old_offsets, old_offsets[-1] + np.cumsum(lengths)])
-                parts = ([self.array("data")] if self.exists else []) + [r for r in rows if len(r)]
-                dim = parts[0].shape[1] if parts else 0
-                np.save(tmp / "data.npy", np.concatenate(parts) if parts else np.zeros((0, dim), np.float16))
+                whole = ([self.array("data")[:int(old_offsets[-1])]] if self.exists else []) + ([data] if data is not None else [])
+                dim = whole[0].shape[1] if whole else 0
+                np.save(tmp / "data.npy", np.concatenate(whole) if whole else np.zeros((0, dim), np.float16))
                 np.save(tmp / "offsets.npy", offsets)
             else:
-                rows = np.asarray(rows)
-                np.save(tmp / "data.npy", np.concatenate([self.array("data"), rows]) if self.exists else rows)
+                np.save(tmp / "data.npy", np.concatenate([self.array("data")[:len(self.keys())], data]) if self.exists else data)
+
+
+def _append_in_place(path: Path, kept: int, rows: np.ndarray | None) -> bool:
+    """Cut ``path`` (a C-order .npy) to its first ``kept`` rows, append ``rows`` and fix the
+    header's row count; False (nothing written) when the file is not one rows can join or the
+    new header would not fit where the old one is."""
+    with open(path, "r+b") as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            return False
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                 else np.lib.format.read_array_header_2_0)(f)
+        header_bytes = f.tell()
+        if fortran or kept > shape[0] or (rows is not None and (rows.dtype != dtype or rows.shape[1:] != shape[1:])):
+            return False
+        count = kept + (len(rows) if rows is not None else 0)
+        header = io.BytesIO()
+        write = np.lib.format.write_array_header_1_0 if version == (1, 0) else np.lib.format.write_array_header_2_0
+        write(header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (count, *shape[1:])})
+        if len(header.getvalue()) != header_bytes:  # numpy leaves room for the row count to grow
+            return False
+        row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+        f.truncate(header_bytes + kept * row_bytes)  # rows a crash left past the keys
+        f.seek(header_bytes + kept * row_bytes)
+        if rows is not None:
+            f.write(np.ascontiguousarray(rows).tobytes())
+        f.flush()
+        os.fsync(f.fileno())
+        f.seek(0)
+        f.write(header.getvalue())
+    return True
+
+
+def _replace_array(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
 
 
 # -- the build's view ------------------------------------------------------------------------

@@ -81,3 +81,28 @@ def test_a_catalog_without_images_reads_absent_grids(k3m_sample_build, tmp_path)
     assert not (view.path / "image").exists()
     grid = view.image_grid(np.arange(5))
     assert grid.shape == (5, FeatureSpec(image_size=64).num_image_tokens, view.image_dim) and not grid.any()
+
+
+def test_tables_grow_in_place_and_a_crash_leaves_only_rows_no_key_points_to(slice_build, tmp_path):
+    """An update adds a few rows to tables of a GB: appended in place, keys last. Rows a
+    crash wrote past the keys are never read and are cut off by the next append."""
+    from encoders.cache import KEY_BYTES, Table, _append_in_place
+
+    pixels = np.asarray(slice_build.images[:12], dtype=np.uint8)  # real rows of real shapes
+    keys = [bytes([k]) * KEY_BYTES for k in range(12)]
+    grid, ragged = Table(tmp_path / "grid"), Table(tmp_path / "ragged", ragged=True)
+    grid.append(keys[:5], pixels[:5])
+    ragged.append(keys[:5], [pixels[k, :k + 1, 0] for k in range(5)])
+    inode = (tmp_path / "grid" / "data.npy").stat().st_ino
+    grid.append(keys[5:8], pixels[5:8])
+    ragged.append(keys[5:8], [pixels[k, :k + 1, 0] for k in range(5, 8)])
+    assert (tmp_path / "grid" / "data.npy").stat().st_ino == inode  # in place, not rewritten
+    # a crash after the data was appended and before the keys were replaced
+    assert _append_in_place(tmp_path / "grid" / "data.npy", 8, np.full_like(pixels[8:10], 99))
+    assert len(grid.keys()) == 8 and grid.rows_of([keys[8]]).tolist() == [-1]
+    grid.append(keys[8:12], pixels[8:12])
+    ragged.append(keys[8:12], [pixels[k, :k + 1, 0] for k in range(8, 12)])
+    assert np.array_equal(grid.array("data"), pixels) and grid.rows_of(keys).tolist() == list(range(12))
+    offsets = ragged.array("offsets")
+    for k in range(12):
+        assert np.array_equal(ragged.array("data")[offsets[k]:offsets[k + 1]], pixels[k, :k + 1, 0])
