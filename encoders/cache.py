@@ -122,6 +122,13 @@ def _file_digest(path: Path) -> bytes:
     return _DIGESTS[key]
 
 
+def distinct_pairs(pairs: np.ndarray, num_values: int) -> np.ndarray:
+    """int64 [n, 2] distinct (property, value) rows in (property, value) order: ``np.unique(...,
+    axis=0)``'s result through 1-D codes, several times faster on a catalog's triples."""
+    codes = np.unique(np.asarray(pairs[:, 0], np.int64) * max(num_values, 1) + pairs[:, 1])
+    return np.stack([codes // max(num_values, 1), codes % max(num_values, 1)], axis=1)
+
+
 def text_key(kind: str, text: str) -> bytes:
     return hashlib.blake2b(f"{kind}\x00{text}".encode(), digest_size=KEY_BYTES).digest()
 
@@ -327,7 +334,7 @@ class FeatureCache:
         images = build.images
         image_keys = [image_key(images[r]) if has_image[r] else None for r in range(build.num_items)]
         triples = np.asarray(build.triples, dtype=np.int64)
-        pairs = np.unique(triples[:, 1:], axis=0) if len(triples) else np.zeros((0, 2), np.int64)
+        pairs = distinct_pairs(triples[:, 1:], len(build.values))
         pair_texts = [build.properties[p] + PAIR_SEP + build.values[v] for p, v in pairs.tolist()]
         strings = list(dict.fromkeys(list(build.properties) + list(build.values)))
 

@@ -131,25 +131,18 @@ RETURN count(DISTINCT i) AS n
 """
 # $rows: element ids of candidates (vocabulary nodes the build does not use); a value or a
 # category is deleted only once nothing links to it (an item of an older load may)
-DELETE_ORPHANS = {
-    "Value": """
+_DELETE_UNLINKED = """
 UNWIND $rows AS e
-MATCH (n:Value) WHERE elementId(n) = e
-OPTIONAL MATCH (n)<-[h:HAS]-()
-WITH n, count(h) AS links
-WHERE links = 0
-DETACH DELETE n
-RETURN count(*) AS n
-""",
-    "Category": """
-UNWIND $rows AS e
-MATCH (n:Category) WHERE elementId(n) = e
-OPTIONAL MATCH (n)<-[r:IN_CATEGORY]-()
+MATCH (n:{label}) WHERE elementId(n) = e
+OPTIONAL MATCH (n)<-[r:{link}]-()
 WITH n, count(r) AS links
 WHERE links = 0
 DETACH DELETE n
 RETURN count(*) AS n
-""",
+"""
+DELETE_ORPHANS = {
+    "Value": _DELETE_UNLINKED.format(label="Value", link="HAS"),
+    "Category": _DELETE_UNLINKED.format(label="Category", link="IN_CATEGORY"),
     "Property": """
 UNWIND $rows AS e
 MATCH (n:Property) WHERE elementId(n) = e

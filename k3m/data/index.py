@@ -14,7 +14,7 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from encoders.cache import BuildFeatures, FeatureCache, FeatureSpec
+from encoders.cache import BuildFeatures, FeatureCache, FeatureSpec, distinct_pairs
 from encoders.image.region_file import RegionFeatureFile
 from etl.catalog_build import CatalogBuild
 from k3m.data.knowledge import knowledge_text
@@ -73,7 +73,7 @@ class CatalogIndex:
         rank = np.empty(num_props, dtype=np.int64)
         rank[ordered] = np.arange(num_props)
         train = train[np.lexsort((train[:, 2], rank[train[:, 1]], train[:, 0]))]
-        pv = np.unique(train[:, 1:], axis=0)
+        pv = distinct_pairs(train[:, 1:], num_values)
         items = build.items
         return cls(
             path=build.path,

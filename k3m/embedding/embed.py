@@ -119,7 +119,8 @@ def embed_build(checkpoint: str | Path, build_path: str | Path, settings: EmbedS
     index = index_for(build, model.config, facts=settings.facts, property_order=loaded.property_order)
     encoder = ItemEncoder(model, loaded.tokenizer, index, batch_size=settings.batch_size)
     ids = build.items["item_id"].to_numpy(dtype=object)
-    digests = encoder.input_digests(np.arange(build.num_items), build.images)
+    file_digests = build.items["image_digest"].to_numpy(dtype=object) if "image_digest" in build.items else None
+    digests = encoder.input_digests(np.arange(build.num_items), build.images, file_digests)
     embeddings = np.zeros((build.num_items, model.config.hidden_size), np.float32)
     created = np.full(build.num_items, datetime.now(timezone.utc).isoformat(timespec="microseconds"), dtype=object)
     todo = np.arange(build.num_items, dtype=np.int64)

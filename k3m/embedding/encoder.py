@@ -54,10 +54,12 @@ class ItemEncoder:
         for start in range(0, len(rows), self.batch_size):
             yield collate([dataset[int(r)] for r in rows[start : start + self.batch_size]]).to(device)
 
-    def input_digests(self, rows: np.ndarray, images) -> list[str | None]:
+    def input_digests(self, rows: np.ndarray, images, image_digests=None) -> list[str | None]:
         """Per row, a digest of everything the model reads of the item (the title shown, the
-        pairs in the order given, the image's pixels): equal digests under the same weights
-        mean equal c*. None where that is not known (images read from a region feature file)."""
+        pairs in the order given, the image): equal digests under the same weights mean equal
+        c*. The image counts by its file digest where the build has one (its pixels are
+        decoded from those bytes once, and an update copies them when the bytes are the
+        same), else by its pixels. None where that is not known (region feature files)."""
         if self.config.use_image and self.config.image.kind == "region":
             return [None] * len(rows)
         dataset = self.dataset(rows)
@@ -66,7 +68,8 @@ class ItemEncoder:
             record = dataset[int(row)]
             digest = hashlib.blake2b(repr((record.title, self.index.pair_strings(record.pairs))).encode(), digest_size=16)
             if record.image_row >= 0:
-                digest.update(np.ascontiguousarray(images[record.image_row]).tobytes())
+                known = image_digests[record.image_row] if image_digests is not None else None
+                digest.update(known.encode() if isinstance(known, str) else np.ascontiguousarray(images[record.image_row]).tobytes())
             out.append(digest.hexdigest())
         return out
 

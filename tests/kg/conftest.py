@@ -73,3 +73,44 @@ def hostile_build_edited(fashion_dir, tmp_path_factory) -> Path:
     rows[6]["productDisplayName"] = rows[6]["productDisplayName"] + " (2nd edition)"
     rows[7]["baseColour"] = "Teal" if rows[7].get("baseColour") != "Teal" else "Olive"
     return _import(rows, fashion_dir, tmp_path_factory.mktemp("kg-builds") / "hostile-edited")
+
+
+# -- an updated catalog (k3m import --update), for the sync tests -----------------------------
+LEGACY_PROPERTY, LEGACY_VALUE = "Legacy Fit", "Legacy Loose Sync"  # only on a removed item
+NEW_COLOUR = "Aubergine Sync"  # a value only the new catalog has
+
+
+@pytest.fixture(scope="session")
+def sync_catalogs(fashion_dir, tmp_path_factory) -> SimpleNamespace:
+    """The old catalog is rows 0..399 (one removed row carries an attribute no other item has),
+    the new one rows 40..439 with 15 titles and 15 colours changed (3 to a value only it has)
+    and one item's image file replaced by another picture (an image-only change)."""
+    import zipfile
+
+    work = tmp_path_factory.mktemp("sync-catalogs")
+    with gzip.open(fashion_dir / "styles.jsonl.gz", "rt", encoding="utf-8") as stream:
+        rows = [json.loads(line) for line in itertools.islice(stream, 440)]
+    old = json.loads(json.dumps(rows[:400]))
+    old[5]["articleAttributes"] = {**old[5].get("articleAttributes", {}), LEGACY_PROPERTY: LEGACY_VALUE}
+    new = json.loads(json.dumps(rows[40:440]))
+    for row in new[10:25]:
+        row["productDisplayName"] += " (2024 edition)"
+    for k, row in enumerate(new[100:115]):
+        row["baseColour"] = NEW_COLOUR if k < 3 else ("Teal" if row.get("baseColour") != "Teal" else "Olive")
+    # the new catalog's images: a directory of the same files, one replaced by another's picture
+    images = work / "images-new"
+    (images / "images").mkdir(parents=True)
+    with zipfile.ZipFile(fashion_dir / "images.zip") as archive:
+        names = set(archive.namelist())
+        for row in new:
+            if f"images/{row['id']}.jpg" in names:
+                (images / "images" / f"{row['id']}.jpg").write_bytes(archive.read(f"images/{row['id']}.jpg"))
+    with_image = [str(r["id"]) for r in new[200:] if (images / "images" / f"{r['id']}.jpg").is_file()]
+    image_only, donor = with_image[0], with_image[1]
+    (images / "images" / f"{image_only}.jpg").write_bytes((images / "images" / f"{donor}.jpg").read_bytes())
+    for name, catalog in (("old", old), ("new", new)):
+        (work / f"{name}.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in catalog) + "\n",
+                                            encoding="utf-8")
+    return SimpleNamespace(old=work / "old.jsonl", new=work / "new.jsonl", old_images=fashion_dir / "images.zip",
+                           new_images=images, image_only=image_only, legacy_property=LEGACY_PROPERTY,
+                           legacy_value=LEGACY_VALUE, new_colour=NEW_COLOUR)

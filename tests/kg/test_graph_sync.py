@@ -7,15 +7,12 @@ rows 40..439 with 15 titles and 15 colours changed and one item's image file rep
 another picture (an image-only change: same graph content, stale embedding)."""
 from __future__ import annotations
 
-import gzip
-import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,36 +26,6 @@ from kg.graph_db import connect
 from kg.graph_load import load_graph
 
 REPO = Path(__file__).resolve().parents[2]
-LEGACY_PROPERTY, LEGACY_VALUE = "Legacy Fit", "Legacy Loose Sync"  # only on a removed item
-NEW_COLOUR = "Aubergine Sync"  # a value only the new catalog has
-
-
-def _catalogs(fashion_dir: Path, work: Path) -> SimpleNamespace:
-    with gzip.open(fashion_dir / "styles.jsonl.gz", "rt", encoding="utf-8") as stream:
-        rows = [json.loads(line) for line in itertools.islice(stream, 440)]
-    old = json.loads(json.dumps(rows[:400]))
-    old[5]["articleAttributes"] = {**old[5].get("articleAttributes", {}), LEGACY_PROPERTY: LEGACY_VALUE}
-    new = json.loads(json.dumps(rows[40:440]))
-    for row in new[10:25]:
-        row["productDisplayName"] += " (2024 edition)"
-    for k, row in enumerate(new[100:115]):
-        row["baseColour"] = NEW_COLOUR if k < 3 else ("Teal" if row.get("baseColour") != "Teal" else "Olive")
-    # the new catalog's images: a directory of the same files, one replaced by another's picture
-    images = work / "images-new"
-    (images / "images").mkdir(parents=True)
-    with zipfile.ZipFile(fashion_dir / "images.zip") as archive:
-        names = set(archive.namelist())
-        for row in new:
-            if f"images/{row['id']}.jpg" in names:
-                (images / "images" / f"{row['id']}.jpg").write_bytes(archive.read(f"images/{row['id']}.jpg"))
-    with_image = [str(r["id"]) for r in new[200:] if (images / "images" / f"{r['id']}.jpg").is_file()]
-    image_only, donor = with_image[0], with_image[1]
-    (images / "images" / f"{image_only}.jpg").write_bytes((images / "images" / f"{donor}.jpg").read_bytes())
-    for name, catalog in (("old", old), ("new", new)):
-        (work / f"{name}.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in catalog) + "\n",
-                                            encoding="utf-8")
-    return SimpleNamespace(old=work / "old.jsonl", new=work / "new.jsonl", old_images=fashion_dir / "images.zip",
-                           new_images=images, image_only=image_only)
 
 
 def _import_old(catalogs, out: Path) -> Path:
@@ -99,8 +66,8 @@ def _marker(db) -> dict:
 
 
 @pytest.fixture(scope="module")
-def catalogs(fashion_dir, tmp_path_factory) -> SimpleNamespace:
-    return _catalogs(fashion_dir, tmp_path_factory.mktemp("graph-sync-catalogs"))
+def catalogs(sync_catalogs) -> SimpleNamespace:
+    return sync_catalogs
 
 
 @pytest.fixture(scope="module")
@@ -120,15 +87,17 @@ def expected(catalogs, kg_server, kg_data_dir, tmp_path_factory) -> SimpleNamesp
             states[name] = _state(db)
     build = CatalogBuild.open(updated)
     # the update kept vocabulary no item uses any more; a full load leaves it out
-    assert len(build.values) > len(states["updated"]["values"]) and LEGACY_VALUE in build.values
-    assert LEGACY_PROPERTY in build.properties and LEGACY_PROPERTY not in states["updated"]["properties"]
+    assert len(build.values) > len(states["updated"]["values"]) and catalogs.legacy_value in build.values
+    assert catalogs.legacy_property in build.properties
+    assert catalogs.legacy_property not in states["updated"]["properties"]
     return SimpleNamespace(**states)
 
 
 def test_sync_load_equals_a_fresh_load_of_the_updated_build(graph_db, catalogs, expected, tmp_path):
     build_path = _import_old(catalogs, tmp_path / "shop")
     assert load_graph(CatalogBuild.open(build_path), graph_db).mode == "full"
-    assert {LEGACY_PROPERTY, LEGACY_VALUE} <= _state(graph_db)["properties"] | _state(graph_db)["values"]
+    before = _state(graph_db)
+    assert {catalogs.legacy_property, catalogs.legacy_value} <= before["properties"] | before["values"]
     sync = _update(catalogs, build_path)
     assert sync["counts"]["removed"] == 40 and sync["counts"]["added"] == 40 and sync["counts"]["changed"] >= 31
 
@@ -140,7 +109,7 @@ def test_sync_load_equals_a_fresh_load_of_the_updated_build(graph_db, catalogs, 
     state = _state(graph_db)
     assert state == expected.updated
     assert _without_splits(state) == _without_splits(expected.fresh)
-    assert NEW_COLOUR in state["values"] and LEGACY_VALUE not in state["values"]
+    assert catalogs.new_colour in state["values"] and catalogs.legacy_value not in state["values"]
     marker = _marker(graph_db)
     assert marker["complete"] is True and marker.get("applying") is None
     assert marker["manifest_sha256"] == manifest_sha256(build_path) == sync["manifest_sha256"]
@@ -170,7 +139,7 @@ def test_sync_drops_embeddings_and_suggestions_of_changed_items(graph_db, catalo
                "CREATE (i)-[:SUGGESTED_VALUE {property: 'baseColour', score: 0.5, rank: 1, model: 'micro'}]->(v)")
     for item_id in ids:
         graph_db.write(suggest, id=item_id, text=kept_value)
-    graph_db.write(suggest, id=unchanged, text=LEGACY_VALUE)  # a value no item will have: it goes
+    graph_db.write(suggest, id=unchanged, text=catalogs.legacy_value)  # a value no item will have: it goes
 
     hashes = {r["id"]: r["h"] for r in graph_db.run("MATCH (i:Item) RETURN i.id AS id, i.load_hash AS h")}
     report = load_graph(build, graph_db)

@@ -7,8 +7,6 @@ carries an attribute no other item has), the new one rows 40..439 with 15 titles
 colours changed."""
 from __future__ import annotations
 
-import gzip
-import itertools
 import json
 import os
 import signal
@@ -28,30 +26,16 @@ from kg.rdf_iris import Namespaces
 from kg.rdf_store import RdfSettings, load_rdf, read_meta
 
 REPO = Path(__file__).resolve().parents[2]
-LEGACY_PROPERTY, LEGACY_VALUE = "Legacy Fit", "Legacy Loose Sync"  # only on a removed item
-NEW_COLOUR = "Aubergine Sync"  # a value only the new catalog has
 
 
 @pytest.fixture(scope="module")
-def catalogs(fashion_dir, tmp_path_factory) -> SimpleNamespace:
-    work = tmp_path_factory.mktemp("rdf-sync-catalogs")
-    with gzip.open(fashion_dir / "styles.jsonl.gz", "rt", encoding="utf-8") as stream:
-        rows = [json.loads(line) for line in itertools.islice(stream, 440)]
-    old = json.loads(json.dumps(rows[:400]))
-    old[5]["articleAttributes"] = {**old[5].get("articleAttributes", {}), LEGACY_PROPERTY: LEGACY_VALUE}
-    new = json.loads(json.dumps(rows[40:440]))
-    for row in new[10:25]:
-        row["productDisplayName"] += " (2024 edition)"
-    for k, row in enumerate(new[100:115]):
-        row["baseColour"] = NEW_COLOUR if k < 3 else ("Teal" if row.get("baseColour") != "Teal" else "Olive")
-    for name, catalog in (("old", old), ("new", new)):
-        (work / f"{name}.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in catalog) + "\n",
-                                            encoding="utf-8")
-    return SimpleNamespace(old=work / "old.jsonl", new=work / "new.jsonl", images=str(fashion_dir / "images.zip"))
+def catalogs(sync_catalogs) -> SimpleNamespace:
+    return sync_catalogs
 
 
 def _import(catalogs, source: Path, out: Path, update: bool = False) -> Path:
-    import_catalog([source], "fashion44k", out, update=update, images=catalogs.images, workers=0)
+    images = catalogs.new_images if source == catalogs.new else catalogs.old_images
+    import_catalog([source], "fashion44k", out, update=update, images=str(images), workers=0)
     return out
 
 
@@ -92,8 +76,9 @@ def expected(catalogs, tmp_path_factory) -> SimpleNamespace:
     triples = _triples(work / "updated-store")
     # the update kept vocabulary no item uses any more; a full load leaves it out
     build, ns = CatalogBuild.open(updated), Namespaces()
-    assert LEGACY_VALUE in build.values and LEGACY_PROPERTY in build.properties
-    assert not any(f"<{ns.value(LEGACY_VALUE)}>" in t or f"<{ns.property(LEGACY_PROPERTY)}>" in t for t in triples)
+    assert catalogs.legacy_value in build.values and catalogs.legacy_property in build.properties
+    legacy = (f"<{ns.value(catalogs.legacy_value)}>", f"<{ns.property(catalogs.legacy_property)}>")
+    assert not any(iri in t for iri in legacy for t in triples)
     assert read_meta(work / "updated-store")["triples"] == len(triples)
     return SimpleNamespace(updated=triples, fresh=_triples(work / "fresh-store"))
 
@@ -101,7 +86,7 @@ def expected(catalogs, tmp_path_factory) -> SimpleNamespace:
 def test_sync_load_equals_a_full_load_of_the_updated_build(catalogs, expected, tmp_path):
     build_path, store = tmp_path / "shop", tmp_path / "store"
     sync = _old_then_updated(catalogs, build_path, store)
-    assert f"<{Namespaces().value(LEGACY_VALUE)}>" in "".join(_triples(store))
+    assert f"<{Namespaces().value(catalogs.legacy_value)}>" in "".join(_triples(store))
     build = CatalogBuild.open(build_path)
 
     report = load_rdf(build, store)
