@@ -275,13 +275,9 @@ class _Import:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        previous = self.previous
-        if previous is None:
-            properties, property_remap = _sorted_vocabulary(self.property_ids)
-            values, value_remap = _sorted_vocabulary(self.value_ids)
-        else:
-            properties, property_remap = grown_vocabulary(previous.properties, self.property_ids)
-            values, value_remap = grown_vocabulary(previous.values, self.value_ids)
+        previous = self.previous  # an update: its vocabularies first, in their order
+        properties, property_remap = grown_vocabulary(previous.properties if previous else [], self.property_ids)
+        values, value_remap = grown_vocabulary(previous.values if previous else [], self.value_ids)
         triples = np.stack([
             np.frombuffer(self.t_item, dtype=np.int32),
             property_remap[np.frombuffer(self.t_property, dtype=np.int32)],
@@ -289,9 +285,8 @@ class _Import:
         ], axis=1).astype(np.int32).reshape(-1, 3)
         triples = triples[np.lexsort((triples[:, 2], triples[:, 1], triples[:, 0]))]
 
-        categories = sorted({c for c in self.categories if c is not None})
-        if previous is not None:
-            categories = grown_vocabulary(previous.categories, {c: i for i, c in enumerate(categories)})[0]
+        used = {c: i for i, c in enumerate(dict.fromkeys(c for c in self.categories if c is not None))}
+        categories = grown_vocabulary(previous.categories if previous else [], used)[0]
         category_index = {c: i for i, c in enumerate(categories)}
         item_category = np.array([category_index.get(c, -1) if c is not None else -1 for c in self.categories], np.int64)
         split_keys = [f"g:{g}" if g is not None else f"i:{i}" for g, i in zip(self.groups, self.item_ids)]
@@ -433,15 +428,6 @@ class _ImagePipeline:
     def abort(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
-
-
-def _sorted_vocabulary(ids: dict[str, int]) -> tuple[list[str], np.ndarray]:
-    """Names sorted by code point, and provisional id -> sorted position."""
-    names = sorted(ids)
-    remap = np.empty(len(ids), dtype=np.int32)
-    for position, name in enumerate(names):
-        remap[ids[name]] = position
-    return names, remap
 
 
 def _file_entry(path: Path) -> dict:

@@ -45,7 +45,8 @@ def manifest_sha256(build_path: str | Path) -> str:
 def grown_vocabulary(previous: list[str], ids: dict[str, int]) -> tuple[list[str], np.ndarray]:
     """The previous names in their order, then the new ones sorted by code point; and
     provisional id -> position. Existing ids never move, so checkpoints, feature views and
-    stored vectors indexed by them stay valid."""
+    stored vectors indexed by them stay valid. A plain import has no previous names: its
+    vocabularies are simply sorted."""
     known = set(previous)
     names = list(previous) + sorted(name for name in ids if name not in known)
     position = {name: i for i, name in enumerate(names)}
