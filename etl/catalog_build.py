@@ -146,6 +146,15 @@ class CatalogBuild:
         """Triples the model may see as input (held-out link-prediction facts removed)."""
         return np.asarray(self.triples[np.asarray(self.triple_split) == TRIPLE_TRAIN])
 
+    def used_vocabulary(self) -> tuple[list[str], list[str], list[str]]:
+        """(properties, values, categories) some item uses: an updated build's vocabularies
+        are append-only and may hold names no item has any more."""
+        triples = np.asarray(self.triples)
+        properties = [self.properties[p] for p in np.unique(triples[:, 1]).tolist()]
+        values = [self.values[v] for v in np.unique(triples[:, 2]).tolist()]
+        categories = set(self.items["category"].dropna().tolist())
+        return properties, values, [c for c in self.categories if c in categories]
+
     @cached_property
     def item_triple_offsets(self) -> np.ndarray:
         """CSR offsets: triples of item i are rows offsets[i]:offsets[i+1] (triples are sorted)."""

@@ -167,6 +167,14 @@ IMPORT_FILES = frozenset({
 })
 
 
+def current_sync(build: CatalogBuild) -> dict | None:
+    """The build's ``sync.json`` when it describes this very build (not one replaced since)."""
+    sync = read_sync(build.path)
+    if sync is None or sync.get("format") != FORMAT or sync.get("manifest_sha256") != manifest_sha256(build.path):
+        return None
+    return sync
+
+
 def carry_over(previous: Path, work: Path) -> list[str]:
     """Hard-link into the new build what later stages wrote into the previous one (the
     database it was loaded into, embeddings): everything the import itself does not write.

@@ -64,7 +64,7 @@ from typing import Callable
 
 import numpy as np
 
-from etl.sync import manifest_sha256, read_sync
+from etl.sync import current_sync, manifest_sha256
 from kg.graph_db import GraphDB
 
 PKG_NAME = "k3m"
@@ -222,7 +222,7 @@ def _load(build, db: GraphDB, settings: GraphLoadSettings, progress) -> GraphLoa
     started = time.perf_counter()
     ensure_schema(db)
     totals: Counter = Counter()
-    used = dict(zip(("Property", "Value", "Category"), used_vocabulary(build)))
+    used = dict(zip(("Property", "Value", "Category"), build.used_vocabulary()))
     missing_vocab = {label: _missing(db, label, names) for label, names in used.items()}
     rows = item_rows(build)
     # one collected row: a record per item costs ~3x more over Bolt (1.3 s vs 0.45 s for 44k items)
@@ -299,7 +299,7 @@ def _sync_plan(build, marker: dict, props: dict, present: dict, changed: list[di
         return None
     if marker.get("applying") is None and marker.get("manifest_sha256") == props["manifest_sha256"]:
         return None
-    sync = build_sync(build) or {"changed": []}
+    sync = current_sync(build) or {"changed": []}
     in_build = set(build.items["item_id"].tolist())
     invalidate = {row["id"] for row in changed} | set(sync["changed"]) | set(marker.get("pending") or ())
     return {"removed": sorted(i for i in present if i not in in_build),
@@ -310,23 +310,6 @@ def _write_counted(db: GraphDB, statement: str, rows: list, size: int) -> int:
     """``statement`` over ``rows`` in batches, one transaction each; the sum of its ``n``."""
     return sum(db.write_transaction(lambda tx, b=batch: tx.run(statement, rows=b).single()["n"])
                for batch in _chunks(rows, size))
-
-
-def build_sync(build) -> dict | None:
-    """``BUILD/sync.json`` (`k3m import --update`, :mod:`etl.sync`) when it describes this very build."""
-    sync = read_sync(build.path)
-    if sync is None or sync.get("format") != 1 or sync.get("manifest_sha256") != manifest_sha256(build.path):
-        return None
-    return sync
-
-
-def used_vocabulary(build) -> tuple[list[str], list[str], list[str]]:
-    """(properties, values, categories) in use: of some triple, of some item."""
-    triples = np.asarray(build.triples)
-    properties = [build.properties[p] for p in np.unique(triples[:, 1]).tolist()]
-    values = [build.values[v] for v in np.unique(triples[:, 2]).tolist()]
-    categories = set(build.items["category"].dropna().tolist())
-    return properties, values, [c for c in build.categories if c in categories]
 
 
 def item_rows(build) -> list[dict]:

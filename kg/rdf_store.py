@@ -44,8 +44,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from etl.atomic import write_text, writing_directory
-from etl.sync import manifest_sha256
-from kg.graph_load import build_sync, used_vocabulary
+from etl.sync import current_sync, manifest_sha256
 from kg.paths import data_dir as default_data_dir
 from kg.rdf_iris import DEFAULT_BASE_IRI, RDF, RDFS, XSD, Namespaces
 
@@ -116,7 +115,7 @@ def load_rdf(build, target: Path | None = None, settings: RdfSettings = RdfSetti
         if meta.get("manifest_sha256") == current and "applying" not in meta:
             return RdfLoadReport(str(target), meta["triples"], meta["pkg_triples"], time.perf_counter() - started,
                                  mode="current")
-        dirty = _dirty_items(meta, build_sync(build), current)
+        dirty = _dirty_items(meta, current_sync(build), current)
         if dirty is not None:
             counts = _apply_sync(build, ns, settings, target, meta, dirty, current, progress)
             return RdfLoadReport(str(target), seconds=time.perf_counter() - started, mode="sync", **counts)
@@ -240,7 +239,7 @@ def _vocabulary(build, ns: Namespaces) -> dict[str, str]:
     """IRI -> its type and label N-Triples, for every property, value and category in use."""
     a, label = _iri(RDF + "type"), _iri(RDFS + "label")
     lines = {}
-    for names, make, kind in zip(used_vocabulary(build), (ns.property, ns.value, ns.category), _vocabulary_kinds(ns)):
+    for names, make, kind in zip(build.used_vocabulary(), (ns.property, ns.value, ns.category), _vocabulary_kinds(ns)):
         kind = _iri(kind)
         for name in names:
             iri = make(name)
