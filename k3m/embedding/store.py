@@ -111,30 +111,26 @@ class EmbeddingStore:
         return np.load(self.path / "embeddings.npy", mmap_mode="r")
 
     @cached_property
-    def ids(self) -> np.ndarray:
+    def _rows(self) -> dict[str, np.ndarray]:
+        """ids.parquet's columns, read once (stores written before a column existed lack it)."""
         import pyarrow.parquet as pq
 
-        return pq.read_table(self.path / "ids.parquet").column("item_id").to_numpy(zero_copy_only=False).astype(object)
+        table = pq.read_table(self.path / "ids.parquet")
+        return {name: table.column(name).to_numpy(zero_copy_only=False).astype(object) for name in table.column_names}
+
+    @cached_property
+    def ids(self) -> np.ndarray:
+        return self._rows["item_id"]
 
     @cached_property
     def created(self) -> np.ndarray:
         """object [N]: when each row was computed (the graph write-back's version of an item)."""
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(self.path / "ids.parquet")
-        if "created" not in table.column_names:
-            return np.full(table.num_rows, self.meta["created"], dtype=object)
-        return table.column("created").to_numpy(zero_copy_only=False).astype(object)
+        return self._rows.get("created", np.full(len(self.ids), self.meta["created"], dtype=object))
 
     @cached_property
     def input_digests(self) -> np.ndarray:
         """object [N]: digest of what the model read for each row (None: unknown)."""
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(self.path / "ids.parquet")
-        if "input_digest" not in table.column_names:
-            return np.full(table.num_rows, None, dtype=object)
-        return table.column("input_digest").to_numpy(zero_copy_only=False).astype(object)
+        return self._rows.get("input_digest", np.full(len(self.ids), None, dtype=object))
 
     @cached_property
     def row_of(self) -> dict[str, int]:
