@@ -60,6 +60,7 @@ class BuildPrefix:
     values = property(lambda self: self.build.values)
     categories = property(lambda self: self.build.categories)
     num_items = property(lambda self: self.n)
+    used_vocabulary = CatalogBuild.used_vocabulary  # of the prefix's own triples and items
 
     @cached_property
     def items(self):
