@@ -130,7 +130,7 @@ def grid_rows(wide: pd.DataFrame, settings: list[str], ratios: list[float], cell
     return [[s] + [cell(wide.loc[(s, r)]) if (s, r) in wide.index else "–" for r in ratios] for s in settings]
 
 
-BASELINE_TASKS = (("classification", "accuracy"), ("qa", "rank@1"))
+BASELINE_TASKS = (("classification", "accuracy"), ("qa", "rank@1"), ("alignment", "f1"), ("neighbours", "category_share@10"))
 
 
 def against_baselines(grid: pd.DataFrame, mode: str) -> list[str]:

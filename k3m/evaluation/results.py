@@ -37,6 +37,7 @@ class CellResult:
     sizes: dict[str, int] = field(default_factory=dict)  # n_train, n_test, n_queries ...
     kind: str = "cell"
     reused_clean: bool = False  # the model reads none of what the setting corrupts: the clean cell
+    probe: dict = field(default_factory=dict)  # how the probe was fitted (kind, chosen C, converged)
 
     @property
     def key(self) -> tuple:

@@ -33,7 +33,7 @@ from k3m.evaluation.finetune import finetune_and_measure
 from k3m.evaluation.models import MODELS, load_model, pretrain_model
 from k3m.model.checkpoint import load_property_order
 from k3m.evaluation.pools import make_pools
-from k3m.evaluation.probe import gather, measure_probe, train_probe
+from k3m.evaluation.probe import gather, train_probe
 from k3m.evaluation.report import write_report
 from k3m.evaluation.results import CellResult, ResultStore, cell_key
 from k3m.evaluation.tasks import make_task
@@ -65,13 +65,19 @@ class EvaluationRun:
         self.build = CatalogBuild.open(config.build)
         self.index = CatalogIndex.from_build(self.build)
         self.pools = make_pools(self.build, config.pools.finetune_items, config.pools.test_items, config.seed)
+        # the product of every item: the probe's validation split keeps a product on one side
+        self.product = product_keys(self.build, np.arange(self.build.num_items))
         self.tasks = {name: make_task(name, config) for name in config.tasks}
         for task in self.tasks.values():
             task.prepare(self.build, self.pools, config.seed)
         head_tasks = [t for t in self.tasks.values() if isinstance(t, HeadTask)]
+        vector_tasks = [t for t in self.tasks.values() if t.scores_vectors]
         # only the items some task uses are encoded
-        self.finetune_rows = np.unique(np.concatenate([t.train.rows.ravel() for t in head_tasks] + [np.empty(0, np.int64)]))
-        test_sets = [t.test.rows.ravel() for t in self.tasks.values() if not t.clean_only]
+        self.finetune_rows = np.unique(np.concatenate([t.train.rows.ravel() for t in head_tasks]
+                                                      + [np.intersect1d(t.rows, self.pools.finetune) for t in vector_tasks]
+                                                      + [np.empty(0, np.int64)]))
+        test_sets = [t.test.rows.ravel() for t in self.tasks.values() if not t.clean_only and not t.scores_vectors]
+        test_sets += [np.intersect1d(t.rows, self.pools.test) for t in vector_tasks]
         self.test_rows = np.unique(np.concatenate(test_sets + [np.empty(0, np.int64)]))
 
     def check_resumable(self) -> None:
@@ -103,8 +109,10 @@ class EvaluationRun:
     def tasks_for(self, name: str) -> list[str]:
         """K3M-family models: every task (LPM-scored ones only with knowledge); off-the-shelf
         representations: the tasks a head learns."""
-        if name in BASELINES:
+        if name == "most_frequent":  # no vectors: only the tasks a head learns have a guess
             return [n for n, t in self.tasks.items() if t.trains_head]
+        if name in BASELINES:
+            return [n for n, t in self.tasks.items() if t.trains_head or t.scores_vectors]
         knowledge = MODELS[name].switches.get("use_knowledge", True)
         return [n for n, t in self.tasks.items() if knowledge or not t.needs_lpm]
 
@@ -212,7 +220,12 @@ class EvaluationRun:
             for task_name in pending:
                 task = self.tasks[task_name]
                 t0 = time.perf_counter()
-                if not task.trains_head:  # scored by the model's LPM over the task's own items
+                fitted = {}
+                if task.scores_vectors:  # the vectors themselves, over both pools
+                    both = np.concatenate([self.finetune_rows, self.test_rows])
+                    order = np.argsort(both, kind="stable")
+                    metrics = task.measure_vectors(both[order], torch.cat([vectors["finetune"], vectors["test"]])[torch.from_numpy(order)])
+                elif not task.trains_head:  # scored by the model's LPM over the task's own items
                     rows, task_vectors = task.rows, vectors.get("test")
                     if task_vectors is not None and np.isin(rows, self.test_rows).all():
                         task_vectors = task_vectors[torch.from_numpy(np.searchsorted(self.test_rows, rows))]
@@ -222,13 +235,16 @@ class EvaluationRun:
                     metrics = task.score(encoder.lpm_scorer(rows, task_vectors))
                 elif cfg.mode == "probe" or name in BASELINES:  # frozen features: probed in either mode
                     probe = train_probe(
-                        task, gather(vectors["finetune"], self.finetune_rows, task.train), vectors["finetune"], cfg.probe, cfg.seed
+                        task, gather(vectors["finetune"], self.finetune_rows, task.train), vectors["finetune"], cfg.probe,
+                        cfg.seed, groups=self.product[task.train.rows[:, 0]],
                     )
-                    metrics = measure_probe(task, probe, gather(vectors["test"], self.test_rows, task.test))
+                    metrics = probe.measure(task, gather(vectors["test"], self.test_rows, task.test))
+                    fitted = probe.describe()
                 else:
                     metrics = finetune_and_measure(task, encoder, plans["finetune"], plans["test"], cfg.finetune, cfg.seed)
                 seconds = time.perf_counter() - t0
-                self.store.add(CellResult(task_name, setting, ratio, name, cfg.mode, cfg.seed, metrics, seconds, task.sizes()))
+                self.store.add(CellResult(task_name, setting, ratio, name, cfg.mode, cfg.seed, metrics, seconds, task.sizes(),
+                                          probe=fitted))
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in task.metrics)
                 log(f"  {task_name}: {shown} ({seconds:.1f}s)")
 
@@ -239,7 +255,9 @@ class EvaluationRun:
             task = self.tasks[task_name]
             if task.clean_only:
                 continue  # encodes its own items
-            if not task.trains_head:
+            if task.scores_vectors:
+                needs |= {"finetune", "test"}
+            elif not task.trains_head:
                 needs.add("test")
             elif self.cfg.mode == "probe" or name in BASELINES:
                 needs |= {"finetune", "test"}

@@ -11,9 +11,11 @@ from k3m.evaluation.tasks.attribute_qa import AttributeQATask, LPMAttributeQATas
 from k3m.evaluation.tasks.base import Examples, HeadTask, Pools, ScoringTask, Task
 from k3m.evaluation.tasks.classification import ClassificationTask
 from k3m.evaluation.tasks.link_prediction import LinkPredictionTask
+from k3m.evaluation.tasks.neighbours import NeighbourTask
 
 TASKS: dict[str, type[Task]] = {
-    cls.name: cls for cls in (ClassificationTask, AlignmentTask, AttributeQATask, LPMAttributeQATask, LinkPredictionTask)
+    cls.name: cls for cls in (ClassificationTask, AlignmentTask, AttributeQATask, LPMAttributeQATask, LinkPredictionTask,
+                                            NeighbourTask)
 }
 
 
@@ -33,6 +35,7 @@ __all__ = [
     "HeadTask",
     "LPMAttributeQATask",
     "LinkPredictionTask",
+    "NeighbourTask",
     "Pools",
     "ScoringTask",
     "Task",

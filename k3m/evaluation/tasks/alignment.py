@@ -71,6 +71,17 @@ class AlignmentTask(HeadTask):
         pos_weight = (1 - target).sum().clamp(min=1) / target.sum().clamp(min=1)
         return nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
 
+    has_linear_form = True
+    class_weight = "balanced"  # positives are a minority, as the head's pos_weight says
+
+    def linear_features(self, vectors: torch.Tensor) -> torch.Tensor:
+        a, b = vectors[:, 0], vectors[:, 1]
+        return torch.cat([(a - b).abs(), a * b], dim=1)  # the head's symmetric pair features
+
+    def logits_from_decision(self, decision: np.ndarray, classes: np.ndarray) -> torch.Tensor:
+        decision = torch.from_numpy(np.asarray(decision, dtype=np.float64))
+        return decision if int(classes[-1]) == 1 else -decision
+
     def majority_baseline(self) -> dict[str, float]:
         return self.measure(torch.ones(len(self.test)), self.test)  # every pair aligned
 

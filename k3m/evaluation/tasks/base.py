@@ -9,6 +9,8 @@ Two kinds of task:
   or computed with gradients (fine-tune mode). Tasks never see the model itself.
 - :class:`ScoringTask` — no training: the pretrained model's own scorer (LPM) ranks
   answers directly (zero-shot QA with LPM, link prediction).
+- a task with ``scores_vectors`` — no training, no LPM: the item vectors themselves are
+  scored (nearest neighbours), for every representation alike.
 
 Item rows are chosen from the *pools* (:class:`Pools`): one sample of train-split items for
 fine-tuning and one of test-split items for testing, shared by every task so each
@@ -55,6 +57,7 @@ class Task:
     needs_lpm: ClassVar[bool] = False  # scored by the model's own LPM: only models pretrained with knowledge
     clean_only: ClassVar[bool] = False  # asked on clean inputs only, not under the corruption grid
     kg_anchor: ClassVar[bool] = False  # a KG-embedding model (TransE) trained on the train triples answers it too
+    scores_vectors: ClassVar[bool] = False  # scored on the item vectors themselves (no head, no LPM)
     # timing lines that computing the task's cells writes (dropped with its cells by --redo)
     timing_parts: ClassVar[tuple[str, ...]] = ("encode",)
 
@@ -100,6 +103,24 @@ class HeadTask(Task):
         """The task's metrics for the guess that reads no input (the most frequent answer
         among the fine-tuning examples, or "always aligned")."""
         raise NotImplementedError
+
+    # -- a linear form: tasks whose head is one logistic regression on features of the
+    # example's item vectors (the probe then fits scikit-learn's, tuned; probe.py) ----------
+    has_linear_form: ClassVar[bool] = False
+    class_weight: ClassVar[str | None] = None  # LogisticRegression's class_weight
+
+    def linear_features(self, vectors: torch.Tensor) -> torch.Tensor:
+        """[M, D] features of the examples' (standardised) item vectors [M, k, H]."""
+        raise NotImplementedError
+
+    def logits_from_decision(self, decision: np.ndarray, classes: np.ndarray):
+        """What :meth:`measure` takes, from a fitted logistic regression's
+        ``decision_function`` over the classes it saw (``classes``)."""
+        raise NotImplementedError
+
+    def validation_score(self, logits, examples: Examples) -> float:
+        """Higher is better: what the probe's regularisation is chosen by (the first metric)."""
+        return float(self.measure(logits, examples)[self.metrics[0]])
 
     def sizes(self) -> dict[str, int]:
         return {"n_train": len(self.train), "n_test": len(self.test)}

@@ -32,6 +32,20 @@ class ClassificationTask(HeadTask):
     def make_head(self, hidden: int) -> nn.Module:
         return nn.Sequential(nn.Flatten(1), nn.Linear(hidden, self.num_classes))
 
+    has_linear_form = True
+
+    def linear_features(self, vectors: torch.Tensor) -> torch.Tensor:
+        return vectors[:, 0]
+
+    def logits_from_decision(self, decision: np.ndarray, classes: np.ndarray) -> torch.Tensor:
+        """Logits over every class; a class the fine-tuning examples lack is never predicted."""
+        decision = np.asarray(decision, dtype=np.float64)
+        if decision.ndim == 1:  # two classes seen: scikit-learn's one column is the second's
+            decision = np.stack([np.zeros_like(decision), decision], axis=1)
+        logits = np.full((len(decision), self.num_classes), -np.inf)
+        logits[:, np.asarray(classes, dtype=np.int64)] = decision
+        return torch.from_numpy(logits)
+
     def majority_baseline(self) -> dict[str, float]:
         logits = torch.zeros(len(self.test), self.num_classes)
         logits[:, int(np.bincount(self.train.target, minlength=self.num_classes).argmax())] = 1.0

@@ -53,3 +53,26 @@ def test_corruption_reaches_the_baselines(cells):
     assert acc("TMR", 1.0, "effnet_image") == acc("clean", 0.0, "effnet_image")  # reads no title
     # the knowledge block keeps the concatenation up when the title is gone
     assert acc("TMR", 1.0, "minilm_effnet_knowledge") > acc("TMR", 1.0, "minilm_title") + 0.2
+
+
+def test_blocks_are_unit_length_and_tfidf_keeps_every_ngram_seen_twice(slice_build, slice_index):
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from k3m.evaluation.baselines import BASELINES, BaselineConfig, BaselineEncoder
+    from k3m.evaluation.pools import make_pools
+
+    rows = make_pools(slice_build, 200, None, seed=0).test
+    config = BaselineConfig(image_size=64)
+    vectors = BaselineEncoder(BASELINES["minilm_effnet_knowledge"], slice_build, slice_index, rows, config).encode(rows).numpy()
+    title, image, knowledge = vectors[:, :384], vectors[:, 384:384 + 1280], vectors[:, 384 + 1280:]
+    for block, present in ((title, [t is not None for t in np.array(slice_index.titles, dtype=object)[rows]]),
+                           (image, slice_index.has_image[rows]),
+                           (knowledge, [len(slice_index.pairs(int(r))) > 0 for r in rows])):
+        norms = np.linalg.norm(block, axis=1)
+        assert np.allclose(norms[np.asarray(present)], 1.0, atol=1e-5)
+        assert np.all(norms[~np.asarray(present)] == 0.0)  # an absent modality stays an all-zero block
+    tfidf = BaselineEncoder(BASELINES["tfidf_title"], slice_build, slice_index, rows, config)
+    train = [t for t in slice_build.items["title"].to_numpy(dtype=object)[slice_build.item_indices("train")]
+             if isinstance(t, str) and t.strip()]
+    counts = CountVectorizer(ngram_range=(1, 2), min_df=2).fit(train)
+    assert set(tfidf.tfidf.vocabulary_) == set(counts.vocabulary_)
