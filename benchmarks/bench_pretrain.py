@@ -40,18 +40,18 @@ REPO = Path(__file__).resolve().parents[1]
 # dense bf16 peak FLOP/s by device name fragment
 PEAK_BF16 = {"H100 SXM": 989.4e12, "H100 80GB HBM3": 989.4e12, "H100 PCIe": 756.0e12, "H100": 989.4e12,
              "H200": 989.4e12, "A100": 312.0e12, "L40S": 362.0e12}
-GROUPS = {  # model attribute -> part of the model
-    "text_encoder": "encoders.text (title, knowledge, LPM strings)",
-    "image_encoder": "encoders.image",
-    "image_layers": "encoders.image",
-    "image_to_item": "encoders.image",
-    "co_attention": "interaction (co-attention)",
-    "fusion": "interaction (IIFM)",
-    "structure": "aggregation (structure GAT)",
-    "mlm_head": "heads (MLM, MOM)",
-    "mom_head": "heads (MLM, MOM)",
-    "title_in": "frozen features into the streams",
-    "knowledge_in": "frozen features into the streams",
+GROUPS = {  # model part (dotted path) -> part of the model
+    "stem.text_encoder": "encoders.text (title, knowledge, LPM strings)",
+    "stem.image_encoder": "encoders.image",
+    "stem.image_layers": "encoders.image",
+    "core.image_to_item": "encoders.image",
+    "core.co_attention": "interaction (co-attention)",
+    "core.fusion": "interaction (IIFM)",
+    "core.structure": "aggregation (structure GAT)",
+    "heads.mlm": "heads (MLM, MOM)",
+    "heads.mom": "heads (MLM, MOM)",
+    "stem.title_in": "frozen features into the streams",
+    "stem.knowledge_in": "frozen features into the streams",
 }
 
 
@@ -106,8 +106,11 @@ def timed_model(model, device):
         module.register_forward_pre_hook(pre)
         module.register_forward_hook(post)
 
-    for attr, group in GROUPS.items():
-        part = getattr(model, attr, None)
+    for path, group in GROUPS.items():
+        try:
+            part = model.get_submodule(path)
+        except AttributeError:  # not in this model (the other encoder mode, a switch)
+            part = None
         if isinstance(part, (torch.nn.ModuleDict, torch.nn.ModuleList)):  # containers are never called
             for child in part.children():
                 attach(child, group)
