@@ -1,6 +1,6 @@
 """Frozen features for a whole catalog: how long the feature cache takes to fill.
 
-    python benchmarks/bench_features.py --build data/builds/fashion44k [--config configs/cpu.yaml]
+    python benchmarks/bench_features.py --build data/builds/fashion44k [--config configs/pretrain_cpu.yaml]
 
 Computes every feature the config's model reads (MiniLM titles, pairs and strings;
 EfficientNet grids) into a fresh, temporary cache directory, with all cores, and writes the
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", default="data/builds/fashion44k")
-    parser.add_argument("--config", default=str(REPO / "configs" / "cpu.yaml"))
+    parser.add_argument("--config", default=str(REPO / "configs" / "pretrain_cpu.yaml"))
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -40,7 +40,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     build = CatalogBuild.open(args.build)
-    spec = feature_spec(resolve_text_dir(TrainConfig.load(args.config).model_config()))
+    spec = feature_spec(resolve_text_dir(TrainConfig.load(args.config).model))
     said: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         cache = FeatureCache(spec, tmp)

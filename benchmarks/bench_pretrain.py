@@ -1,8 +1,8 @@
 """Pretraining throughput, peak memory and where the time goes.
 
     python benchmarks/bench_pretrain.py --build data/builds/fashion44k             # cpu preset (frozen) on CPU
-    python benchmarks/bench_pretrain.py --build ... --config configs/tiny.yaml --preset tiny --batch-size 32
-    python benchmarks/bench_pretrain.py --build ... --config configs/base.yaml --preset base --batch-size 64  # GPU
+    python benchmarks/bench_pretrain.py --build ... --config configs/pretrain_tiny.yaml --batch-size 32   # tiny preset
+    python benchmarks/bench_pretrain.py --build ... --config configs/pretrain_gpu.yaml --batch-size 64    # base preset, GPU
 
 With the cpu preset the encoders are frozen and their features come from the feature cache
 (computed first if missing; benchmarks/bench_features.py times that part). Target on a
@@ -40,18 +40,18 @@ REPO = Path(__file__).resolve().parents[1]
 # dense bf16 peak FLOP/s by device name fragment
 PEAK_BF16 = {"H100 SXM": 989.4e12, "H100 80GB HBM3": 989.4e12, "H100 PCIe": 756.0e12, "H100": 989.4e12,
              "H200": 989.4e12, "A100": 312.0e12, "L40S": 362.0e12}
-GROUPS = {  # model attribute -> part of the model
-    "text_encoder": "encoders.text (title, knowledge, LPM strings)",
-    "image_encoder": "encoders.image",
-    "image_layers": "encoders.image",
-    "image_to_item": "encoders.image",
-    "co_attention": "interaction (co-attention)",
-    "fusion": "interaction (IIFM)",
-    "structure": "aggregation (structure GAT)",
-    "mlm_head": "heads (MLM, MOM)",
-    "mom_head": "heads (MLM, MOM)",
-    "title_in": "frozen features into the streams",
-    "knowledge_in": "frozen features into the streams",
+GROUPS = {  # model part (dotted path) -> part of the model
+    "stem.text_encoder": "encoders.text (title, knowledge, LPM strings)",
+    "stem.image_encoder": "encoders.image",
+    "stem.image_layers": "encoders.image",
+    "core.image_to_item": "encoders.image",
+    "core.co_attention": "interaction (co-attention)",
+    "core.fusion": "interaction (IIFM)",
+    "core.structure": "aggregation (structure GAT)",
+    "heads.mlm": "heads (MLM, MOM)",
+    "heads.mom": "heads (MLM, MOM)",
+    "stem.title_in": "frozen features into the streams",
+    "stem.knowledge_in": "frozen features into the streams",
 }
 
 
@@ -74,7 +74,7 @@ def bench_train(args, run_dir: Path) -> dict:
 
     overrides = [f"build={args.build}", f"run_dir={run_dir}", f"max_steps={args.steps}",
                  *([f"batch_size={args.batch_size}"] if args.batch_size else []), "log_every=5", "eval_every=0", f"checkpoint_every={args.steps}", "valid_items=64", "progress=false",
-                 f"model.preset={args.preset}", *args.set]
+                 *([f"model.preset={args.preset}"] if args.preset else []), *args.set]
     if args.workers is not None:
         overrides.append(f"num_workers={args.workers}")
     cfg = TrainConfig.load(args.config, overrides)
@@ -106,8 +106,11 @@ def timed_model(model, device):
         module.register_forward_pre_hook(pre)
         module.register_forward_hook(post)
 
-    for attr, group in GROUPS.items():
-        part = getattr(model, attr, None)
+    for path, group in GROUPS.items():
+        try:
+            part = model.get_submodule(path)
+        except AttributeError:  # not in this model (the other encoder mode, a switch)
+            part = None
         if isinstance(part, (torch.nn.ModuleDict, torch.nn.ModuleList)):  # containers are never called
             for child in part.children():
                 attach(child, group)
@@ -131,7 +134,7 @@ def bench_breakdown(args, cfg, run_dir: Path) -> dict:
     device = dist.device
     build = CatalogBuild.open(cfg.build)
     tokenizer = load_tokenizer(run_dir / "tokenizer")
-    model_cfg = resolve_text_dir(cfg.model_config()).with_tokenizer(tokenizer)
+    model_cfg = resolve_text_dir(cfg.model).with_tokenizer(tokenizer)
     index = index_for(build, model_cfg, progress=False)
     model = K3MModel(model_cfg).to(device)
     optimizer, _ = make_optimizer(cfg, model, 1000, device)
@@ -200,8 +203,9 @@ def bench_breakdown(args, cfg, run_dir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", default="data/builds/fashion44k")
-    parser.add_argument("--config", default=None, help="training config (default: configs/cpu.yaml on CPU, base on CUDA)")
-    parser.add_argument("--preset", default=None, help="model preset (default: cpu on CPU, base on CUDA)")
+    parser.add_argument("--config", default=None,
+                        help="training config (default: configs/pretrain_cpu.yaml on CPU, configs/pretrain_gpu.yaml on CUDA)")
+    parser.add_argument("--preset", default=None, help="model preset (default: the config's)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's")
     parser.add_argument("--steps", type=int, default=40, help="steps of the real training loop")
     parser.add_argument("--profile-steps", type=int, default=8)
@@ -211,8 +215,10 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
-    args.preset = args.preset or ("base" if cuda else "cpu")
-    args.config = args.config or str(REPO / "configs" / ("base.yaml" if cuda else "cpu.yaml"))
+    args.config = args.config or str(REPO / "configs" / ("pretrain_gpu.yaml" if cuda else "pretrain_cpu.yaml"))
+    from k3m.training.config import TrainConfig
+
+    args.preset = args.preset or TrainConfig.load(args.config).model.preset
     if args.preset == "base" and not any(s.startswith("model.image") for s in args.set):
         args.set += ["model.image.image_size=64", "model.image.patch_size=8"]  # 64 px builds, 64 visual tokens
     info = machine()

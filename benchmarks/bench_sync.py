@@ -14,7 +14,7 @@ path is the previous version's (0.33% fewer items than the new one, the same oth
         [--json benchmarks/results/sync_fashion44k.json]
 
 The checkpoint is any K3M checkpoint (the demo's or ``python -m k3m.pretrain --config
-configs/cpu.yaml``'s); with frozen encoders the full path computes every feature.
+configs/pretrain_cpu.yaml``'s); with frozen encoders the full path computes every feature.
 """
 from __future__ import annotations
 

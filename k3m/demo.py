@@ -2,7 +2,7 @@
 
 catalog → `k3m import` → `k3m kg load` (RDF + embedded graph DB) → SPARQL and Cypher
 answers → the frozen encoders' features (MiniLM, EfficientNet) into the feature cache →
-short `k3m pretrain` (configs/cpu.yaml) → `k3m embed` (build + Item.embedding) → three
+short `k3m pretrain` (configs/pretrain_cpu.yaml) → `k3m embed` (build + Item.embedding) → three
 `k3m query` scripts → a 2-D projection PNG of the embeddings coloured by category.
 
 Every step is the real command-line tool, printed before it runs, so a reader can repeat
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
              "ORDER BY items DESC LIMIT 5", "--param", f"p={picks['show']}", *db],
         )
 
-        config = [*k3m, "pretrain", "--config", str(REPO / "configs" / "cpu.yaml"), "--set", f"build={build}"]
+        config = [*k3m, "pretrain", "--config", str(REPO / "configs" / "pretrain_cpu.yaml"), "--set", f"build={build}"]
         from etl.catalog_build import CatalogBuild
 
         train_items = len(CatalogBuild.open(build).item_indices("train"))

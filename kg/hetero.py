@@ -1,10 +1,15 @@
-"""PyG HeteroData views of the product KG: per-batch star graphs item -has-> value.
+"""PyG HeteroData views of the product KG: star graphs item -has-> value over the catalog's
+triples (``item_value_graph``), the graph view a DGL export or a GNN over the catalog reads.
 
-Node types: ``item`` (the batch's items, in batch order; ``item_index`` = build rows) and
-``value`` (the distinct values the batch's triples point at; ``value_id`` = global value
-ids). Edge type ``('item', 'has', 'value')`` carries the property id of each triple in
-``edge_attr`` and ``edge_property``; ``('value', 'rev_has', 'item')`` is its reverse.
-Items without triples are still nodes, with no edges (their c* = c in the model).
+Node types: ``item`` (the given items, in order; ``item_index`` = build rows) and ``value``:
+**one node per distinct value** the items' triples point at (``value_id`` = global value id),
+shared by every item stating it. Edge type ``HAS = ('item', 'has', 'value')`` carries the
+property id of each triple in ``edge_attr`` and ``edge_property``; ``REV_HAS`` is its reverse.
+Items without triples are still nodes, with no edges.
+
+Not K3M's batch graph: the model reads ``k3m.model.batch_graph``, with one ``value_mention``
+node per pair of an item's knowledge stream (a contextual value vector per mention) and its
+own edge types (``mentions`` / ``mentioned_by``).
 """
 from __future__ import annotations
 
@@ -25,11 +30,8 @@ def star_graph(
     num_items: int,
     item_index: torch.Tensor | None = None,
 ) -> HeteroData:
-    """Edges from batch positions ``pair_item`` to global values ``pair_value``.
-
-    Edge ``j`` corresponds to input pair ``j`` (order kept), which lets the model line up
-    edges with the property/value spans of the knowledge text.
-    """
+    """Edges from item positions ``pair_item`` to the distinct values ``pair_value`` (one
+    node each). Edge ``j`` corresponds to input pair ``j`` (order kept)."""
     pair_item = torch.as_tensor(pair_item, dtype=torch.long)
     pair_property = torch.as_tensor(pair_property, dtype=torch.long)
     pair_value = torch.as_tensor(pair_value, dtype=torch.long)

@@ -125,7 +125,7 @@ def micro_checkpoint(fashion_slice_build, tmp_path_factory) -> Path:
     from k3m.training.config import TrainConfig
 
     run_dir = tmp_path_factory.mktemp("micro-runs") / "micro"
-    train(TrainConfig.load(REPO / "configs" / "tiny.yaml", [f"build={fashion_slice_build}", f"run_dir={run_dir}", *MICRO_PRETRAINING]))
+    train(TrainConfig.load(REPO / "configs" / "pretrain_tiny.yaml", [f"build={fashion_slice_build}", f"run_dir={run_dir}", *MICRO_PRETRAINING]))
     return run_dir
 
 

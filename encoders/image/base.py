@@ -1,6 +1,6 @@
 """The one interface behind every image encoder.
 
-An encoder turns a batch's image input into ``num_visual_tokens`` raw features [B, N, F]
+An encoder turns a batch's images into ``num_visual_tokens`` raw features [B, N, F]
 (flattened pixel patches, CNN grid cells or detector regions), replaces the MOM-masked ones
 by a learned mask feature, projects them to the image stream width, adds positions and
 prepends one global token. Presence is explicit: an absent image has an all-False token
@@ -40,12 +40,14 @@ class ImageEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         nn.init.normal_(self.global_token, std=0.02)
 
-    def raw_features(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> (features [B, N, F], real bool [B, N], positions [B or 1, N, Hv], MOM target or None)."""
+    def raw_features(self, images) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``images``: the batch's images as the encoder reads them (``.pixels`` uint8
+        [B, 3, H, W]; detector regions; or cached grid features [B, N, F]) ->
+        (features [B, N, F], real bool [B, N], positions [B or 1, N, Hv], MOM target or None)."""
         raise NotImplementedError
 
-    def forward(self, batch, present: torch.Tensor, mom_mask: Optional[torch.Tensor] = None) -> VisualTokens:
-        features, real, positions, target = self.raw_features(batch)
+    def forward(self, images, present: torch.Tensor, mom_mask: Optional[torch.Tensor] = None) -> VisualTokens:
+        features, real, positions, target = self.raw_features(images)
         real = real & present.unsqueeze(-1)
         if mom_mask is None:
             target_mask = torch.zeros_like(real)
@@ -62,7 +64,7 @@ class ImageEncoder(nn.Module):
 
 def check_pixels(pixels: Optional[torch.Tensor], image_size: int) -> torch.Tensor:
     if pixels is None:
-        raise ValueError("this image encoder reads K3MBatch.image_pixels, which is None")
+        raise ValueError("this image encoder reads pixels (k3m.model.inputs.PixelImages), which the batch lacks")
     if pixels.dim() != 4 or pixels.shape[1] != 3 or pixels.shape[-2:] != (image_size, image_size):
-        raise ValueError(f"image_pixels must be [B, 3, {image_size}, {image_size}] (config image.image_size), got {tuple(pixels.shape)}")
+        raise ValueError(f"pixels must be [B, 3, {image_size}, {image_size}] (config image.image_size), got {tuple(pixels.shape)}")
     return pixels

@@ -1,5 +1,5 @@
 """Cached image features as visual tokens (frozen encoders): the EfficientNet grid the
-feature cache holds for each image (``K3MBatch.image_features`` [B, g*g, 1280]) is
+feature cache holds for each image (``k3m.model.inputs.FeatureInputs.image`` [B, g*g, 1280]) is
 projected to the image stream's width, with learned grid positions and the global token
 (encoders.image.base). The backbone is not part of the model. Masked modelling happens at
 the level of the whole image (k3m.model.heads.reconstruction), never per cell: a CNN cell's
@@ -23,10 +23,10 @@ class CachedGridEncoder(ImageEncoder):
         self.positions = nn.Parameter(torch.zeros(1, self.num_tokens, image_config.hidden_size))
         nn.init.normal_(self.positions, std=0.02)
 
-    def raw_features(self, batch):
-        features = batch.image_features
-        if features is None:
-            raise ValueError("frozen encoders read K3MBatch.image_features (the feature cache), which is None")
+    def raw_features(self, images):
+        features = images
+        if not isinstance(features, torch.Tensor):
+            raise ValueError("frozen encoders read the cached image grid (the feature cache), which the batch lacks")
         if features.shape[1] != self.num_tokens:
             raise ValueError(f"cached grids have {features.shape[1]} cells, the model reads {self.num_tokens} "
                              "(image.image_size differs from the cache's)")

@@ -50,8 +50,8 @@ class CNNGridEncoder(ImageEncoder):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def raw_features(self, batch):
-        pixels = check_pixels(batch.image_pixels, self.image_size)
+    def raw_features(self, images):
+        pixels = check_pixels(getattr(images, "pixels", None), self.image_size)
         x = (pixels.to(self.mean.dtype) / 255.0 - self.mean) / self.std
         grid = self.backbone(x).flatten(2).transpose(1, 2)  # [B, g*g, C]
         real = torch.ones(grid.shape[:2], dtype=torch.bool, device=grid.device)

@@ -121,9 +121,9 @@ class EfficientNetGridEncoder(ImageEncoder):
         self.positions = nn.Parameter(torch.zeros(1, self.backbone.num_tokens, image_config.hidden_size))
         nn.init.normal_(self.positions, std=0.02)
 
-    def raw_features(self, batch):
-        if batch.image_pixels is None:
-            raise ValueError("image.kind 'efficientnet' (trainable) reads K3MBatch.image_pixels, which is None")
-        grid = self.backbone(batch.image_pixels)
+    def raw_features(self, images):
+        if getattr(images, "pixels", None) is None:
+            raise ValueError("image.kind 'efficientnet' (trainable) reads pixels (k3m.model.inputs.PixelImages), which the batch lacks")
+        grid = self.backbone(images.pixels)
         real = torch.ones(grid.shape[:2], dtype=torch.bool, device=grid.device)
         return grid, real, self.positions, grid

@@ -20,8 +20,8 @@ class PatchImageEncoder(ImageEncoder):
         self.positions = nn.Parameter(torch.zeros(1, self.num_tokens, image_config.hidden_size))
         nn.init.normal_(self.positions, std=0.02)
 
-    def raw_features(self, batch):
-        pixels = check_pixels(batch.image_pixels, self.image_size)
+    def raw_features(self, images):
+        pixels = check_pixels(getattr(images, "pixels", None), self.image_size)
         x = pixels.to(self.proj.weight.dtype) / 127.5 - 1.0  # [-1, 1]
         patches = F.unfold(x, kernel_size=self.patch_size, stride=self.patch_size).transpose(1, 2)  # [B, N, 3*p*p]
         real = torch.ones(patches.shape[:2], dtype=torch.bool, device=patches.device)

@@ -1,6 +1,7 @@
 """Region image encoder: precomputed detector regions in the original K3M layout
 (36 x 2048 features, 5-d box locations, 1601-class distributions), read from a feature
-file (encoders.image.region_file) by the data pipeline into K3MBatch.region_*.
+file (encoders.image.region_file) by the data pipeline into the batch's region images
+(``features``, ``locations``, ``class_probs``, ``mask``: k3m.model.inputs.RegionImages).
 MOM target: the detector's class distribution (KL), as in ViLBERT/K3M.
 """
 from __future__ import annotations
@@ -18,11 +19,11 @@ class RegionImageEncoder(ImageEncoder):
         self.num_regions = image_config.num_regions
         self.location = nn.Linear(5, image_config.hidden_size)
 
-    def raw_features(self, batch):
-        if batch.region_features is None or batch.region_locations is None or batch.region_mask is None:
-            raise ValueError("image.kind='region' reads K3MBatch.region_features/_locations/_mask, which are None")
-        if batch.region_features.shape[1] != self.num_regions:
-            raise ValueError(f"expected {self.num_regions} regions (config image.num_regions), got {batch.region_features.shape[1]}")
-        features = batch.region_features.to(self.proj.weight.dtype)
-        positions = self.location(batch.region_locations.to(self.location.weight.dtype))
-        return features, batch.region_mask, positions, batch.region_class_probs
+    def raw_features(self, images):
+        if getattr(images, "features", None) is None or not hasattr(images, "locations"):
+            raise ValueError("image.kind='region' reads detector regions (k3m.model.inputs.RegionImages), which the batch lacks")
+        if images.features.shape[1] != self.num_regions:
+            raise ValueError(f"expected {self.num_regions} regions (config image.num_regions), got {images.features.shape[1]}")
+        features = images.features.to(self.proj.weight.dtype)
+        positions = self.location(images.locations.to(self.location.weight.dtype))
+        return features, images.mask, positions, images.class_probs

@@ -10,10 +10,10 @@ A directory of memory-mapped arrays (one row per image, ``num_regions`` = 36 slo
     class_probs.npy    float16/32 [N, R, 1601]   detector class distribution
 
 ``box_locations`` turns boxes into the original's 5-d location
-``[x1/W, y1/H, x2/W, y2/H, area/(W*H)]``. ``RegionFeatureFile.read`` returns the
-K3MBatch ``region_*`` tensors for file rows (``rows_of`` maps item ids to rows, ``lookup``
-does both); items without features come back with an all-False ``region_mask`` (a missing
-image, not zeros pretending to be regions). The data pipeline reads a model's region file
+``[x1/W, y1/H, x2/W, y2/H, area/(W*H)]``. ``RegionFeatureFile.read`` returns the arrays of
+a batch's regions (``k3m.model.inputs.RegionImages``) for file rows (``rows_of`` maps item
+ids to rows, ``lookup`` does both); items without features come back with an all-False
+``mask`` (a missing image, not zeros pretending to be regions). The data pipeline reads a model's region file
 through ``k3m.data.index_for``, which makes the file's coverage the items' image presence.
 """
 from __future__ import annotations
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 ARRAYS = ("features", "boxes", "image_wh", "num_boxes", "class_probs")
 
@@ -81,13 +80,13 @@ class RegionFeatureFile:
         row_of = self.row_of
         return np.fromiter((row_of.get(str(i), -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
 
-    def lookup(self, item_ids: Sequence[str]) -> dict[str, torch.Tensor]:
-        """The region tensors (see :meth:`read`) of the given item ids."""
+    def lookup(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The region arrays (see :meth:`read`) of the given item ids."""
         return self.read(self.rows_of(item_ids))
 
-    def read(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
-        """region_features [B,R,F], region_locations [B,R,5], region_class_probs [B,R,C],
-        region_mask [B,R] and image_present [B] of file rows (-1: no image)."""
+    def read(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """features [B,R,F], locations [B,R,5], class_probs [B,R,C] (float32) and mask [B,R]
+        (True = a real region) of file rows (-1: no image)."""
         rows = np.asarray(rows, dtype=np.int64)
         found = rows >= 0
         safe = np.where(found, rows, 0)
@@ -96,10 +95,4 @@ class RegionFeatureFile:
         locations = box_locations(np.asarray(self._array("boxes")[safe], dtype=np.float32), self._array("image_wh")[safe])
         mask = (np.arange(features.shape[1])[None, :] < np.asarray(self._array("num_boxes"))[safe][:, None]) & found[:, None]
         keep = mask[..., None]
-        return {
-            "region_features": torch.from_numpy(features * keep),
-            "region_locations": torch.from_numpy(locations * keep),
-            "region_class_probs": torch.from_numpy(probs * keep),
-            "region_mask": torch.from_numpy(mask),
-            "image_present": torch.from_numpy(mask.any(-1)),
-        }
+        return {"features": features * keep, "locations": locations * keep, "class_probs": probs * keep, "mask": mask}

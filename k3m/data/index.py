@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
+import torch
 
 from encoders.cache import BuildFeatures, FeatureCache, FeatureSpec, distinct_pairs
 from encoders.image.region_file import RegionFeatureFile
@@ -127,7 +128,10 @@ def index_for(build: CatalogBuild | str | Path, model_config, facts: str = "trai
         build = CatalogBuild.open(build)
     index = CatalogIndex.from_build(build, facts=facts, property_order=property_order)
     if model_config.frozen:
-        features = FeatureCache(feature_spec(model_config), os.environ.get(FEATURES_DIR_ENV)).for_build(build, progress=progress)
+        # computing missing features builds the encoders, whose initialisation draws from
+        # torch's RNG: forked, so a run's seed gives the same model whether the cache was warm
+        with torch.random.fork_rng():
+            features = FeatureCache(feature_spec(model_config), os.environ.get(FEATURES_DIR_ENV)).for_build(build, progress=progress)
         if features.text_dim != model_config.text.feature_size:
             raise ValueError(f"cached text features are {features.text_dim}-d, the model reads text.feature_size="
                              f"{model_config.text.feature_size}")

@@ -32,7 +32,7 @@ class PretrainBudget:
     """How `k3m evaluate` pretrains the models it compares: one training config and the same
     overrides for every model; only the model's modality switches differ."""
 
-    config: str = "configs/tiny.yaml"
+    config: str = "configs/pretrain_cpu.yaml"
     overrides: list[str] = field(default_factory=lambda: ["max_steps=300", "progress=false"])
     run_root: str = "runs/evaluate"  # pretraining runs go to RUN_ROOT/<model> (checkpoints stay out of reports)
 

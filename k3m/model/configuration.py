@@ -81,7 +81,7 @@ class ImageConfig:
 
     @property
     def num_visual_tokens(self) -> int:
-        """Length of ``K3MBatch.image_token_mask`` (the global token is not maskable)."""
+        """Visual tokens per image, the length of ``TokenTargets.visual_mask`` (the global token is not maskable)."""
         if self.kind == "patch":
             return (self.image_size // self.patch_size) ** 2
         if self.kind in ("cnn", "efficientnet"):

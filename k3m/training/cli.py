@@ -1,10 +1,11 @@
 """``python -m k3m.pretrain`` / ``k3m pretrain``: pretrain K3M on a catalog build.
 
-    python -m k3m.pretrain --config configs/tiny.yaml [--set key=value ...]
+    python -m k3m.pretrain --set build=BUILD [--set key=value ...]   (the CPU default run)
+    python -m k3m.pretrain --config configs/pretrain_tiny.yaml [--set key=value ...]
     python -m k3m.pretrain --resume RUN_DIR
-    torchrun --nproc_per_node N -m k3m.pretrain --config ...      (DistributedDataParallel)
-    python -m k3m.pretrain --config configs/cpu.yaml --stats       (what the knowledge caps drop)
-    python -m k3m.pretrain --config configs/cpu.yaml --features    (fill the feature cache, then stop)
+    torchrun --nproc_per_node N -m k3m.pretrain --config configs/pretrain_gpu.yaml ...   (DistributedDataParallel)
+    python -m k3m.pretrain --config configs/pretrain_cpu.yaml --stats      (what the knowledge caps drop)
+    python -m k3m.pretrain --config configs/pretrain_cpu.yaml --features   (fill the feature cache, then stop)
 
 See docs/pretrain.md for the run directory layout.
 """
@@ -31,8 +32,8 @@ DESCRIPTION = "Pretrain K3M (MLM title, MLM knowledge, MOM, LPM) on a catalog bu
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="YAML", help="training config (configs/tiny.yaml); with --resume, "
-                   "defaults to the checkpoint's own")
+    p.add_argument("--config", metavar="YAML", help="training config (configs/pretrain_*.yaml; default: "
+                   "TrainConfig's defaults, the CPU default run); with --resume, defaults to the checkpoint's own")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (YAML value); dotted keys reach into the model: "
                    "--set model.text.num_layers=4")
@@ -51,9 +52,7 @@ def add_parser(subparsers) -> None:
 
 def load_config(args) -> tuple[TrainConfig, str | None]:
     if args.resume is None:
-        if not args.config:
-            raise ValueError("--config is required (e.g. configs/tiny.yaml)")
-        return TrainConfig.load(args.config, args.overrides), None
+        return TrainConfig.load(args.config or None, args.overrides), None
     base = TrainConfig.load(args.config, args.overrides) if args.config else None
     resume = args.resume or (base.run_dir if base else None)
     if not resume:
@@ -66,7 +65,7 @@ def load_config(args) -> tuple[TrainConfig, str | None]:
 
 def stats(cfg: TrainConfig) -> dict:
     build = CatalogBuild.open(cfg.build)
-    model_cfg = resolve_text_dir(cfg.model_config())
+    model_cfg = resolve_text_dir(cfg.model)
     with tempfile.TemporaryDirectory() as tmp:
         index = CatalogIndex.from_build(build)
         tokenizer = prepare_tokenizer(cfg, model_cfg, index, split_rows(build, "train", cfg.train_items), Path(tmp), Dist())
@@ -79,7 +78,7 @@ def run(args) -> int:
         print(json.dumps(stats(cfg), indent=2))
         return 0
     if args.features:
-        model_cfg = resolve_text_dir(cfg.model_config())
+        model_cfg = resolve_text_dir(cfg.model)
         if not model_cfg.frozen:
             raise ValueError(f"--features: the model of {args.config} has trainable encoders (no feature cache)")
         index = index_for(cfg.build, model_cfg)

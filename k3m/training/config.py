@@ -1,9 +1,12 @@
 """TrainConfig: every pretraining setting, a dataclass with explicit defaults.
 
-Loaded from a plain YAML file (``configs/tiny.yaml``) with ``--set key=value`` overrides;
-values are parsed as YAML (``--set lr=3e-4``, ``--set train_items=null``). Dotted keys reach
-into the model config: ``--set model.text.num_layers=4`` (``model`` holds a preset name and
-nested :class:`k3m.model.configuration.K3MConfig` overrides). Unknown keys are an error.
+The defaults are the CPU default run (the ``cpu`` model preset, frozen encoders, batch 256,
+4 epochs). A training YAML (``configs/pretrain_*.yaml``) states only what differs from them,
+and ``--set key=value`` overrides a field; values are parsed as YAML (``--set lr=3e-4``,
+``--set train_items=null``). ``model`` is one typed section, a
+:class:`~k3m.model.configuration.K3MConfig`: written in a file as a preset name and nested
+overrides of its fields (``model: {preset: tiny, text: {num_layers: 4}}``), saved as the full
+config. Dotted keys reach into it: ``--set model.text.num_layers=4``. Unknown keys are an error.
 """
 from __future__ import annotations
 
@@ -15,6 +18,23 @@ from k3m.model import K3MConfig
 
 TOKENIZERS = ("train", "pretrained")
 PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_PRESET = "cpu"  # the model of the CPU default run
+
+
+def model_section(value) -> K3MConfig:
+    """The ``model`` section as a K3MConfig: a preset name (``preset``, default
+    ``DEFAULT_PRESET``) with overrides of any of its fields, or a whole saved config."""
+    if isinstance(value, K3MConfig):
+        return value
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"model: expected a mapping (a preset and K3MConfig overrides), got {type(value).__name__}")
+    overrides = {k: v for k, v in value.items() if k != "preset"}
+    try:
+        return K3MConfig.from_preset(value.get("preset") or DEFAULT_PRESET, **overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"model: {exc}") from None
 
 
 @dataclass
@@ -27,23 +47,24 @@ class TrainConfig(Config):
     train_items: Optional[int] = None  # use only the first N train-split items (quick runs)
     valid_items: Optional[int] = 512  # validation items (first N of the valid split); None = all
     pair_order: str = "shuffle"  # pairs shuffled per epoch before the caps | "fixed" (frequent first)
-    num_workers: int = 2  # DataLoader worker processes (persistent)
+    num_workers: int = 1  # DataLoader worker processes (persistent); data is ~5% of a step, the other core computes
     # the "+PKG as text" baseline: knowledge text appended to the title (needs
     # model.use_knowledge: false, the knowledge modality is then absent)
     knowledge_as_title_text: bool = False
     # tokenizer: "train" = WordPiece on the build's train titles + knowledge text;
-    # "pretrained" = the tokenizer of model.text.pretrained_text_dir
-    tokenizer: str = "train"
-    vocab_size: int = 8000
-    # model: a K3MConfig preset plus nested overrides of its fields
-    model: dict = field(default_factory=lambda: {"preset": "tiny"})
+    # "pretrained" = the tokenizer of model.text.pretrained_text_dir (MiniLM's for the cpu
+    # preset: kept with the checkpoint, frozen features need no tokenizing)
+    tokenizer: str = "pretrained"
+    vocab_size: int = 8000  # of a trained tokenizer
+    # the model: a K3MConfig (in a file: a preset name and nested overrides of its fields)
+    model: K3MConfig = field(default_factory=lambda: K3MConfig.from_preset(DEFAULT_PRESET))
     # optimisation (AdamW, warmup then linear decay to 0)
     seed: int = 0
-    batch_size: int = 32  # items per micro-batch and process
+    batch_size: int = 256  # items per micro-batch and process
     grad_accum: int = 1  # micro-batches per optimizer step
-    epochs: int = 1
+    epochs: int = 4  # about 14 minutes of fashion44k on a 2-core CPU (docs/pretrain.md)
     max_steps: Optional[int] = None  # optimizer steps; None = epochs x steps per epoch
-    lr: float = 5e-4
+    lr: float = 1e-3
     betas: tuple[float, ...] = (0.9, 0.98)
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
@@ -61,8 +82,8 @@ class TrainConfig(Config):
     ddp_find_unused_parameters: bool = True  # a batch without images leaves image weights unused
     # bookkeeping
     log_every: int = 10  # steps between metrics lines / progress updates
-    eval_every: int = 500  # steps between validation passes (and at the end); 0 = end only
-    checkpoint_every: int = 1000  # steps between checkpoints (and at the end)
+    eval_every: int = 0  # steps between validation passes (and at the end); 0 = end only
+    checkpoint_every: int = 500  # steps between checkpoints (and at the end)
     keep_checkpoints: int = 2  # newest step_N dirs kept
     progress: bool = True  # tqdm bar on rank 0
 
@@ -78,19 +99,11 @@ class TrainConfig(Config):
         for name in ("log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
-        if "preset" not in self.model:
-            raise ConfigError("model must be a mapping with a 'preset' name and K3MConfig overrides")
-
-    def model_config(self) -> K3MConfig:
-        overrides = {k: v for k, v in self.model.items() if k != "preset"}
-        return K3MConfig.from_preset(self.model["preset"], **overrides)
+        if self.knowledge_as_title_text and self.model.use_knowledge:
+            raise ConfigError("knowledge_as_title_text is the no-knowledge-modality baseline: set model.use_knowledge=false")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        if isinstance(data.get("model"), dict) or data.get("model") is None and "model" in data:
-            data = {**data, "model": {"preset": "tiny", **(data["model"] or {})}}  # a partial section keeps the preset
-        config = super().from_dict(data)
-        model = config.model_config()  # fail now, not after the tokenizer is trained
-        if config.knowledge_as_title_text and model.use_knowledge:
-            raise ConfigError("knowledge_as_title_text is the no-knowledge-modality baseline: set model.use_knowledge=false")
-        return config
+        if "model" in data:
+            data = {**data, "model": model_section(data["model"])}
+        return super().from_dict(data)

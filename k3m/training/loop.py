@@ -95,7 +95,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
         tokenizer, model = load_tokenizer(ckpt), K3MModel.from_pretrained(ckpt)
         index = index_for(build, model.config, property_order=load_property_order(ckpt))
     else:
-        model_cfg = resolve_text_dir(cfg.model_config())
+        model_cfg = resolve_text_dir(cfg.model)
         index = index_for(build, model_cfg)
         tokenizer = prepare_tokenizer(cfg, model_cfg, index, train_rows, run_dir, dist)
         model = K3MModel(model_cfg.with_tokenizer(tokenizer))

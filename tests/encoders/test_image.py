@@ -32,7 +32,7 @@ def test_patches_positions_targets_and_presence(real_pixels):
     present = torch.tensor([True, False, True])
     mom = torch.zeros(3, 64, dtype=torch.bool)
     mom[:, 9] = True
-    out = encoder(SimpleNamespace(image_pixels=real_pixels), present, mom)
+    out = encoder(SimpleNamespace(pixels=real_pixels), present, mom)
     assert out.tokens.shape == (3, 65, config.hidden_size) and out.mask.shape == (3, 65)
     assert not out.mask[1].any() and out.mask[0].all()  # absent image: no real token at all
     assert torch.equal(out.target_mask[:, 9], present) and out.target_mask.sum() == 2
@@ -42,12 +42,12 @@ def test_patches_positions_targets_and_presence(real_pixels):
     # MOM masking changes what the model sees of patch 9 (token 10, after the global one)
     # and nothing of the other patches
     encoder.eval()
-    masked = encoder(SimpleNamespace(image_pixels=real_pixels), present, mom)
-    seen = encoder(SimpleNamespace(image_pixels=real_pixels), present, None)
+    masked = encoder(SimpleNamespace(pixels=real_pixels), present, mom)
+    seen = encoder(SimpleNamespace(pixels=real_pixels), present, None)
     assert not torch.allclose(masked.tokens[0, 10], seen.tokens[0, 10])
     torch.testing.assert_close(masked.tokens[0, 11:], seen.tokens[0, 11:])
     with pytest.raises(ValueError, match="image.image_size"):
-        encoder(SimpleNamespace(image_pixels=real_pixels[:, :, :32, :32]), present)
+        encoder(SimpleNamespace(pixels=real_pixels[:, :, :32, :32]), present)
 
 
 def test_cnn_grid_and_local_backbone_weights(real_pixels, tmp_path):
@@ -57,7 +57,7 @@ def test_cnn_grid_and_local_backbone_weights(real_pixels, tmp_path):
     config = ImageConfig(kind="cnn", cnn_weights=str(weights))
     encoder = CNNGridEncoder(config)
     assert torch.equal(encoder.backbone[0].weight, torch.load(weights)["conv1.weight"])
-    out = encoder(SimpleNamespace(image_pixels=real_pixels), torch.tensor([True, True, False]))
+    out = encoder(SimpleNamespace(pixels=real_pixels), torch.tensor([True, True, False]))
     assert config.num_visual_tokens == 4 and out.tokens.shape == (3, 5, config.hidden_size)
     assert out.target.shape == (3, 4, 512)
     torch.save(torchvision.models.resnet34(weights=None).state_dict(), tmp_path / "resnet34.pth")
@@ -77,14 +77,15 @@ def test_region_file_layout_and_encoder(tmp_path):
     x1, y1, x2, y2 = boxes[0, 0]
     np.testing.assert_allclose(loc[0, 0], [x1 / 60, y1 / 80, x2 / 60, y2 / 80, (x2 - x1) * (y2 - y1) / 4800], rtol=1e-6)
 
-    batch = RegionFeatureFile.open(tmp_path).lookup(["39386", "no-such-item", "15970"])
-    assert batch["region_features"].shape == (3, 36, 2048) and batch["region_class_probs"].shape == (3, 36, 1601)
-    assert batch["region_mask"].sum(1).tolist() == [10, 0, 36] and batch["image_present"].tolist() == [True, False, True]
+    arrays = RegionFeatureFile.open(tmp_path).lookup(["39386", "no-such-item", "15970"])
+    assert arrays["features"].shape == (3, 36, 2048) and arrays["class_probs"].shape == (3, 36, 1601)
+    assert arrays["mask"].sum(1).tolist() == [10, 0, 36] and not arrays["features"][1].any()
+    regions = SimpleNamespace(**{k: torch.from_numpy(v) for k, v in arrays.items()})
     encoder = RegionImageEncoder(ImageConfig(kind="region"))
     mom = torch.zeros(3, 36, dtype=torch.bool)
     mom[:, :3] = True
-    out = encoder(SimpleNamespace(**batch), batch["image_present"], mom)
-    assert out.tokens.shape == (3, 37, 128) and torch.equal(out.mask[:, 1:], batch["region_mask"])
+    out = encoder(regions, regions.mask.any(-1), mom)
+    assert out.tokens.shape == (3, 37, 128) and torch.equal(out.mask[:, 1:], regions.mask)
     assert out.target_mask.sum() == 6 and encoder.target_kind == "distribution"
     with pytest.raises(FileNotFoundError, match="not a region feature file"):
         RegionFeatureFile.open(tmp_path / "empty")

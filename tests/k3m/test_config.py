@@ -28,11 +28,11 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 ])
 def test_wrong_types_are_errors_naming_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
-        TrainConfig.load(CONFIGS / "tiny.yaml", [override])
+        TrainConfig.load(CONFIGS / "pretrain_tiny.yaml", [override])
 
 
 def test_yaml_1_1_numbers_and_nulls_are_read_as_meant():
-    cfg = TrainConfig.load(CONFIGS / "tiny.yaml", ["lr=2e-3", "max_steps=null", "weight_decay=0"])
+    cfg = TrainConfig.load(CONFIGS / "pretrain_tiny.yaml", ["lr=2e-3", "max_steps=null", "weight_decay=0"])
     assert cfg.lr == 0.002 and cfg.max_steps is None and cfg.weight_decay == 0.0 and isinstance(cfg.weight_decay, float)
 
 
@@ -60,6 +60,6 @@ def test_the_tiny_preset_is_the_defaults():
 
 
 def test_cli_reports_a_bad_value_in_one_line(capsys):
-    assert main(["pretrain", "--config", str(CONFIGS / "tiny.yaml"), "--set", "max_steps=ten"]) == 2
+    assert main(["pretrain", "--config", str(CONFIGS / "pretrain_tiny.yaml"), "--set", "max_steps=ten"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "k3m pretrain: error: max_steps: expected int, got 'ten'"

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from k3m.model.heads.base import TaskHead
+
 IGNORE = -100
 
 
@@ -45,3 +47,23 @@ class MLMHead(nn.Module):
     def loss(self, hidden: torch.Tensor, labels: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
         hidden, labels = select_targets(hidden, labels)
         return token_loss(self(hidden, word_embeddings), labels)
+
+
+class MaskedTokens(MLMHead, TaskHead):
+    """Task head of trainable encoders: ``mlm_title`` and ``mlm_knowledge`` (the knowledge
+    text's value tokens), one decoder tied to the text encoder's word embeddings."""
+
+    def __init__(self, hidden: int, vocab_size: int, tasks: tuple[str, ...]):
+        super().__init__(hidden, vocab_size)
+        self.tasks = tasks
+
+    def losses(self, ctx) -> dict[str, torch.Tensor]:
+        out = {}
+        if ctx.targets is None:
+            return out
+        embeddings = ctx.stem.text_encoder.word_embeddings.weight
+        for task, stream, labels in (("mlm_title", "title", ctx.targets.title_labels),
+                                     ("mlm_knowledge", "knowledge", ctx.targets.knowledge_labels)):
+            if task in self.tasks:
+                out[task] = self.loss(ctx.fused[stream], labels.masked_fill(~ctx.streams[stream].mask, IGNORE), embeddings)
+        return out

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from k3m.model.heads.base import TaskHead
+
 
 class MOMHead(nn.Module):
     def __init__(self, hidden: int, target_dim: int, kind: str):
@@ -31,3 +33,16 @@ class MOMHead(nn.Module):
             per_token = (torch.xlogy(target, target) - target * F.log_softmax(pred, dim=-1)).sum(-1)
         weights = target_mask.to(per_token.dtype)
         return (per_token * weights).sum() / weights.sum().clamp_min(1)
+
+
+class MaskedVisualTokens(MOMHead, TaskHead):
+    """Task head ``mom`` of trainable encoders: the masked visual tokens' features (or the
+    detector's class distribution) from the fused image stream."""
+
+    tasks = ("mom",)
+
+    def losses(self, ctx) -> dict[str, torch.Tensor]:
+        visual = ctx.visual
+        if ctx.targets is None or visual is None or visual.target is None:
+            return {}
+        return {"mom": self.loss(ctx.fused["image"][:, 1:], visual.target, visual.target_mask)}

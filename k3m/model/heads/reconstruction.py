@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from k3m.model.heads.base import TaskHead
+
 
 class ReconstructionHead(nn.Module):
     def __init__(self, hidden: int, target_dim: int):
@@ -28,3 +30,19 @@ class ReconstructionHead(nn.Module):
         cosine = F.cosine_similarity(self.net(item_repr).float(), target.float(), dim=-1)
         weights = present.to(cosine.dtype)
         return ((1 - cosine) * weights).sum() / weights.sum().clamp_min(1)
+
+
+class ModalityReconstruction(ReconstructionHead, TaskHead):
+    """Task head of frozen encoders: ``mlm_title`` reconstructs the item's own title feature,
+    ``mom`` its own image feature (``modality``), from c*."""
+
+    def __init__(self, hidden: int, target_dim: int, task: str, modality: str):
+        super().__init__(hidden, target_dim)
+        self.tasks, self.modality = (task,), modality
+
+    def losses(self, ctx) -> dict[str, torch.Tensor]:
+        targets = ctx.targets
+        target = getattr(targets, self.modality, None) if targets is not None else None
+        if target is None:
+            return {}
+        return {self.tasks[0]: self.loss(ctx.item_repr, target, getattr(targets, f"{self.modality}_present"))}

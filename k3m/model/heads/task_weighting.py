@@ -6,19 +6,24 @@ so a task whose loss stays large is down-weighted instead of dominating.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
-TASKS = ("mlm_title", "mlm_knowledge", "mom", "lpm")
+
+def task_names(loss_config) -> tuple[str, ...]:
+    """The tasks a LossConfig weighs: its fields but ``adaptive``, in their order."""
+    return tuple(f.name for f in dataclasses.fields(loss_config) if f.name != "adaptive")
 
 
 class TaskWeighting(nn.Module):
     def __init__(self, loss_config):
         super().__init__()
-        self.weights = {task: float(getattr(loss_config, task)) for task in TASKS}
+        self.weights = {task: float(getattr(loss_config, task)) for task in task_names(loss_config)}
         self.adaptive = bool(loss_config.adaptive)
         if self.adaptive:
-            self.log_vars = nn.ParameterDict({task: nn.Parameter(torch.zeros(())) for task in TASKS})
+            self.log_vars = nn.ParameterDict({task: nn.Parameter(torch.zeros(())) for task in self.weights})
 
     def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         total = None

@@ -9,6 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from k3m.model.heads.base import TaskHead
+from k3m.model.heads.lpm import rows_of
+
 
 class ValuePredictionHead(nn.Module):
     def __init__(self, hidden: int):
@@ -24,3 +27,19 @@ class ValuePredictionHead(nn.Module):
         if target.numel() == 0:
             return value_vecs.sum() * 0.0
         return F.cross_entropy(self.logits(item_repr, property_vecs, value_vecs).float(), target)
+
+
+class MaskedPairs(ValuePredictionHead, TaskHead):
+    """Task head ``mlm_knowledge`` of frozen encoders: the values of the pairs masked out of
+    the knowledge stream, predicted from c* and the property among the batch's values."""
+
+    tasks = ("mlm_knowledge",)
+
+    def losses(self, ctx) -> dict[str, torch.Tensor]:
+        batch = ctx.batch
+        if ctx.targets is None or batch.lpm is None or "knowledge" not in ctx.streams:
+            return {}
+        props, values = ctx.vocabulary()
+        masked = ctx.targets.masked
+        return {"mlm_knowledge": self.loss(ctx.item_repr[masked.item], props[rows_of(masked.property, batch.lpm.property_ids)],
+                                           values, rows_of(masked.value, batch.lpm.value_ids))}

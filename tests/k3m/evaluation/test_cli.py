@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
 def run(fashion_slice_build, tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluate") / "grid"
     argv = ["--config", str(REPO / "configs" / "evaluate_test.yaml"), "--build", str(fashion_slice_build), "--out", str(out),
-            "--set", f"pretrain.config={REPO / 'configs' / 'tiny.yaml'}", "--set", f"pretrain.run_root={out / 'pretrain'}"]
+            "--set", f"pretrain.config={REPO / 'configs' / 'pretrain_tiny.yaml'}", "--set", f"pretrain.run_root={out / 'pretrain'}"]
     # K3M is pretrained ahead by --pretrain-only (as beside a running grid); the grid reuses
     # it and pretrains no-KG itself
     assert main(argv + ["--pretrain-only", "--set", "models=[k3m]"]) == 0

@@ -27,7 +27,7 @@ def test_round_trip_gives_equal_outputs(tiny_model_config, slice_tokenizer, make
     loaded = K3MModel.from_pretrained(tmp_path / "ckpt")
     assert loaded.config == model.config
     assert torch.equal(loaded.encode_items(batch), model.encode_items(batch))
-    ids = batch.lpm_value_input_ids, batch.lpm_value_attention_mask
+    ids = batch.inputs.values.input_ids, batch.inputs.values.attention_mask
     with torch.no_grad():
         assert torch.equal(loaded.eval().encode_strings(*ids), model.eval().encode_strings(*ids))
     tokenizer = load_tokenizer(tmp_path / "ckpt")
@@ -43,7 +43,7 @@ def test_mismatched_checkpoint_is_refused_naming_the_keys(tiny_model_config, tmp
     with pytest.raises(CheckpointMismatchError) as err:
         K3MModel.from_pretrained(tmp_path)
     message = str(err.value)
-    assert "missing keys: text_encoder.bert.encoder.layer.2." in message
+    assert "missing keys: stem.text_encoder.bert.encoder.layer.2." in message
     assert "structure.att: checkpoint (1, 4, 32) vs model (1, 8, 16)" in message
     assert err.value.unexpected == []
     with caplog.at_level(logging.WARNING):
@@ -67,7 +67,7 @@ def test_minilm_initialisation_loads_the_real_weights(make_batch, tmp_path):
     enc = tokenizer(["Turtle Check Men Navy Blue Shirt", "Puma Men Grey T-shirt"], padding=True, return_tensors="pt")
     mask = enc["attention_mask"].bool()
     with torch.no_grad():
-        ours = model.text_encoder(enc["input_ids"], mask)
+        ours = model.stem.text_encoder(enc["input_ids"], mask)
         theirs = reference(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
     torch.testing.assert_close(ours[mask], theirs[mask], atol=1e-5, rtol=1e-4)
 

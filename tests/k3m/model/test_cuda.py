@@ -29,7 +29,7 @@ def test_no_host_sync_outside_the_text_encoder(tiny_model_config, slice_tokenize
     batch = make_batch(tiny_model_config, slice_tokenizer, n=8).to("cuda")
     model = K3MModel(tiny_model_config).cuda()
     model(batch)  # warm-up (lazy initialisation may sync once)
-    text_encoder = model.text_encoder
+    text_encoder = model.stem.text_encoder
 
     class Synced(torch.nn.Module):  # runs BERT with sync checks off, the rest with them on
         word_embeddings = text_encoder.word_embeddings
@@ -41,7 +41,7 @@ def test_no_host_sync_outside_the_text_encoder(tiny_model_config, slice_tokenize
             finally:
                 torch.cuda.set_sync_debug_mode("error")
 
-    model.text_encoder = Synced()
+    model.stem.text_encoder = Synced()
     torch.cuda.set_sync_debug_mode("error")
     try:
         out = model(batch)

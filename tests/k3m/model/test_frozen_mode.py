@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from k3m.data import Corruption, FrozenCollator, K3MDataset
+from k3m.data import Corruption, K3MCollator, K3MDataset
 from k3m.model import K3MModel
+from k3m.model.stems import FeatureStem
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 PRESENCE = [(t, i, k) for t in (True, False) for i in (True, False) for k in (True, False)]
@@ -21,14 +22,14 @@ def batch_of(index, config, rows, presence=None, targets=True):
         corruption = Corruption.for_items(index.num_items, rows, title_source=np.where(t, rows, -1),
                                           image_source=np.where(i, rows, -1), knowledge_present=k)
     dataset = K3MDataset(index, rows, max_pairs=config.text.max_pairs, corruption=corruption)
-    return FrozenCollator(dataset, config, targets=targets)([dataset[int(r)] for r in rows])
+    return K3MCollator(dataset, None, config, targets=targets)([dataset[int(r)] for r in rows])
 
 
 def test_every_presence_combination(frozen_slice_index, frozen_config, slice_build):
     rows = slice_build.item_indices("train")[: len(PRESENCE)]
     torch.manual_seed(0)
     model = K3MModel(frozen_config)
-    assert model.text_encoder is None and not any("backbone" in n or "bert" in n for n, _ in model.named_parameters())
+    assert isinstance(model.stem, FeatureStem) and not any("backbone" in n or "bert" in n for n, _ in model.named_parameters())
     batch = batch_of(frozen_slice_index, frozen_config, rows, PRESENCE)
     out = model(batch)
     assert set(out.losses) == TASKS and all(torch.isfinite(v) for v in out.losses.values())
@@ -36,12 +37,12 @@ def test_every_presence_combination(frozen_slice_index, frozen_config, slice_bui
     for name, flags in (("title", t), ("knowledge", k)):
         assert torch.equal(out.present[name], flags & out.present[name])  # never present when removed
     assert not out.present["image"][~i].any()
-    no_pairs = batch.knowledge_attention_mask.sum(1) == 0
+    no_pairs = batch.inputs.knowledge_mask.sum(1) == 0
     assert torch.equal(out.item_repr[no_pairs], out.item_center[no_pairs])  # no triples: c* = c
     out.losses["loss"].backward()
     grads = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
-    for part in ("title_in", "knowledge_in", "property_in", "value_in", "image_encoder", "co_attention", "fusion",
-                 "structure", "title_head", "image_head", "value_head"):
+    for part in ("stem.title_in", "stem.knowledge_in", "stem.property_in", "stem.value_in", "stem.image_encoder",
+                 "core.co_attention", "core.fusion", "core.structure", "heads.mlm_title", "heads.mom", "heads.mlm_knowledge"):
         assert any(n.startswith(part) for n in grads), part
 
 

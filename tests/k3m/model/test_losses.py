@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import pytest
-from types import SimpleNamespace
-
 import torch
 
+from k3m.model import LPMTargets, Pairs
 from k3m.model.configuration import LossConfig
 from k3m.model.heads.lpm import lpm_distance, lpm_margin_loss, rows_of
 from k3m.model.heads.mlm import MLMHead
@@ -19,28 +18,26 @@ def test_lpm_margin_loss_is_the_papers_formula():
     g = torch.Generator().manual_seed(0)
     c = torch.randn(3, 4, generator=g)  # c*
     props, values = torch.randn(2, 4, generator=g), torch.randn(5, 4, generator=g)
-    positives = (torch.tensor([0, 0, 2]), torch.tensor([70, 30, 70]), torch.tensor([11, 12, 10]))  # item, property, value
-    batch = SimpleNamespace(
-        pair_item=positives[0],
-        pair_property=positives[1],  # global ids, table order differs from sorted order
-        pair_value=positives[2],
-        lpm_positives=lambda: positives,
-        lpm_property_ids=torch.tensor([70, 30]),
-        lpm_value_ids=torch.tensor([12, 10, 11, 14, 13]),
-        lpm_neg_value=torch.tensor([[13, 14], [14, -1], [11, 13]]),
-        lpm_neg_item=torch.tensor([[1, -1], [2, 1], [-1, -1]]),
+    lpm = LPMTargets(
+        # item, property, value; global ids, the tables' order differs from sorted order
+        positives=Pairs(torch.tensor([0, 0, 2]), torch.tensor([70, 30, 70]), torch.tensor([11, 12, 10])),
+        neg_value=torch.tensor([[13, 14], [14, -1], [11, 13]]),
+        neg_item=torch.tensor([[1, -1], [2, 1], [-1, -1]]),
+        value_ids=torch.tensor([12, 10, 11, 14, 13]),
+        property_ids=torch.tensor([70, 30]),
     )
     gamma = 0.5
-    loss = lpm_margin_loss(c, props, values, batch, gamma)
+    loss = lpm_margin_loss(c, props, values, lpm, gamma)
     P, V = {70: 0, 30: 1}, {12: 0, 10: 1, 11: 2, 14: 3, 13: 4}
     terms = []
     for j in range(3):
-        i, p, v = int(batch.pair_item[j]), props[P[int(batch.pair_property[j])]], values[V[int(batch.pair_value[j])]]
+        q = lpm.positives
+        i, p, v = int(q.item[j]), props[P[int(q.property[j])]], values[V[int(q.value[j])]]
         pos = torch.linalg.vector_norm(c[i] + p - v)
-        terms += [torch.relu(gamma + pos - torch.linalg.vector_norm(c[i] + p - values[V[int(n)]])) for n in batch.lpm_neg_value[j] if n >= 0]
-        terms += [torch.relu(gamma + pos - torch.linalg.vector_norm(c[int(n)] + p - v)) for n in batch.lpm_neg_item[j] if n >= 0]
+        terms += [torch.relu(gamma + pos - torch.linalg.vector_norm(c[i] + p - values[V[int(n)]])) for n in lpm.neg_value[j] if n >= 0]
+        terms += [torch.relu(gamma + pos - torch.linalg.vector_norm(c[int(n)] + p - v)) for n in lpm.neg_item[j] if n >= 0]
     torch.testing.assert_close(loss, torch.stack(terms).mean())
-    assert torch.equal(rows_of(torch.tensor([13, 10, 12]), batch.lpm_value_ids), torch.tensor([4, 1, 0]))
+    assert torch.equal(rows_of(torch.tensor([13, 10, 12]), lpm.value_ids), torch.tensor([4, 1, 0]))
 
 
 def test_lpm_distance_broadcasts_and_l1():

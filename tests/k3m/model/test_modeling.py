@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from k3m.model import K3MConfig, K3MModel
+from k3m.model import MENTIONED_BY, MENTIONS, K3MConfig, K3MModel, RegionImages
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -22,9 +22,9 @@ def test_every_presence_combination_in_one_batch(tiny_model_config, slice_tokeni
     batch = make_batch(tiny_model_config, slice_tokenizer, n=len(PRESENCE), presence=PRESENCE)
     t, i, k = (torch.tensor(col) for col in zip(*PRESENCE))
     # the pipeline's side of the contract: absent = all-False masks, no pairs, no MOM targets
-    assert torch.equal(batch.title_present, t) and not batch.title_attention_mask[~t].any()
-    assert torch.equal(batch.image_present, i) and not batch.image_token_mask[~i].any()
-    assert torch.equal(batch.knowledge_present, k) and not batch.knowledge_attention_mask[~k].any()
+    assert torch.equal(batch.title_present, t) and not batch.inputs.title.attention_mask[~t].any()
+    assert torch.equal(batch.image_present, i) and not batch.targets.visual_mask[~i].any()
+    assert torch.equal(batch.knowledge_present, k) and not batch.inputs.knowledge.attention_mask[~k].any()
     assert set(batch.pair_item.tolist()) == set(torch.nonzero(k).flatten().tolist())
 
     model = K3MModel(tiny_model_config)
@@ -54,18 +54,16 @@ def test_every_presence_combination_in_one_batch(tiny_model_config, slice_tokeni
 def test_structure_aggregation_reads_the_batch_graph(tiny_model_config, slice_tokenizer, make_batch):
     """The GAT consumes batch.graph: an item whose edges are taken out of the graph keeps
     c* = c, and no other item moves (its knowledge text, and so c, is unchanged)."""
-    from kg.hetero import HAS, REV_HAS
-
     model = K3MModel(tiny_model_config).eval()
     batch = make_batch(tiny_model_config, slice_tokenizer, n=6, targets=False)
     with torch.no_grad():
         full = model(batch, compute_losses=False)
-        keep = batch.graph[HAS].edge_index[0] != 2
+        keep = batch.graph[MENTIONS].edge_index[0] != 2
         assert (~keep).any()
-        for edge_type in (HAS, REV_HAS):
+        for edge_type in (MENTIONS, MENTIONED_BY):
             batch.graph[edge_type].edge_index = batch.graph[edge_type].edge_index[:, keep]
             batch.graph[edge_type].edge_attr = batch.graph[edge_type].edge_attr[keep]
-        batch.graph[HAS].property_span = batch.graph[HAS].property_span[keep]
+        batch.graph[MENTIONS].property_span = batch.graph[MENTIONS].property_span[keep]
         cut = model(batch, compute_losses=False)
     assert torch.equal(cut.item_center, full.item_center)
     assert torch.equal(cut.item_repr[2], cut.item_center[2]) and not torch.equal(full.item_repr[2], full.item_center[2])
@@ -96,8 +94,8 @@ def test_absent_inputs_do_not_leak(tiny_model_config, slice_tokenizer, make_batc
     batch = make_batch(tiny_model_config, slice_tokenizer, n=2, presence=presence, targets=False)
     model = K3MModel(tiny_model_config)
     before = model.encode_items(batch)
-    batch.image_pixels[0] = batch.image_pixels[1]
-    batch.title_input_ids[0] = batch.title_input_ids[1]
+    batch.inputs.image.pixels[0] = batch.inputs.image.pixels[1]
+    batch.inputs.title.input_ids[0] = batch.inputs.title.input_ids[1]
     torch.testing.assert_close(model.encode_items(batch), before)
 
 
@@ -122,11 +120,11 @@ def test_every_parameter_receives_a_gradient(overrides, slice_tokenizer, make_ba
 
 def test_no_targets_at_all_gives_zero_losses_not_nan(tiny_model_config, slice_tokenizer, make_batch):
     batch = make_batch(tiny_model_config, slice_tokenizer, n=3)
-    batch.title_mlm_labels.fill_(-100)
-    batch.knowledge_mlm_labels.fill_(-100)
-    batch.image_token_mask.fill_(False)
-    batch.lpm_neg_value.fill_(-1)
-    batch.lpm_neg_item.fill_(-1)
+    batch.targets.title_labels.fill_(-100)
+    batch.targets.knowledge_labels.fill_(-100)
+    batch.targets.visual_mask.fill_(False)
+    batch.lpm.neg_value.fill_(-1)
+    batch.lpm.neg_item.fill_(-1)
     model = K3MModel(tiny_model_config)
     out = model(batch)
     for task in ("mlm_title", "mlm_knowledge", "mom", "lpm"):
@@ -139,11 +137,10 @@ def test_losses_only_for_targets_in_the_batch(tiny_model_config, slice_tokenizer
     model = K3MModel(tiny_model_config)
     batch = make_batch(tiny_model_config, slice_tokenizer, n=2)
     assert model(batch, compute_losses=False).losses == {}
-    batch.lpm_neg_value = None  # no LPM targets: no LPM loss (not a zero pretending to be one)
+    batch.lpm = None  # no LPM targets: no LPM loss (not a zero pretending to be one)
     assert set(model(batch).losses) == TASKS - {"lpm"}
-    # a batch made without targets has nothing masked: every loss present is exactly zero
-    out = model(make_batch(tiny_model_config, slice_tokenizer, n=2, targets=False))
-    assert set(out.losses) == TASKS - {"lpm"} and all(v.item() == 0 for v in out.losses.values())
+    # a batch made without targets has no losses at all
+    assert model(make_batch(tiny_model_config, slice_tokenizer, n=2, targets=False)).losses == {}
 
 
 def test_encode_items_is_deterministic_and_keeps_the_mode(tiny_model_config, slice_tokenizer, make_batch):
@@ -174,8 +171,8 @@ def test_switches(overrides, tasks, slice_tokenizer, make_batch):
     out = model(batch)
     assert set(out.losses) == tasks and finite(out.losses["loss"])
     if not (config.use_knowledge and config.structure_aggregation):
-        assert model.structure is None and torch.equal(out.item_repr, out.item_center)
-    assert set(model.co_attention) == {
+        assert model.core.structure is None and torch.equal(out.item_repr, out.item_center)
+    assert set(model.core.co_attention) == {
         name for name in ("title_image", "knowledge_image", "title_knowledge") if all(
             getattr(config, f"use_{m}") for m in name.split("_")) and getattr(config.co_attention, name)
     }
@@ -186,17 +183,17 @@ def test_encode_strings_and_lpm_score_broadcast(tiny_model_config, slice_tokeniz
     model = K3MModel(tiny_model_config).eval()
     with torch.no_grad():
         items = model.encode_items(batch)  # [B, H]
-        values = model.encode_strings(batch.lpm_value_input_ids, batch.lpm_value_attention_mask)  # [U, H]
-        props = model.encode_strings(batch.lpm_property_input_ids, batch.lpm_property_attention_mask)
+        values = model.encode_strings(batch.inputs.values.input_ids, batch.inputs.values.attention_mask)  # [U, H]
+        props = model.encode_strings(batch.inputs.properties.input_ids, batch.inputs.properties.attention_mask)
     U, H = values.shape
-    assert H == tiny_model_config.hidden_size and U == batch.lpm_value_ids.numel()
+    assert H == tiny_model_config.hidden_size and U == batch.lpm.value_ids.numel()
     # one item, one property, every candidate value at once
     scores = model.lpm_score(items[:, None], props[:1][None], values[None])
     assert scores.shape == (4, U)
     torch.testing.assert_close(scores[2, 5], torch.linalg.vector_norm(items[2] + props[0] - values[5]))
     # a value string padded further gives the same vector (mean over real tokens only)
-    padded = torch.nn.functional.pad(batch.lpm_value_input_ids, (0, 7), value=slice_tokenizer.pad_token_id)
-    mask = torch.nn.functional.pad(batch.lpm_value_attention_mask, (0, 7), value=False)
+    padded = torch.nn.functional.pad(batch.inputs.values.input_ids, (0, 7), value=slice_tokenizer.pad_token_id)
+    mask = torch.nn.functional.pad(batch.inputs.values.attention_mask, (0, 7), value=False)
     with torch.no_grad():
         torch.testing.assert_close(model.encode_strings(padded, mask), values, atol=1e-5, rtol=1e-4)
 
@@ -221,7 +218,7 @@ def test_lpm_loss_learns_on_real_triples(tiny_model_config, slice_tokenizer, mak
 
 def test_knowledge_needs_knowledge_fields(tiny_model_config, slice_tokenizer, make_batch):
     batch = make_batch(tiny_model_config, slice_tokenizer, n=2)
-    batch.knowledge_input_ids = None
+    batch.inputs.knowledge = None
     with pytest.raises(ValueError, match="use_knowledge"):
         K3MModel(tiny_model_config)(batch)
 
@@ -235,18 +232,16 @@ def test_region_features_in_the_original_layout(slice_tokenizer, make_batch):
     batch = make_batch(patch_config, slice_tokenizer, n=3, presence=[(True, True, True), (True, False, True), (True, True, False)])
     g = torch.Generator().manual_seed(0)
     B, R = 3, config.image.num_regions
-    batch.image_pixels = None
-    batch.region_features = torch.rand(B, R, 2048, generator=g)
-    batch.region_locations = torch.rand(B, R, 5, generator=g)
-    batch.region_class_probs = torch.softmax(torch.randn(B, R, 1601, generator=g), -1)
-    batch.region_mask = (torch.arange(R) < torch.tensor([[30], [0], [36]])) & batch.image_present[:, None]
-    batch.image_token_mask = (torch.rand(B, R, generator=g) < 0.15) & batch.region_mask
+    mask = (torch.arange(R) < torch.tensor([[30], [0], [36]])) & batch.image_present[:, None]
+    batch.inputs.image = RegionImages(torch.rand(B, R, 2048, generator=g), torch.rand(B, R, 5, generator=g),
+                                      torch.softmax(torch.randn(B, R, 1601, generator=g), -1), mask)
+    batch.targets.visual_mask = (torch.rand(B, R, generator=g) < 0.15) & mask
     model = K3MModel(config)
     out = model(batch)
     assert set(out.losses) == TASKS and finite(out.losses["mom"]) and out.losses["mom"] > 0
     assert torch.equal(out.present["image"], torch.tensor([True, False, True]))
     out.losses["loss"].backward()
-    assert model.mom_head.net[-1].weight.grad.shape == (1601, config.image.hidden_size)
+    assert model.heads["mom"].net[-1].weight.grad.shape == (1601, config.image.hidden_size)
 
 
 def test_bf16_autocast_on_cpu(tiny_model_config, slice_tokenizer, make_batch):

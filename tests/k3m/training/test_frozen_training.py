@@ -1,4 +1,4 @@
-"""Pretraining with frozen encoders (configs/cpu.yaml, the CPU default) on the real fashion600
+"""Pretraining with frozen encoders (configs/pretrain_cpu.yaml, the CPU default) on the real fashion600
 slice: the features come from the cache, all four losses fall, a resume is exact."""
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_losses_fall_and_a_resume_is_exact(fashion_slice_build, frozen_slice_ind
     run = tmp_path / "frozen"
     overrides = [f"build={fashion_slice_build}", f"run_dir={run}", *MICRO, "max_steps=36", "log_every=6",
                  "eval_every=18", "checkpoint_every=18"]
-    summary = train(TrainConfig.load(REPO / "configs" / "cpu.yaml", overrides))
+    summary = train(TrainConfig.load(REPO / "configs" / "pretrain_cpu.yaml", overrides))
     assert summary["steps"] == 36
     assert "] step 36/36  loss " in capsys.readouterr().err  # progress: false still says where the run is
     train_lines = lines(run, "train")

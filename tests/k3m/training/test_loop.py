@@ -31,7 +31,7 @@ NOISY = ("items_per_s", "data_wait_frac")  # wall-clock fields
 
 
 def config(build, run_dir, *overrides) -> TrainConfig:
-    return TrainConfig.load(REPO / "configs" / "tiny.yaml", [f"build={build}", f"run_dir={run_dir}", *MICRO, *overrides])
+    return TrainConfig.load(REPO / "configs" / "pretrain_tiny.yaml", [f"build={build}", f"run_dir={run_dir}", *MICRO, *overrides])
 
 
 def metrics(run_dir) -> list[dict]:
@@ -146,7 +146,7 @@ def test_all_four_losses_fall(build, tmp_path):
 
 def test_two_process_ddp_on_gloo(build, tmp_path):
     run_dir = tmp_path / "ddp"
-    args = ["--config", str(REPO / "configs" / "tiny.yaml")]
+    args = ["--config", str(REPO / "configs" / "pretrain_tiny.yaml")]
     for item in [f"build={build}", f"run_dir={run_dir}", *MICRO, "max_steps=4", "log_every=1", "eval_every=2",
                  "checkpoint_every=2", "num_workers=0"]:
         args += ["--set", item]
@@ -166,7 +166,7 @@ def test_two_process_ddp_on_gloo(build, tmp_path):
 
 
 def test_stats_reports_the_caps(build, tmp_path, capsys):
-    cfg_args = ["--config", str(REPO / "configs" / "tiny.yaml"), "--set", f"build={build}", "--set", "vocab_size=2000"]
+    cfg_args = ["--config", str(REPO / "configs" / "pretrain_tiny.yaml"), "--set", f"build={build}", "--set", "vocab_size=2000"]
     assert main([*cfg_args, "--stats"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["items"] == 549 and report["pairs"] > report["dropped_by_max_pairs"] > 0

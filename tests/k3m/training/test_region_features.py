@@ -50,7 +50,7 @@ def test_region_file_feeds_pretraining_and_embedding(fashion_slice_build, tmp_pa
         "train_items=128", "valid_items=16", "threads=1", "progress=false", "max_steps=3", "eval_every=0",
         "checkpoint_every=3", "num_workers=0", "log_every=1",
     ]
-    summary = train(TrainConfig.load(REPO / "configs" / "tiny.yaml", overrides))
+    summary = train(TrainConfig.load(REPO / "configs" / "pretrain_tiny.yaml", overrides))
     assert summary["steps"] == 3 and summary["train"]["mom"] > 0  # MOM: KL to the class distributions
     lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(np.isfinite(l["mom"]) for l in lines if l["split"] == "train")

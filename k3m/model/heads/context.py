@@ -1,0 +1,30 @@
+"""What a task head reads: the batch, the stem's streams, the core's fused streams and c*,
+and the property / value vectors (computed once per forward pass, by the first head that
+asks, and shared by the heads that compare against them)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+
+@dataclass
+class HeadContext:
+    batch: object  # k3m.model.batch.K3MBatch
+    stem: object  # the model's stem (k3m.model.stems)
+    streams: dict  # name -> k3m.model.stems.Stream
+    visual: object  # encoders.image.VisualTokens or None
+    fused: dict[str, torch.Tensor]  # name -> IIFM output
+    item_repr: torch.Tensor  # c* [B, H]
+    _vocabulary: Optional[tuple[torch.Tensor, torch.Tensor]] = field(default=None, repr=False)
+
+    @property
+    def targets(self):
+        return self.batch.targets
+
+    def vocabulary(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(property vectors [Up, H], value vectors [U, H]) of ``batch.lpm``'s ids."""
+        if self._vocabulary is None:
+            self._vocabulary = self.stem.vocabulary(self.batch)
+        return self._vocabulary
