@@ -26,6 +26,7 @@ from typing import Iterable
 import numpy as np
 
 from etl.catalog_build import FORMAT_VERSION, SPLITS, BuildError, CatalogBuild
+from etl.errors import InvalidValue, UserError
 from etl.extract import Extractor, RowRejected
 from etl.image_store import ImageStoreWriter, decode_into_store
 from etl.images import NO_IMAGE, OUTCOMES, ImageLimits, ImageRoot, Located, open_root
@@ -45,11 +46,9 @@ PACKAGES = ("k3m-pkg", "numpy", "pyarrow", "Pillow", "PyYAML")
 START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 
 
-class ImportFailed(RuntimeError):
+class ImportFailed(UserError, RuntimeError):
     """The import cannot run (bad output directory, missing source or image root) or gives
     no items at all."""
-
-    exit_code = 2  # the user's arguments or files
 
 
 @dataclass(frozen=True)
@@ -66,11 +65,11 @@ class ImportSettings:
 
     def __post_init__(self):
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
+            raise InvalidValue(f"limit must be >= 1, got {self.limit}")
         if not 8 <= self.image_size <= 1024:
-            raise ValueError(f"image_size must be within 8..1024, got {self.image_size}")
+            raise InvalidValue(f"image_size must be within 8..1024, got {self.image_size}")
         if self.workers < 0 or self.image_batch < 1:
-            raise ValueError("workers must be >= 0 and image_batch >= 1")
+            raise InvalidValue("workers must be >= 0 and image_batch >= 1")
 
 
 def import_catalog(

@@ -60,15 +60,15 @@ from pathlib import Path
 
 import numpy as np
 
+from etl.errors import UserError
+
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
 TRIPLE_TRAIN, TRIPLE_VALID, TRIPLE_TEST = 0, 1, 2
 
 
-class BuildError(RuntimeError):
+class BuildError(UserError, RuntimeError):
     """A build directory is missing, incomplete or of another format version."""
-
-    exit_code = 2  # the user named a directory that is not a (current) build
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from etl.errors import UserError
 from etl.image_template import ImageTemplate, TemplateError
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "mappings"
@@ -27,7 +28,7 @@ PROPERTY_KEYS = ("column", "columns", "expand", "pairs", "as", "split", "absent"
 IMAGE_KEYS = ("archive", "dir", "path", "column")
 
 
-class MappingError(ValueError):
+class MappingError(UserError, ValueError):
     """A mapping file is invalid; the message names the file and the key."""
 
 

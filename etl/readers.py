@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+from etl.errors import UserError
 from etl.mapping import Mapping
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -24,10 +25,8 @@ PARQUET_BATCH_ROWS = 4096
 EXTENSION_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
-class SourceError(RuntimeError):
+class SourceError(UserError, RuntimeError):
     """A whole source file cannot be read (missing, wrong format, truncated archive)."""
-
-    exit_code = 2  # the user's file: fix it or point at another
 
 
 @dataclass

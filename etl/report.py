@@ -8,15 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from etl.errors import UserError
 from etl.readers import SourceRow
 
 RAW_LIMIT = 65536  # characters of a rejected row kept in rejects.jsonl
 
 
-class StrictImportError(RuntimeError):
+class StrictImportError(UserError, RuntimeError):
     """``--strict``: a row was rejected."""
-
-    exit_code = 2  # the user's data
 
 
 @dataclass

@@ -26,10 +26,12 @@ from typing import Any, ClassVar, Optional, TypeVar
 
 import yaml
 
+from etl.errors import UserError
+
 C = TypeVar("C", bound="Config")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A setting that is unknown, of the wrong type or out of range."""
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+from etl.errors import UserError
 
-class CypherQueryError(ValueError):
+
+class CypherQueryError(UserError, ValueError):
     """The server refused the query (a client error: syntax, parameters, semantics)."""
-
-    exit_code = 2
 
 
 @dataclass

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from etl.atomic import pid_alive, write_text
+from etl.errors import InvalidValue, UserError
 from kg.paths import data_dir as default_data_dir
 
 HOST = "127.0.0.1"
@@ -53,16 +54,12 @@ class ServerError(RuntimeError):
     """The embedded server could not be started, reached or stopped."""
 
 
-class ServerAlreadyRunning(ServerError):
+class ServerAlreadyRunning(UserError, ServerError):
     """`k3m kg serve` while a server already serves the data directory."""
 
-    exit_code = 2
 
-
-class PortInUse(ServerError):
+class PortInUse(UserError, ServerError):
     """The port asked for is taken by another program."""
-
-    exit_code = 2
 
 
 _DATABASE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
@@ -71,7 +68,7 @@ _DATABASE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 def check_database_name(name: str) -> str:
     """Database names become file names on the server: letters, digits, '_' and '-' only."""
     if not isinstance(name, str) or not _DATABASE_NAME.match(name):
-        raise ValueError(f"database name {name!r}: use 1-64 letters, digits, '_' or '-' (not starting with '-')")
+        raise InvalidValue(f"database name {name!r}: use 1-64 letters, digits, '_' or '-' (not starting with '-')")
     return name
 
 
@@ -95,7 +92,7 @@ class ServerSettings:
         check_database_name(self.database)
         for port in (self.bolt_port, self.http_port):
             if port is not None and not 0 < port < 65536:
-                raise ValueError(f"port must be within 1..65535, got {port}")
+                raise InvalidValue(f"port must be within 1..65535, got {port}")
 
 
 @dataclass

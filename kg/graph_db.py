@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
+from etl.errors import InvalidValue, UserError
 from kg import embedded_server
 from kg.embedded_server import EmbeddedServer, ServerSettings
 
@@ -180,10 +181,8 @@ def connect(
         raise
 
 
-class DatabaseNotFound(LookupError):
+class DatabaseNotFound(UserError, LookupError):
     """A database named for reading does not exist."""
-
-    exit_code = 2
 
 
 def _consume(result) -> Counter:
@@ -193,7 +192,7 @@ def _consume(result) -> Counter:
 
 def _batches(rows, size: int):
     if size < 1:
-        raise ValueError(f"batch_size must be positive, got {size}")
+        raise InvalidValue(f"batch_size must be positive, got {size}")
     if isinstance(rows, Sequence):
         for start in range(0, len(rows), size):
             yield list(rows[start:start + size])

@@ -44,6 +44,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from etl.atomic import write_text, writing_directory
+from etl.errors import UserError
 from etl.sync import current_sync, manifest_sha256
 from kg.paths import data_dir as default_data_dir
 from kg.rdf_iris import DEFAULT_BASE_IRI, RDF, RDFS, XSD, Namespaces
@@ -52,16 +53,12 @@ EXPORT_FORMATS = {"turtle": "TURTLE", "ntriples": "N_TRIPLES"}
 _ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
 
 
-class RdfStoreError(RuntimeError):
+class RdfStoreError(UserError, RuntimeError):
     """No RDF store for this build, or one that cannot be read."""
 
-    exit_code = 2  # `k3m kg load BUILD --rdf` fixes it
 
-
-class SparqlQueryError(ValueError):
+class SparqlQueryError(UserError, ValueError):
     """The SPARQL text does not parse."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)

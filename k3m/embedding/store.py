@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from etl.atomic import writing_directory
+from etl.errors import InvalidValue, NotFound
 from etl.sync import manifest_sha256
 
 EMBEDDINGS_DIR = "embeddings"
@@ -48,7 +49,7 @@ class EmbeddingStoreError(RuntimeError):
 def check_model_id(model_id: str) -> str:
     """Model ids name directories and graph values: a strict pattern, never a path."""
     if not _SAFE_ID.match(model_id or ""):
-        raise ValueError(f"model id must match {_SAFE_ID.pattern}: {model_id!r}")
+        raise InvalidValue(f"model id must match {_SAFE_ID.pattern}: {model_id!r}")
     return model_id
 
 
@@ -150,7 +151,7 @@ class EmbeddingStore:
         try:
             return np.fromiter((row_of[i] for i in item_ids), dtype=np.int64)
         except KeyError as exc:
-            raise KeyError(f"item {exc.args[0]!r} has no embedding in {self.path}") from None
+            raise NotFound(f"item {exc.args[0]!r} has no embedding in {self.path}") from None
 
     def check_build(self, build) -> None:
         """Fail loudly when the build's items are not the rows these embeddings describe."""
