@@ -6,6 +6,11 @@ hidden sibling ``.NAME.partial-PID`` first, then moved into place with
 :func:`replace_directory` (a reader, or a crash, sees the old version or the new one). Single
 files go through :func:`write_text`.
 
+A directory named through a symbolic link is written where the link points (the link stays,
+the target is replaced): :func:`writing_directory` resolves the name once, first. Renaming
+onto the link itself would replace the link with a real directory and leave the target, and
+the old version beside it, behind.
+
 A killed writer leaves its sibling behind (hundreds of MB for a catalog build). The writer
 holds an exclusive ``flock`` on a lock file inside it for as long as it works (:func:`owned`);
 the kernel drops that lock when the writer dies, however it dies, so a later writer of the
@@ -92,6 +97,12 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def resolved(path: str | Path) -> Path:
+    """``path`` with every symbolic link followed (also a dangling one, to where it points),
+    so a directory is written, keyed and compared by one name."""
+    return Path(os.path.realpath(path))
+
+
 def partial_path(final: Path, kind: str = "partial") -> Path:
     """The hidden sibling a process writes ``final`` into: ``.NAME.KIND-PID``."""
     return final.with_name(f".{final.name}.{kind}-{os.getpid()}")
@@ -118,8 +129,9 @@ def writing_directory(final: Path) -> Iterator[Path]:
 
     Yields the hidden sibling to write into (held as this process's with :func:`owned`);
     when the block ends it replaces ``final``, and when the block raises it is removed.
-    Leftovers of killed writers of ``final`` are removed first."""
-    final = Path(final)
+    Leftovers of killed writers of ``final`` are removed first. A ``final`` that is (or
+    lies under) a symbolic link is written at the link's target."""
+    final = resolved(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(final)
     partial = partial_path(final)

@@ -121,7 +121,8 @@ def import_catalog(
             if not parent.is_dir():
                 raise ImportFailed(f"{parent}: is a file, so {out} cannot be created")
             break
-    # at no moment does ``out`` hold a partial build; killed imports' leftovers go first
+    # at no moment does ``out`` hold a partial build; killed imports' leftovers go first; a
+    # symbolic link is written through (the build replaced is the one it points at)
     with writing_directory(out) as partial:
         summary = _Import(sources, mapping, partial, settings, previous).run()
     return summary
