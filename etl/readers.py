@@ -41,6 +41,9 @@ class SourceRow:
     reason: str | None = None  # why the row could not be read (record is None then)
     detail: str | None = None
     raw: bytes | None = None  # the row's bytes as read, for the rejects report
+    # a rejected row's fields read leniently (bad bytes as U+FFFD), only to tell whose row it
+    # was: an update names the items its rejects would remove (never imported from)
+    salvaged: dict[str, Any] | None = None
 
     def raw_text(self) -> str:
         if self.raw is not None:
@@ -156,7 +159,8 @@ def _jsonl_rows(stream: BinaryIO, source: str, counts: Counter) -> Iterator[Sour
         try:
             record = json.loads(line)
         except UnicodeDecodeError as exc:
-            yield SourceRow(source, number, reason="invalid_utf8", detail=str(exc), raw=line)
+            yield SourceRow(source, number, reason="invalid_utf8", detail=str(exc), raw=line,
+                            salvaged=_lenient_json(line))
             continue
         except ValueError as exc:
             yield SourceRow(source, number, reason="unparseable", detail=f"not JSON: {exc}", raw=line)
@@ -176,7 +180,8 @@ def _tsv_rows(stream, source, delimiter, mapping, counts) -> Iterator[SourceRow]
         except UnicodeDecodeError as exc:
             if header is None:
                 raise _header_not_utf8(source, number, line) from None
-            yield SourceRow(source, number, reason="invalid_utf8", detail=str(exc), raw=line)
+            yield SourceRow(source, number, reason="invalid_utf8", detail=str(exc), raw=line,
+                            salvaged=_fields_of(header, line.decode("utf-8", errors="replace").split(delimiter)))
             continue
         fields = text.split(delimiter)
         if header is None:
@@ -287,7 +292,9 @@ class _CsvState:
         except UnicodeEncodeError as exc:
             if self.header is None:
                 raise _header_not_utf8(self.source, start, raw) from None
-            yield SourceRow(self.source, start, reason="invalid_utf8", detail=str(exc), raw=raw)
+            lenient = [f.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace") for f in fields]
+            yield SourceRow(self.source, start, reason="invalid_utf8", detail=str(exc), raw=raw,
+                            salvaged=_fields_of(self.header, lenient))
             return
         if self.header is None:
             self.header = _check_header(fields, self.source, self.mapping)
@@ -330,6 +337,19 @@ class _CsvState:
 
 def _raw(physical: list[str]) -> bytes:
     return "".join(physical).rstrip("\r\n").encode("utf-8", errors="surrogateescape")
+
+
+def _lenient_json(line: bytes) -> dict | None:
+    try:
+        record = json.loads(line.decode("utf-8", errors="replace"))
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _fields_of(header: list[str] | tuple[str, ...], fields: list[str]) -> dict | None:
+    """A row's fields by name, when it has as many as the header (otherwise they cannot be told apart)."""
+    return dict(zip(header, fields)) if len(fields) == len(header) else None
 
 
 def _header_not_utf8(source: str, line: int, raw: bytes) -> SourceError:
