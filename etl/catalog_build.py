@@ -6,7 +6,8 @@ embedding scripts only ever read it through :class:`CatalogBuild`.
 Layout of ``BUILD_DIR`` (format version 1)::
 
     manifest.json    format version, source files with sha256, image roots, resolved mapping
-                     and its mapping_digest (etl/sync.py), counts, image size, seed, limit, split fractions and sizes, package versions
+                     and its mapping_digest (etl/sync.py), counts, image size, seed, limit,
+                     split fractions and sizes, package versions
     summary.json     the import report: rows_read, items, rejected_rows, rejected{reason: n},
                      triples, properties, values, pairs (distinct property-value), categories,
                      splits{train, valid, test} (items), triple_splits{...} (triples),
