@@ -131,14 +131,32 @@ class EmbeddedServer:
                 return
             self._http("POST", "/api/v1/server", {"command": f"create database {name}"})
 
+    def writes(self, database: str, query: str, params: dict | None = None) -> bool:
+        """Whether ArcadeDB's own Cypher parser takes ``query`` for a write (CREATE, MERGE,
+        SET, DELETE, REMOVE, schema and user commands, ``CALL {...}`` with any of those, ...).
+
+        Its Bolt plugin ignores the READ access mode and runs writes in a read transaction,
+        and schema commands are not undone by a rollback; its HTTP query endpoint refuses
+        every statement that is not idempotent before running it. A read runs there too,
+        stopped at its first row. Any other refusal (a syntax error, a missing parameter) is
+        not a write: running the query over Bolt reports it."""
+        check_database_name(database)
+        try:
+            self._http("POST", f"/api/v1/query/{database}",
+                       {"language": "cypher", "command": query, "params": params or {}, "limit": 1},
+                       json_default=str)
+        except ServerError as exc:
+            return "QueryNotIdempotentException" in str(exc)
+        return False
+
     def list_databases(self) -> list[str]:
         return sorted(self._http("POST", "/api/v1/server", {"command": "list databases"})["result"])
 
-    def _http(self, method: str, path: str, body: dict) -> dict:
+    def _http(self, method: str, path: str, body: dict, json_default=None) -> dict:
         token = base64.b64encode(f"{USER}:{self.password}".encode()).decode()
         request = urllib.request.Request(
             f"http://{HOST}:{self.http_port}{path}",
-            data=json.dumps(body).encode(),
+            data=json.dumps(body, default=json_default).encode(),
             method=method,
             headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
         )
