@@ -21,7 +21,7 @@ from etl.catalog_build import CatalogBuild
 from encoders.text import load_tokenizer
 from k3m.data import index_for
 from k3m.model import K3MModel
-from k3m.model.checkpoint import find_checkpoint, load_property_order
+from k3m.model.checkpoint import find_checkpoint, load_model, load_property_order
 from k3m.training.checkpointing import Position, restore_training_state, save_training_checkpoint
 from k3m.training.config import TrainConfig
 from k3m.training.distributed import Dist, mean_over_ranks, seed_everything, setup
@@ -92,7 +92,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
     build = CatalogBuild.open(cfg.build)
     train_rows, valid_rows = split_rows(build, "train", cfg.train_items), split_rows(build, "valid", cfg.valid_items)
     if ckpt is not None:
-        tokenizer, model = load_tokenizer(ckpt), K3MModel.from_pretrained(ckpt)
+        tokenizer, model = load_tokenizer(ckpt), load_model(ckpt)
         index = index_for(build, model.config, property_order=load_property_order(ckpt))
     else:
         model_cfg = resolve_text_dir(cfg.model_config())
