@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
@@ -73,6 +74,8 @@ def exit_code_of(exc: BaseException) -> int | None:
 def message_of(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:  # str(KeyError) is the repr of its argument
         return str(exc.args[0])
+    if type(exc).__module__.startswith("neo4j"):  # the driver's messages span lines
+        return " ".join(str(exc).split()) or type(exc).__name__
     return str(exc) or type(exc).__name__
 
 
@@ -97,6 +100,10 @@ def run_command(prog: str, func, args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if not os.environ.get(DEBUG_ENV):
+        # the graph driver logs each retry and dropped socket on stderr; what failed is
+        # reported here, in one line
+        logging.getLogger("neo4j").setLevel(logging.CRITICAL)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in STAGES else None)
     args = parser.parse_args(argv)

@@ -94,7 +94,7 @@ def _read(db, query: str, params: dict) -> tuple[list[dict], list[str]]:
             raise _Wrote()
         return records, keys
 
-    with db.driver.session(database=db.database, default_access_mode=neo4j.READ_ACCESS) as session:
+    with db.answering(), db.driver.session(database=db.database, default_access_mode=neo4j.READ_ACCESS) as session:
         try:
             return session.execute_read(work)
         except _Wrote:
