@@ -6,6 +6,10 @@ free of JPype. Files live under ``<data_dir>/arcadedb/``::
 
     databases/    ArcadeDB's root path (databases, config with the server users)
     password      the generated root password, mode 0600, created once
+
+Everything under it is the user's alone: the folder is 0700 and every file the server
+writes is 0600 (it runs with umask 077; older files are tightened at start), as the graph
+holds the catalog and the password.
     server.json   state of the running server: pid, bolt/http ports, database (0600)
     server.log    the server process's output
     log/          ArcadeDB's own application log (it writes to ./log of its cwd)
@@ -30,6 +34,7 @@ import re
 import secrets
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -260,6 +265,7 @@ def stop(data_dir: Path | None = None, timeout_s: float = 60.0) -> bool:
 def _spawn(settings: ServerSettings) -> EmbeddedServer:
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
+    _private(home)
     password = _ensure_password(home)
     _state_path(home).unlink(missing_ok=True)
     args = [
@@ -274,7 +280,7 @@ def _spawn(settings: ServerSettings) -> EmbeddedServer:
         args += ["--http-port", str(settings.http_port)]
     if settings.stop_with_caller:
         args += ["--watch-pid", str(os.getpid())]
-    log = open(home / "server.log", "ab")
+    log = os.fdopen(os.open(home / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     # Own session: a ^C meant for the calling command does not kill a shared server.
     process = subprocess.Popen(args, cwd=home, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
@@ -296,6 +302,19 @@ def _spawn(settings: ServerSettings) -> EmbeddedServer:
 
 
 # -- files ----------------------------------------------------------------------------
+
+def _private(home: Path) -> None:
+    """``home`` and what is under it readable by the user only (data of servers started
+    before this rule were group and world readable)."""
+    for folder, _, files in os.walk(home):
+        for path in [folder, *(os.path.join(folder, name) for name in files)]:
+            try:
+                mode = os.lstat(path).st_mode
+                if mode & 0o077 and not stat.S_ISLNK(mode):
+                    os.chmod(path, stat.S_IMODE(mode) & 0o700)
+            except OSError:  # a file the running server just removed
+                pass
+
 
 def _password_path(home: Path) -> Path:
     return home / "password"
@@ -343,7 +362,7 @@ def _start_lock(home: Path):
 
 @contextmanager
 def _file_lock(path: Path):
-    with open(path, "w") as handle:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -374,6 +393,8 @@ def _port_open(port: int) -> bool:
 def _serve(home: Path, database: str, bolt_port: int | None, http_port: int | None, heap: str,
            watch_pid: int | None) -> int:
     from arcadedb_embedded.jvm import start_jvm
+
+    os.umask(0o077)  # every file and folder ArcadeDB creates: the user's only
 
     start_jvm(heap_size=heap)
     import arcadedb_embedded as adb
