@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from etl.catalog_build import CatalogBuild
+from etl.errors import InvalidValue
 from etl.sync import manifest_sha256
 from k3m.data import FACTS, index_for
 from k3m.embedding.encoder import ItemEncoder
@@ -48,6 +49,12 @@ class EmbedSettings:
     model_id: str | None = None  # None = derived from the checkpoint (run-step-weights hash)
     chunk: int = 2048  # items between progress reports
     recompute: bool = False  # recompute even when the store already holds this model's embeddings
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.chunk < 1:
+            raise InvalidValue(f"batch size must be positive, got {self.batch_size}")
+        if self.facts not in FACTS:
+            raise InvalidValue(f"facts must be one of {FACTS}, got {self.facts!r}")
 
 
 @dataclass

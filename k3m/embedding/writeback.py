@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from etl.errors import InvalidValue
 from k3m.embedding.store import EmbeddingStore, NonFiniteVectors, non_finite_rows
 
 INDEX_NAME = "k3m_item_embedding"  # the native vector index, where the server has them (Neo4j 5)
@@ -41,6 +42,11 @@ class WritebackSettings:
     batch_size: int = 500  # items per transaction (~0.5 MB of Bolt message at H=128)
     workers: int = 2  # concurrent batches: overlaps client packing with server work
     force: bool = False  # rewrite items that already carry this store's version
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.workers < 1:
+            raise InvalidValue(f"the write-back's batch size and workers must be positive, got {self.batch_size} "
+                               f"and {self.workers}")
 
 
 @dataclass
@@ -62,8 +68,6 @@ class WritebackReport:
 
 def write_back(db, store: EmbeddingStore, settings: WritebackSettings = WritebackSettings(), progress=None) -> WritebackReport:
     """Set ``embedding``/``embedding_model``/``embedding_created`` on the graph's items."""
-    if settings.batch_size < 1 or settings.workers < 1:
-        raise ValueError("batch_size and workers must be positive")
     started = time.perf_counter()
     model, created = store.model_id, store.created
     in_graph = {item_id: (m, c) for item_id, m, c in db.run(CURRENT)[0]["items"]}

@@ -50,3 +50,18 @@ def test_user_mistakes_on_real_commands_still_exit_2(capsys, fashion_slice_build
                  "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("error: ") == 3 and "internal error" not in err
+
+
+def test_bad_numbers_are_user_errors_before_any_work(capsys, fashion_slice_build, micro_checkpoint, tmp_path):
+    """They used to surface as a ValueError deep in the code (now a bug's exit 1) or to be
+    read as the default (0)."""
+    base = ["embed", "--checkpoint", str(micro_checkpoint), str(fashion_slice_build), "--data-dir", str(tmp_path)]
+    assert main(base + ["--batch-size", "0"]) == 2
+    assert capsys.readouterr().err == "k3m embed: error: batch size must be positive, got 0\n"
+    assert main(base + ["--write-batch", "0"]) == 2
+    assert capsys.readouterr().err == ("k3m embed: error: the write-back's batch size and workers must be positive, "
+                                       "got 0 and 2\n")
+    assert not (fashion_slice_build / "embeddings").exists() or not any((fashion_slice_build / "embeddings").iterdir())
+    assert main(["kg", "load", str(fashion_slice_build), "--graph", "--items-per-batch", "-3",
+                 "--data-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "k3m kg: error: items per batch must be positive, got -3\n"
