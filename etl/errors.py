@@ -18,7 +18,8 @@ class UserError(Exception):
 
 
 class InvalidValue(UserError, ValueError):
-    """A value the user gave (an option, a setting, a parameter) that is malformed or out of range."""
+    """A value the user gave (an option, a setting, a parameter; a build or checkpoint that does not fit what
+    was asked of it) that cannot be used. A ValueError too, for callers that catch those."""
 
 
 class NotFound(UserError, KeyError):

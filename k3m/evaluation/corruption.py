@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from etl.errors import InvalidValue, UserError
+from etl.errors import InvalidValue
 
 MISSING = -1
 
@@ -109,7 +109,7 @@ def _draw_donors(
     """
     n = len(items)
     if len(pool) == 0:
-        raise UserError("no donor item has the modality to swap in")
+        raise InvalidValue("no donor item has the modality to swap in")
     donors = pool[rng.integers(0, len(pool), size=n)]
     positions = np.arange(n)
 
@@ -126,7 +126,7 @@ def _draw_donors(
     for pos in todo:
         ok = pool[~bad(np.full(len(pool), pos), pool)]
         if len(ok) == 0:
-            raise UserError(f"item {items[pos]} has no donor of another product in the pool")
+            raise InvalidValue(f"item {items[pos]} has no donor of another product in the pool")
         donors[pos] = ok[rng.integers(0, len(ok))]
     return donors
 

@@ -106,11 +106,11 @@ def load_model(ckpt: Path, map_location: str = "cpu") -> K3MModel:
     damage = incomplete(ckpt)
     if damage is not None:
         raise CheckpointError(f"{damage}: not a complete checkpoint; train again or name another checkpoint")
+    from safetensors import SafetensorError
+
     try:
         return K3MModel.from_pretrained(ckpt, map_location=map_location)
-    except Exception as exc:
-        if type(exc).__name__ != "SafetensorError":  # corrupt beyond what the header check sees
-            raise
+    except SafetensorError as exc:  # corrupt beyond what the header check sees
         raise CheckpointError(f"{ckpt / WEIGHTS_NAME}: not a readable checkpoint ({exc})") from None
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from etl.catalog_build import CatalogBuild
-from etl.errors import UserError
+from etl.errors import InvalidValue, UserError
 from encoders.text import load_tokenizer
 from k3m.data import index_for
 from k3m.model import K3MModel
@@ -121,7 +121,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
         model = K3MModel(model_cfg.with_tokenizer(tokenizer))
     model_cfg = model.config
     if model_cfg.use_image and model_cfg.image.kind in ("patch", "cnn") and build.images.shape[1] != model_cfg.image.image_size:
-        raise UserError(
+        raise InvalidValue(
             f"{cfg.build} stores {build.images.shape[1]} px images, the model reads {model_cfg.image.image_size} px: "
             f"re-import with --image-size {model_cfg.image.image_size} or --set model.image.image_size={build.images.shape[1]}"
         )
