@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from etl.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(UserError, RuntimeError):
     """A checkpoint's keys or shapes do not match the model it is loaded into."""
-
-    exit_code = 2  # a wrong file for this model: the user's to fix
 
     def __init__(self, source, missing=(), unexpected=(), mismatched=()):
         self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)

@@ -26,6 +26,7 @@ from typing import Iterable
 import numpy as np
 
 from etl.catalog_build import FORMAT_VERSION, SPLITS, BuildError, CatalogBuild
+from etl.errors import InvalidValue, UserError
 from etl.extract import Extractor, RowRejected
 from etl.image_store import ImageStoreWriter, decode_into_store
 from etl.images import NO_IMAGE, OUTCOMES, ImageLimits, ImageRoot, Located, open_root
@@ -34,8 +35,9 @@ from etl.mapping import Mapping, load_mapping
 from etl.readers import read_rows
 from etl.report import ImportReport
 from etl.splits import SplitSettings, item_splits, string_hashes, triple_splits
-from etl.sync import build_diff, carry_over, grown_vocabulary, write_sync
-from etl.atomic import writing_directory
+from etl.sync import (build_diff, carry_over, grown_vocabulary, mapping_differences, mapping_digest, review_removals,
+                      write_sync)
+from etl.atomic import directory_lock, writing_directory
 from etl.worker_lifetime import die_with_parent
 
 PACKAGES = ("k3m-pkg", "numpy", "pyarrow", "Pillow", "PyYAML")
@@ -45,11 +47,14 @@ PACKAGES = ("k3m-pkg", "numpy", "pyarrow", "Pillow", "PyYAML")
 START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 
 
-class ImportFailed(RuntimeError):
+class ImportFailed(UserError, RuntimeError):
     """The import cannot run (bad output directory, missing source or image root) or gives
     no items at all."""
 
-    exit_code = 2  # the user's arguments or files
+
+class UpdateRefused(ImportFailed):
+    """An update would lose items silently or change them by another mapping; the build is
+    left as it was (etl/sync.py says when)."""
 
 
 @dataclass(frozen=True)
@@ -63,14 +68,18 @@ class ImportSettings:
     image_batch: int = 1024  # images per decoding task
     image_limits: ImageLimits = field(default_factory=ImageLimits)  # bytes and pixels per image
     split: SplitSettings = field(default_factory=SplitSettings)
+    # an update only (etl/sync.py): apply one that removes items by rejected rows or more
+    # than MAX_REMOVED_FRACTION of them, or one with another mapping than the build's
+    allow_removals: bool = False
+    mapping_changed: bool = False
 
     def __post_init__(self):
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
+            raise InvalidValue(f"limit must be >= 1, got {self.limit}")
         if not 8 <= self.image_size <= 1024:
-            raise ValueError(f"image_size must be within 8..1024, got {self.image_size}")
+            raise InvalidValue(f"image_size must be within 8..1024, got {self.image_size}")
         if self.workers < 0 or self.image_batch < 1:
-            raise ValueError("workers must be >= 0 and image_batch >= 1")
+            raise InvalidValue("workers must be >= 0 and image_batch >= 1")
 
 
 def import_catalog(
@@ -96,22 +105,6 @@ def import_catalog(
 
     Further keyword arguments are :class:`ImportSettings` fields (``images``, ``workers``, ``split``).
     """
-    previous = None
-    if update:
-        try:
-            previous = CatalogBuild.open(out)
-        except BuildError as exc:
-            raise ImportFailed(f"--update: {exc}") from None
-        image_size, seed = previous.manifest["image_size"], previous.manifest["seed"]
-        settings["split"] = SplitSettings(**previous.manifest["split_fractions"])
-    settings = ImportSettings(limit=limit, image_size=image_size, seed=seed, strict=strict, **settings)
-    mapping = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
-    sources = [Path(s) for s in sources]
-    if not sources:
-        raise ImportFailed("no source files given")
-    for source in sources:
-        if not source.is_file():
-            raise ImportFailed(f"{source}: no such source file")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ImportFailed(f"{out}: is a file; --out names the build directory to write")
@@ -122,7 +115,38 @@ def import_catalog(
             if not parent.is_dir():
                 raise ImportFailed(f"{parent}: is a file, so {out} cannot be created")
             break
-    # at no moment does ``out`` hold a partial build; killed imports' leftovers go first
+    # one import or update of a build at a time: an update reads the build it replaces
+    with directory_lock(out, "import or sync"):
+        return _import_catalog(sources, mapping, out, limit=limit, image_size=image_size, seed=seed, strict=strict,
+                               update=update, **settings)
+
+
+def _import_catalog(sources, mapping, out, *, limit, image_size, seed, strict, update, **settings) -> dict:
+    previous = None
+    if update:
+        try:
+            previous = CatalogBuild.open(out)
+        except BuildError as exc:
+            raise ImportFailed(f"--update: {exc}") from None
+        image_size, seed = previous.manifest["image_size"], previous.manifest["seed"]
+        settings["split"] = SplitSettings(**previous.manifest["split_fractions"])
+    settings = ImportSettings(limit=limit, image_size=image_size, seed=seed, strict=strict, **settings)
+    mapping = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
+    if previous is not None and "mapping" in previous.manifest:
+        changed = mapping_differences(previous.manifest["mapping"], mapping.to_dict())
+        if changed and not settings.mapping_changed:
+            raise UpdateRefused(
+                f"--update {out} refused (the build is unchanged): the mapping {mapping.origin} differs from the one "
+                f"the build was imported with ({previous.manifest['mapping'].get('origin')}) in {', '.join(changed)}: "
+                f"items would change by the mapping, not by the catalog; pass --mapping-changed to apply it")
+    sources = [Path(s) for s in sources]
+    if not sources:
+        raise ImportFailed("no source files given")
+    for source in sources:
+        if not source.is_file():
+            raise ImportFailed(f"{source}: no such source file")
+    # at no moment does ``out`` hold a partial build; killed imports' leftovers go first; a
+    # symbolic link is written through (the build replaced is the one it points at)
     with writing_directory(out) as partial:
         summary = _Import(sources, mapping, partial, settings, previous).run()
     return summary
@@ -205,17 +229,17 @@ class _Import:
                 report.rows_read += 1
                 self.rows_per_source[-1] += 1
                 if row.record is None:
-                    report.reject(row, row.reason, row.detail)
+                    report.reject(row, row.reason, row.detail, self.extract.id_of(row.salvaged))
                     continue
                 try:
                     item = self.extract(row.record)
                 except RowRejected as exc:
-                    report.reject(row, exc.reason, exc.detail)
+                    report.reject(row, exc.reason, exc.detail, self.extract.id_of(row.record))
                     continue
                 first = self.index_of.get(item.item_id)
                 if first is not None:
                     where = f"{self.sources[self.item_source[first]]}:{self.item_line[first]}"
-                    report.reject(row, "duplicate_id", f"id {item.item_id!r} already read at {where}")
+                    report.reject(row, "duplicate_id", f"id {item.item_id!r} already read at {where}", item.item_id)
                     continue
                 self._add(item, source_index, row.line)
                 located = root.locate(item.image_ref)
@@ -340,9 +364,20 @@ class _Import:
         )
         if previous is not None:
             diff = build_diff(previous, CatalogBuild(self.work))
-            write_sync(self.work, {**diff, "seconds": round(time.perf_counter() - started, 3)})
+            review = review_removals(previous.num_items, diff, self.report.rejected_ids, self.report.rejected_without_id,
+                                     self.report.rejected["duplicate_id"], self.settings.allow_removals)
+            if review["refusal"] is not None:
+                raise UpdateRefused(f"--update {previous.path} refused (the build is unchanged): {review['refusal']}; "
+                                    f"fix the source, or pass --allow-removals to remove them")
+            changed_mapping = mapping_differences(previous.manifest.get("mapping", {}), self.mapping.to_dict())
+            warnings = review["warnings"] + ([f"the mapping differs from the build's in {', '.join(changed_mapping)}: "
+                                              f"applied (--mapping-changed)"] if changed_mapping else [])
+            write_sync(self.work, {**diff, "removed_by_rejects": review["removed_by_rejects_ids"],
+                                   "seconds": round(time.perf_counter() - started, 3)})
             summary["update"] = {**diff["counts"], "changed_fields": diff["changed_fields"],
-                                 "carried_over": carry_over(previous.path, self.work)}
+                                 "rejected_rows": self.report.rejected_rows(), "rejected": dict(sorted(self.report.rejected.items())),
+                                 "removed_by_rejects": review["removed_by_rejects"], "mapping_changed": changed_mapping,
+                                 "warnings": warnings, "carried_over": carry_over(previous.path, self.work)}
         summary["seconds"] = round(time.perf_counter() - started, 3)
         self._write_json("summary.json", summary)
         return summary
@@ -357,6 +392,7 @@ class _Import:
                 for path, root in self.roots.items()
             ],
             "mapping": self.mapping.to_dict(),
+            "mapping_digest": mapping_digest(self.mapping.to_dict()),
             "counts": counts,
             "image_size": self.settings.image_size,
             "seed": self.settings.seed,

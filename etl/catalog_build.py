@@ -5,8 +5,9 @@ embedding scripts only ever read it through :class:`CatalogBuild`.
 
 Layout of ``BUILD_DIR`` (format version 1)::
 
-    manifest.json    format version, source files with sha256, image roots, resolved mapping,
-                     counts, image size, seed, limit, split fractions and sizes, package versions
+    manifest.json    format version, source files with sha256, image roots, resolved mapping
+                     and its mapping_digest (etl/sync.py), counts, image size, seed, limit,
+                     split fractions and sizes, package versions
     summary.json     the import report: rows_read, items, rejected_rows, rejected{reason: n},
                      triples, properties, values, pairs (distinct property-value), categories,
                      splits{train, valid, test} (items), triple_splits{...} (triples),
@@ -16,7 +17,8 @@ Layout of ``BUILD_DIR`` (format version 1)::
                      empty_sources (sources without a data row), label_leakage (etl/leakage.py),
                      seconds. rows_read == items + rejected_rows; ok+missing+bad+refused == items
     rejects.jsonl    one line per rejected row: source, line, reason, detail, raw
-                     (raw_truncated: true when raw was cut at 65,536 characters)
+                     (raw_truncated: true when raw was cut at 65,536 characters), id (the
+                     row's item id, when it can be read)
     items.parquet    one row per item, row number == item index:
                        item_id (str), title (str, null = missing), category (str, null),
                        category_index (int32, -1 = none), group (str, null),
@@ -60,15 +62,15 @@ from pathlib import Path
 
 import numpy as np
 
+from etl.errors import UserError
+
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
 TRIPLE_TRAIN, TRIPLE_VALID, TRIPLE_TEST = 0, 1, 2
 
 
-class BuildError(RuntimeError):
+class BuildError(UserError, RuntimeError):
     """A build directory is missing, incomplete or of another format version."""
-
-    exit_code = 2  # the user named a directory that is not a (current) build
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """``k3m import``: catalog files + mapping -> catalog build (a thin wrapper over import_catalog).
 
-Errors (a bad mapping, an unreadable source, a bad --out, --strict rejects, no items at all)
-are raised and reported once by ``k3m/cli.py`` (exit 2); warnings about what was imported
-go to stderr after the one-line result.
+Errors (a bad mapping, an unreadable source, a bad --out, --strict rejects, no items at all,
+an update that would lose items or change them by another mapping) are raised and reported
+once by ``k3m/cli.py`` (exit 2); warnings about what was imported go to stderr after the
+short result (``--json``: the whole summary, which is also ``BUILD/summary.json``).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 MB = 2**20
@@ -31,6 +33,12 @@ def add_parser(subparsers) -> None:
                         help="an existing build of an earlier version of the catalog: replace it keeping its ids "
                              "valid, and write the diff to BUILD_DIR/sync.json (then `k3m kg load BUILD_DIR` and "
                              "`k3m embed` apply only the change; `k3m sync` runs all three)")
+    p.add_argument("--allow-removals", action="store_true",
+                   help="--update: apply it even when rejected rows of the new version remove items, or more than "
+                        "10%% of the items go (refused otherwise; see docs/etl.md)")
+    p.add_argument("--mapping-changed", action="store_true",
+                   help="--update: apply it with another mapping than the build was imported with (refused otherwise)")
+    p.add_argument("--json", action="store_true", help="print the whole summary (summary.json) as JSON")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="read only the first N rows")
     p.add_argument("--image-size", type=int, default=None, metavar="PX",
                    help="square image side in the store (default 64; an update keeps the build's)")
@@ -57,13 +65,18 @@ def run(args: argparse.Namespace) -> int:
     if update and (args.image_size is not None or args.seed is not None):
         raise ImportFailed("--update keeps the build's image size and seed; drop --image-size / --seed "
                            "(or import into a new build with --out)")
+    if not update and (args.allow_removals or args.mapping_changed):
+        raise ImportFailed("--allow-removals and --mapping-changed apply to --update only")
     limits = ImageLimits(max_bytes=int(args.image_max_mb * MB), max_pixels=int(args.image_max_megapixels * 1e6))
     summary = import_catalog(
-        args.sources, args.mapping, out, limit=args.limit, image_size=args.image_size or 64,
+        args.sources, args.mapping, out, limit=args.limit, image_size=64 if args.image_size is None else args.image_size,
         seed=args.seed or 0, strict=args.strict, images=args.images, workers=args.workers, image_limits=limits,
-        update=update,
+        update=update, allow_removals=args.allow_removals, mapping_changed=args.mapping_changed,
     )
-    print(summary_line(summary, out))
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False, indent=1))
+    else:
+        print(summary_line(summary, out))
     for line in warnings(summary, out):
         print(f"k3m import: warning: {line}", file=sys.stderr)
     return 0
@@ -96,6 +109,7 @@ def warnings(summary: dict, out: str) -> list[str]:
             for reason in summary["image_reasons"]):
         reasons = ", ".join(f"{k}={v}" for k, v in summary["image_reasons"].items())
         lines.append(f"no image could be used ({reasons}); check the mapping's image section or --images")
+    lines += summary.get("update", {}).get("warnings", [])
     leakage = summary.get("label_leakage") or {}
     scores = {p["property"]: p for p in leakage.get("properties", [])}
     for name in leakage.get("suspects", []):

@@ -122,6 +122,24 @@ class Extractor:
         self.total_drops.update(self.drops)
         return item
 
+    def id_of(self, record: dict | None) -> str | None:
+        """The id a (rejected) record would have had, or None when it cannot be told: no
+        record, no id there, or one holding undecodable bytes (U+FFFD from a lenient read)."""
+        value = _MISSING if record is None else lookup(record, self.mapping.id)
+        if value is _MISSING:
+            return None
+        try:
+            item_id = normalize(value)
+        except TypeError:
+            return None
+        if not item_id or item_id in self.absent or "\ufffd" in item_id:
+            return None
+        try:
+            item_id.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return item_id
+
     # -- fields ---------------------------------------------------------------------
     def _scalar(self, record: dict, path: str, what: str) -> str | None:
         value = lookup(record, path)

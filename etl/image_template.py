@@ -13,12 +13,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from etl.errors import UserError
+
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _PART = re.compile(r"^(?P<field>[^\[\]:]+)(?:\[(?P<start>-?\d*):(?P<stop>-?\d*)\])?(?::(?P<spec>.*))?$", re.S)
 _INTEGER_TYPES = set("bcdoxXn")
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError, ValueError):
     """A placeholder that cannot be parsed; the message says which and why."""
 
 

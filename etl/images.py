@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from etl.errors import InvalidValue
 from etl.extract import is_remote
 
 DRIVE = re.compile(r"^[A-Za-z]:")
@@ -52,7 +53,7 @@ class ImageLimits:
 
     def __post_init__(self):
         if self.max_bytes < 1 or self.max_pixels < 1:
-            raise ValueError(f"image limits must be positive, got {self}")
+            raise InvalidValue(f"image limits must be positive, got {self}")
 
 
 class ImageRefused(Exception):

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from etl import strict_yaml
+from etl.errors import UserError
 from etl.image_template import ImageTemplate, TemplateError
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "mappings"
@@ -27,34 +29,8 @@ PROPERTY_KEYS = ("column", "columns", "expand", "pairs", "as", "split", "absent"
 IMAGE_KEYS = ("archive", "dir", "path", "column")
 
 
-class MappingError(ValueError):
+class MappingError(UserError, ValueError):
     """A mapping file is invalid; the message names the file and the key."""
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key, first_line: int, line: int):
-        self.key, self.first_line, self.line = key, first_line, line
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last
-    silently, so a second ``properties:`` would drop the first without a word)."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
-    seen: dict = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            if key in seen:
-                raise _DuplicateKey(key, seen[key] + 1, key_node.start_mark.line + 1)
-            seen[key] = key_node.start_mark.line
-        except TypeError:  # an unhashable key: construct_mapping reports it
-            continue
-    return loader.construct_mapping(node, deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 @dataclass(frozen=True)
@@ -154,10 +130,9 @@ def load_mapping(name_or_path: str | Path) -> Mapping:
         path = builtin
     raw = path.read_bytes()
     try:
-        data = yaml.load(raw, Loader=_StrictLoader)
-    except _DuplicateKey as exc:
-        raise MappingError(f"{path}: {exc.key}: given twice (lines {exc.first_line} and {exc.line}); "
-                           f"YAML would keep only the last one silently") from None
+        data = strict_yaml.load(raw)
+    except strict_yaml.DuplicateKey as exc:
+        raise MappingError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

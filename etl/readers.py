@@ -16,18 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+from etl.errors import UserError
 from etl.mapping import Mapping
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
+# byte-order marks of text that is not UTF-8 (Excel's "Unicode text" is UTF-16LE): such a file
+# is read as the UTF-8 of its text; the longer marks first (UTF-32LE starts like UTF-16LE)
+OTHER_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+              (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
 PARQUET_BATCH_ROWS = 4096
 EXTENSION_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
-class SourceError(RuntimeError):
+class SourceError(UserError, RuntimeError):
     """A whole source file cannot be read (missing, wrong format, truncated archive)."""
-
-    exit_code = 2  # the user's file: fix it or point at another
 
 
 @dataclass
@@ -38,6 +41,9 @@ class SourceRow:
     reason: str | None = None  # why the row could not be read (record is None then)
     detail: str | None = None
     raw: bytes | None = None  # the row's bytes as read, for the rejects report
+    # a rejected row's fields read leniently (bad bytes as U+FFFD), only to tell whose row it
+    # was: an update names the items its rejects would remove (never imported from)
+    salvaged: dict[str, Any] | None = None
 
     def raw_text(self) -> str:
         if self.raw is not None:
@@ -74,6 +80,7 @@ def read_rows(path: str | Path, mapping: Mapping, counts: Counter) -> Iterator[S
         return
     with _open_binary(path) as stream:
         try:
+            stream = _as_utf8(stream)
             if fmt == "jsonl":
                 yield from _jsonl_rows(stream, str(path), counts)
             else:
@@ -82,12 +89,58 @@ def read_rows(path: str | Path, mapping: Mapping, counts: Counter) -> Iterator[S
                 yield from rows(stream, str(path), delimiter, mapping, counts)
         except (EOFError, gzip.BadGzipFile, OSError) as exc:
             raise SourceError(f"{path}: the file is corrupt or truncated: {exc}") from None
+        except _BadText as exc:
+            raise SourceError(f"{path}: starts with a {exc.encoding.upper()} byte-order mark but is not valid "
+                              f"{exc.encoding.upper()} text ({exc.error.reason} at byte {exc.error.start})") from None
 
 
 def _open_binary(path: Path) -> BinaryIO:
     with path.open("rb") as probe:
         magic = probe.read(2)
     return gzip.open(path, "rb") if magic == GZIP_MAGIC else path.open("rb")
+
+
+def _as_utf8(stream: BinaryIO) -> BinaryIO:
+    """``stream`` itself, or, for a file with a UTF-16/32 byte-order mark, the UTF-8 bytes of
+    its text: every reader works on UTF-8 bytes and reports bytes that are not UTF-8 per row."""
+    head = stream.peek(4)[:4]
+    encoding = next((name for bom, name in OTHER_BOMS if head.startswith(bom)), None)
+    if encoding is None:
+        return stream
+    return io.BufferedReader(_Recoded(stream, encoding))
+
+
+class _BadText(Exception):
+    def __init__(self, encoding: str, error: UnicodeDecodeError):
+        self.encoding, self.error = encoding, error
+
+
+class _Recoded(io.RawIOBase):
+    """A UTF-16/32 text stream read as UTF-8 bytes (its byte-order mark consumed). Lone
+    surrogates pass through as bytes that are not UTF-8, so their rows are rejected
+    (``invalid_utf8``) like any other undecodable row."""
+
+    def __init__(self, binary: BinaryIO, encoding: str):
+        self.encoding = encoding
+        self.text = io.TextIOWrapper(binary, encoding=encoding, errors="surrogatepass", newline="")
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.pending:
+            try:
+                chunk = self.text.read(1 << 16)
+            except UnicodeDecodeError as exc:  # e.g. a file cut in the middle of a character
+                raise _BadText(self.encoding, exc) from None
+            if not chunk:
+                return 0
+            self.pending = chunk.encode("utf-8", errors="surrogatepass")
+        n = min(len(buffer), len(self.pending))
+        buffer[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
 
 
 def _lines(stream: BinaryIO, counts: Counter) -> Iterator[tuple[int, bytes]]:
@@ -106,7 +159,8 @@ def _jsonl_rows(stream: BinaryIO, source: str, counts: Counter) -> Iterator[Sour
         try:
             record = json.loads(line)
         except UnicodeDecodeError as exc:
-            yield SourceRow(source, number, reason="invalid_utf8", detail=str(exc), raw=line)
+            yield SourceRow(source, number, reason="invalid_utf8", detail=str(exc), raw=line,
+                            salvaged=_lenient_json(line))
             continue
         except ValueError as exc:
             yield SourceRow(source, number, reason="unparseable", detail=f"not JSON: {exc}", raw=line)
@@ -124,7 +178,10 @@ def _tsv_rows(stream, source, delimiter, mapping, counts) -> Iterator[SourceRow]
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield SourceRow(source, number, reason="invalid_utf8", detail=str(exc), raw=line)
+            if header is None:
+                raise _header_not_utf8(source, number, line) from None
+            yield SourceRow(source, number, reason="invalid_utf8", detail=str(exc), raw=line,
+                            salvaged=_fields_of(header, line.decode("utf-8", errors="replace").split(delimiter)))
             continue
         fields = text.split(delimiter)
         if header is None:
@@ -233,7 +290,11 @@ class _CsvState:
         try:
             "\x1f".join(fields).encode("utf-8")
         except UnicodeEncodeError as exc:
-            yield SourceRow(self.source, start, reason="invalid_utf8", detail=str(exc), raw=raw)
+            if self.header is None:
+                raise _header_not_utf8(self.source, start, raw) from None
+            lenient = [f.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace") for f in fields]
+            yield SourceRow(self.source, start, reason="invalid_utf8", detail=str(exc), raw=raw,
+                            salvaged=_fields_of(self.header, lenient))
             return
         if self.header is None:
             self.header = _check_header(fields, self.source, self.mapping)
@@ -276,6 +337,30 @@ class _CsvState:
 
 def _raw(physical: list[str]) -> bytes:
     return "".join(physical).rstrip("\r\n").encode("utf-8", errors="surrogateescape")
+
+
+def _lenient_json(line: bytes) -> dict | None:
+    try:
+        record = json.loads(line.decode("utf-8", errors="replace"))
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _fields_of(header: list[str] | tuple[str, ...], fields: list[str]) -> dict | None:
+    """A row's fields by name, when it has as many as the header (otherwise they cannot be told apart)."""
+    return dict(zip(header, fields)) if len(fields) == len(header) else None
+
+
+def _header_not_utf8(source: str, line: int, raw: bytes) -> SourceError:
+    """The header is never dropped as a bad row: the next row would become the header."""
+    try:
+        raw.decode("utf-8")
+        where = ""
+    except UnicodeDecodeError as exc:
+        where = f" (byte {raw[exc.start:exc.end][:4].hex(' ')} at position {exc.start})"
+    return SourceError(f"{source}:{line}: the header row is not UTF-8 text{where}; save the file as UTF-8 "
+                       f"(UTF-16 with its byte-order mark is read too)")
 
 
 def _check_header(fields: list[str], source: str, mapping: Mapping) -> list[str]:

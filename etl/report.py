@@ -8,15 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from etl.errors import UserError
 from etl.readers import SourceRow
 
 RAW_LIMIT = 65536  # characters of a rejected row kept in rejects.jsonl
 
 
-class StrictImportError(RuntimeError):
+class StrictImportError(UserError, RuntimeError):
     """``--strict``: a row was rejected."""
-
-    exit_code = 2  # the user's data
 
 
 @dataclass
@@ -32,12 +31,17 @@ class ImportReport:
     reader_counts: Counter = field(default_factory=Counter)  # blank_lines
     titles_missing: int = 0
     first_reject: dict | None = None  # for the error when no row gives an item
+    # the id of each rejected row whose id could be read -> where and why (first reject of
+    # that id): an update names the items of the previous version its rejects would remove
+    rejected_ids: dict = field(default_factory=dict)
+    rejected_without_id: int = 0
     _rejects: IO[str] | None = None
 
     def __post_init__(self):
         self._rejects = self.rejects_path.open("w", encoding="utf-8")
 
-    def reject(self, row: SourceRow, reason: str, detail: str | None) -> None:
+    def reject(self, row: SourceRow, reason: str, detail: str | None, item_id: str | None = None) -> None:
+        """``item_id``: the id the row carries, where it can be read (never imported)."""
         if self.strict:
             raise StrictImportError(f"{row.source}:{row.line}: row rejected ({reason}): {detail}")
         self.rejected[reason] += 1
@@ -45,6 +49,11 @@ class ImportReport:
         entry = {"source": row.source, "line": row.line, "reason": reason, "detail": detail, "raw": raw[:RAW_LIMIT]}
         if len(raw) > RAW_LIMIT:
             entry["raw_truncated"] = True
+        if item_id is not None:
+            entry["id"] = item_id
+            self.rejected_ids.setdefault(item_id, {k: entry[k] for k in ("source", "line", "reason", "detail")})
+        else:
+            self.rejected_without_id += 1
         if self.first_reject is None:
             self.first_reject = {k: entry[k] for k in ("source", "line", "reason", "detail")}
         self._rejects.write(json.dumps(entry, ensure_ascii=False) + "\n")

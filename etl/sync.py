@@ -17,7 +17,21 @@ the two pieces that read the previous build: the grown vocabularies and the diff
 
 ``held_out`` counts items whose facts did not change but whose train/held-out split of them
 did (the held-out sample is a function of the whole catalog, see :mod:`etl.splits`): their
-model input changed, their graph did not.
+model input changed, their graph did not. ``removed_by_rejects`` lists the removed items
+whose rows the new version has but rejected (only with ``--allow-removals``, see below).
+
+Nothing is lost silently (:func:`review_removals`, :func:`mapping_differences`): an update
+is refused, the build left as it was, when
+
+* an item of the previous version would be removed because its row in the new version was
+  rejected (a row whose bytes are not UTF-8, a broken knowledge text, ...), or
+* it removes more than ``MAX_REMOVED_FRACTION`` of the previous version's items (a
+  truncated or partial export),
+
+unless the user says ``allow_removals`` (``--allow-removals``); it is then applied with a
+warning. It is refused too when the mapping is not the one the build was imported with
+(every item would change by the mapping, not by the catalog) unless ``mapping_changed``
+(``--mapping-changed``). Duplicate ids and rejected rows without a readable id are warnings.
 
 The stores downstream apply exactly this diff when they hold the previous build
 (``k3m kg load``), and ``k3m embed`` recomputes only items whose input changed.
@@ -28,6 +42,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +51,12 @@ from etl.catalog_build import TRIPLE_TRAIN, CatalogBuild
 
 SYNC_FILE = "sync.json"
 FORMAT = 1
+# an update removing more of the previous items than this is refused without allow_removals:
+# daily changes are ~1%; a tenth of the catalog gone at once is a truncated or partial export
+MAX_REMOVED_FRACTION = 0.10
+# what a mapping says about items; its name, description, file and file digest do not count,
+# and not_leakage only silences a warning
+MAPPING_IGNORED = frozenset({"name", "description", "origin", "sha256", "not_leakage"})
 
 
 def manifest_sha256(build_path: str | Path) -> str:
@@ -146,6 +167,63 @@ def _images_changed(previous: CatalogBuild, current: CatalogBuild, old_rows: np.
         same = (np.asarray(old_images[old_rows[part]]) == np.asarray(new_images[new_rows[part]])).reshape(len(part), -1).all(1)
         changed[part[~same]] = True
     return changed
+
+
+def mapping_digest(mapping: dict) -> str:
+    """sha256 of what a resolved mapping (``Mapping.to_dict()`` or a manifest's ``mapping``)
+    says about items, recorded in the manifest as ``mapping_digest``."""
+    return hashlib.sha256(_canonical(mapping).encode()).hexdigest()
+
+
+def mapping_differences(previous: dict, current: dict) -> list[str]:
+    """The keys in which two resolved mappings differ in what they say about items."""
+    keys = (set(previous) | set(current)) - MAPPING_IGNORED
+    return sorted(k for k in keys if _canonical({k: previous.get(k)}) != _canonical({k: current.get(k)}))
+
+
+def _canonical(mapping: dict) -> str:
+    return json.dumps({k: v for k, v in mapping.items() if k not in MAPPING_IGNORED}, sort_keys=True, ensure_ascii=False)
+
+
+def review_removals(previous_items: int, diff: dict, rejected_ids: dict, rejected_without_id: int,
+                    duplicates: int, allow: bool) -> dict:
+    """What an update would lose, said loudly (see the module docstring).
+
+    ``rejected_ids``: id -> {source, line, reason, detail} of the new version's rejected rows
+    whose id could be read. Returns ``removed_by_rejects`` ({reason: n}), ``removed_by_rejects_ids``,
+    ``warnings`` (lines) and ``refusal`` (a message, or None when the update may go on)."""
+    removed = diff["removed"]
+    lost = [(item_id, rejected_ids[item_id]) for item_id in removed if item_id in rejected_ids]
+    by_reason = Counter(where["reason"] for _, where in lost)
+    problems, warnings = [], []
+    if lost:
+        first_id, first = lost[0]
+        problems.append(
+            f"{len(lost)} item(s) of the previous version would be removed because their rows in the new version were "
+            f"rejected ({_counts(by_reason)}; the first: {first['source']}:{first['line']}, id {first_id!r}, "
+            f"{first['reason']}: {first['detail']})")
+    fraction = len(removed) / previous_items if previous_items else 0.0
+    if fraction > MAX_REMOVED_FRACTION:
+        problems.append(f"the new version removes {len(removed)} of the {previous_items} items "
+                        f"({100 * fraction:.0f}%; more than {100 * MAX_REMOVED_FRACTION:.0f}% in one update looks like "
+                        f"a truncated or partial export)")
+    if allow:
+        warnings += [f"{p}: applied (--allow-removals)" for p in problems]
+    if rejected_without_id and removed:
+        warnings.append(f"{rejected_without_id} rejected row(s) carry no readable id and {len(removed)} item(s) were "
+                        f"removed: some of those items may be these rows")
+    if duplicates:
+        warnings.append(f"{duplicates} row(s) repeat an id read before (duplicate_id): the first row of each id was "
+                        f"used, the others are in rejects.jsonl")
+    refusal = None
+    if problems and not allow:
+        refusal = "; and ".join(problems)
+    return {"removed_by_rejects": dict(sorted(by_reason.items())), "removed_by_rejects_ids": [i for i, _ in lost],
+            "warnings": warnings, "refusal": refusal}
+
+
+def _counts(counter) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(counter.items()))
 
 
 def write_sync(work: Path, diff: dict) -> None:

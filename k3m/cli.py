@@ -7,15 +7,17 @@ command being run is imported: stages pull in torch or database drivers, and
 
 Errors are reported here, once, for every command: a stage raises, and the user sees one
 line ``k3m COMMAND: error: MESSAGE`` without a traceback. Exit 2 is a user error (bad
-arguments, config, input files or state the user can fix: ValueError, LookupError, missing
-files, or an exception whose class sets ``exit_code = 2``); exit 1 is a runtime failure
-(RuntimeError, OSError, a graph database error). Anything else is a bug and keeps its
-traceback; ``K3M_DEBUG=1`` shows the traceback of every error.
+arguments, config, input files or state the user can fix: an :class:`etl.errors.UserError`,
+a missing or unreadable file the user named, or an exception whose class sets
+``exit_code = 2``); exit 1 is a runtime failure (RuntimeError, OSError, a graph database
+error). Anything else (an IndexError, a ValueError deep in the code) is a bug: one line
+saying so, exit 1, and ``K3M_DEBUG=1`` shows its traceback (and that of every error).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
@@ -48,16 +50,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 USER_ERROR, RUNTIME_FAILURE = 2, 1
-_USER_ERRORS = (ValueError, LookupError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
-                PermissionError)
+# files and directories the user named: missing, in the way, or not theirs to read
+_USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+DEBUG_ENV = "K3M_DEBUG"
 
 
 def exit_code_of(exc: BaseException) -> int | None:
-    """2 for a user error, 1 for a runtime failure, None for a bug (keeps its traceback)."""
+    """2 for a user error, 1 for a runtime failure, None for a bug."""
+    from etl.errors import UserError
+
+    if isinstance(exc, UserError):
+        return USER_ERROR
     code = getattr(exc, "exit_code", None)
     if isinstance(code, int):
         return code
-    if isinstance(exc, _USER_ERRORS):
+    if isinstance(exc, _USER_OS_ERRORS):
         return USER_ERROR
     if isinstance(exc, (RuntimeError, OSError)) or type(exc).__module__.startswith("neo4j"):
         return RUNTIME_FAILURE
@@ -67,6 +74,8 @@ def exit_code_of(exc: BaseException) -> int | None:
 def message_of(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:  # str(KeyError) is the repr of its argument
         return str(exc.args[0])
+    if type(exc).__module__.startswith("neo4j"):  # the driver's messages span lines
+        return " ".join(str(exc).split()) or type(exc).__name__
     return str(exc) or type(exc).__name__
 
 
@@ -78,15 +87,23 @@ def run_command(prog: str, func, args) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - sorted into user errors, failures and bugs below
-        code = exit_code_of(exc)
-        if code is None or os.environ.get("K3M_DEBUG"):
+        if os.environ.get(DEBUG_ENV):
             raise
+        code = exit_code_of(exc)
+        if code is None:  # a bug: say so in one line, never dressed up as the user's mistake
+            print(f"{prog}: internal error: {type(exc).__name__}: {message_of(exc)} (this is a bug; "
+                  f"rerun with {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+            return RUNTIME_FAILURE
         print(f"{prog}: error: {message_of(exc)}", file=sys.stderr)
         return code
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if not os.environ.get(DEBUG_ENV):
+        # the graph driver logs each retry and dropped socket on stderr; what failed is
+        # reported here, in one line
+        logging.getLogger("neo4j").setLevel(logging.CRITICAL)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in STAGES else None)
     args = parser.parse_args(argv)

@@ -4,7 +4,9 @@ and the evaluation's (EvaluationConfig).
 A config is a plain value: nested dataclasses with explicit defaults. :meth:`Config.from_dict`
 builds one from plain data (YAML/JSON) and checks it on the way in:
 
-- an unknown key is an error naming its dotted path (``unknown config key(s) text.hiden_size``);
+- an unknown key is an error naming its dotted path (``unknown config key(s) text.hiden_size``),
+  and so is a key given twice in one file (YAML and JSON would keep the last silently; the
+  YAML reader is the mappings' own, :mod:`etl.strict_yaml`);
 - every value is checked against its field's annotation (``int``, ``float``, ``bool``, ``str``,
   ``Optional[...]``, ``list``, ``tuple[float, ...]``, ``dict``, nested configs), so
   ``--set max_steps=ten`` is ``max_steps: expected int, got 'ten'``, never a later crash.
@@ -13,7 +15,7 @@ builds one from plain data (YAML/JSON) and checks it on the way in:
 ``load(path, overrides)`` reads YAML or JSON with ``--set key=value`` overrides (values parsed
 as YAML, dotted keys reach into sections), ``save``/``to_dict`` write it back, and
 ``from_preset(name, **overrides)`` starts from ``PRESET_DIR/<name>.yaml`` (presets are YAML
-files only). Every error is a :class:`ConfigError` (a ValueError: the CLI's exit 2).
+files only). Every error is a :class:`ConfigError` (a UserError, and a ValueError: the CLI's exit 2).
 """
 from __future__ import annotations
 
@@ -26,10 +28,13 @@ from typing import Any, ClassVar, Optional, TypeVar
 
 import yaml
 
+from etl import strict_yaml
+from etl.errors import UserError
+
 C = TypeVar("C", bound="Config")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A setting that is unknown, of the wrong type or out of range."""
 
 
@@ -86,7 +91,9 @@ def read_file(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no config file {path}")
     text = path.read_text()
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys) if path.suffix == ".json" else strict_yaml.load(text)
+    except strict_yaml.DuplicateKey as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
     if data is None:
@@ -94,6 +101,16 @@ def read_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     return data
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """JSON keeps the last of two equal keys silently too."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"{key}: given twice")
+        out[key] = value
+    return out
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -110,7 +127,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {key}: {name} is not a mapping")
         try:
-            node[leaf] = yaml.safe_load(raw)
+            node[leaf] = strict_yaml.load(raw)
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {key}: not a YAML value: {exc}") from None
     return data

@@ -14,7 +14,11 @@ then what the build already has follows it, each stage applying only the change:
   the model reads frozen encoders, are computed into the feature cache first), the vectors
   are written back onto the graph's items.
 
-Each stage is idempotent: after a failure, run the same command again.
+Each stage is idempotent: after a failure, run the same command again. Two syncs of one
+build run one after the other (the second says it waits). The update is refused, everything
+left as it was, when rejected rows of the new version would remove items, when it removes
+more than 10% of the items, or when the mapping is not the build's (``--allow-removals``,
+``--mapping-changed``; docs/etl.md); rejected rows are reported by reason either way.
 """
 from __future__ import annotations
 
@@ -36,6 +40,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="the catalog's new version: file(s), read in order")
     p.add_argument("--mapping", required=True, metavar="NAME_OR_FILE", help="the mapping the build was imported with")
     p.add_argument("--build", required=True, type=Path, metavar="BUILD_DIR", help="the build to update (in place)")
+    p.add_argument("--allow-removals", action="store_true",
+                   help="apply the update even when rejected rows of the new version remove items, or more than 10%% "
+                        "of the items go (refused otherwise)")
+    p.add_argument("--mapping-changed", action="store_true",
+                   help="apply the update with another mapping than the build was imported with (refused otherwise)")
     p.add_argument("--images", default=None, metavar="ZIP_OR_DIR", help="image root overriding the mapping's")
     p.add_argument("--workers", type=int, default=2, help="image-decoding processes, 0 = none (default 2)")
     p.add_argument("--checkpoint", type=Path, action="append", default=[],
@@ -54,13 +63,18 @@ def run(args) -> int:
         os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
     report = sync_catalog(args.sources, args.mapping, args.build, images=args.images, workers=args.workers,
                           checkpoints=args.checkpoint, database=args.database, rdf=not args.no_rdf,
-                          graph=not args.no_graph, embed=not args.no_embed)
+                          graph=not args.no_graph, embed=not args.no_embed, allow_removals=args.allow_removals,
+                          mapping_changed=args.mapping_changed)
+    u = report["import"]["update"]
+    for line in u["warnings"]:  # what was lost or changed, loudly, whatever the output format
+        print(f"k3m sync: warning: {line}", file=sys.stderr)
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
-    u = report["import"]["update"]
+    rejected = (f"; {u['rejected_rows']} rows rejected ({', '.join(f'{k}={v}' for k, v in u['rejected'].items())}), "
+                f"see {args.build}/rejects.jsonl" if u["rejected_rows"] else "")
     print(f"k3m sync: {u['added']} added, {u['changed']} changed, {u['removed']} removed, {u['unchanged']} unchanged "
-          f"({report['import']['seconds']:.1f}s)")
+          f"({report['import']['seconds']:.1f}s){rejected}")
     for stage in ("rdf", "graph"):
         if stage in report:
             what = report[stage].get("mode", "loaded")
@@ -78,16 +92,26 @@ def run(args) -> int:
 
 def sync_catalog(sources, mapping, build_path: str | Path, *, images: str | None = None, workers: int = 2,
                  checkpoints=(), database: str | None = None, rdf: bool = True, graph: bool = True,
-                 embed: bool = True) -> dict:
-    """The update and every follow-up stage; returns a report with each stage's seconds."""
+                 embed: bool = True, allow_removals: bool = False, mapping_changed: bool = False) -> dict:
+    """The update and every follow-up stage; returns a report with each stage's seconds.
+    Syncs of one build run one at a time (:func:`etl.atomic.directory_lock`)."""
+    from etl.atomic import directory_lock
+
+    with directory_lock(build_path, "import or sync"):
+        return _sync(sources, mapping, Path(build_path), images, workers, checkpoints, database, rdf, graph, embed,
+                     allow_removals, mapping_changed)
+
+
+def _sync(sources, mapping, build_path: Path, images, workers, checkpoints, database, rdf, graph, embed,
+          allow_removals, mapping_changed) -> dict:
     from etl.build import import_catalog
     from etl.catalog_build import CatalogBuild
     from kg import loaded_into
 
     started = time.perf_counter()
-    build_path = Path(build_path)
     report: dict = {"skipped": []}
-    summary = import_catalog(sources, mapping, build_path, images=images, workers=workers, update=True)
+    summary = import_catalog(sources, mapping, build_path, images=images, workers=workers, update=True,
+                             allow_removals=allow_removals, mapping_changed=mapping_changed)
     report["import"] = {"update": summary["update"], "seconds": summary["seconds"]}
     build = CatalogBuild.open(build_path)
 

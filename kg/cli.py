@@ -5,7 +5,7 @@
     k3m kg serve [--port N] [--detach]         embedded ArcadeDB on 127.0.0.1
     k3m kg stop
     k3m kg sparql BUILD "QUERY" [--json]
-    k3m kg cypher "QUERY" [--param k=v]... [--param-json k=JSON]... [--json]
+    k3m kg cypher "QUERY" [--param k=v]... [--param-json k=JSON]... [--json] [--write]   (read-only without --write)
     k3m kg stats BUILD [--json]
     k3m kg export BUILD --format turtle|ntriples|dgl -o OUT
 
@@ -66,12 +66,15 @@ def add_parser(subparsers) -> None:
 
     p = sub.add_parser("cypher", parents=[common], help="run a parameterized Cypher query, print a table or JSON",
                        description="Run a Cypher query; values only as parameters (--param k=v strings, "
-                                   "--param-json k=JSON typed). Prints an aligned table with the row count and "
-                                   "the time taken, or the rows as JSON.")
+                                   "--param-json k=JSON typed). Read-only unless --write. Prints an aligned table "
+                                   "with the row count and the time taken, or the rows as JSON.")
     p.add_argument("query", help="Cypher text; values as $parameters")
     add_param_arguments(p)
     p.add_argument("--database", help="graph database (default: the server's default)")
     p.add_argument("--json", action="store_true", help="rows as a JSON list")
+    p.add_argument("--write", action="store_true",
+                   help="allow the query to change the graph (refused otherwise: a later `k3m kg load` does not "
+                        "undo what it creates)")
     p.set_defaults(func=_cypher)
 
     p = sub.add_parser("stats", parents=[common],
@@ -178,7 +181,7 @@ def _cypher(args) -> int:
     _apply_data_dir(args)
     params = parse_params(args.param, args.param_json)
     with connect(database=args.database, create=False) as db:
-        result = run_cypher(db, args.query, params)
+        result = run_cypher(db, args.query, params, write=args.write)
     if args.json:
         print(json.dumps(result.rows, ensure_ascii=False, indent=1))
     else:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from etl.errors import UserError
 from kg.hetero import HAS, REV_HAS, item_value_graph
 
 
-class DGLUnavailable(RuntimeError):
+class DGLUnavailable(UserError, RuntimeError):
     """DGL is not installed or cannot be loaded next to this torch."""
-
-    exit_code = 2  # the user's environment; the message says what to install or use instead
 
 
 def load_dgl():

@@ -6,6 +6,10 @@ free of JPype. Files live under ``<data_dir>/arcadedb/``::
 
     databases/    ArcadeDB's root path (databases, config with the server users)
     password      the generated root password, mode 0600, created once
+
+Everything under it is the user's alone: the folder is 0700 and every file the server
+writes is 0600 (it runs with umask 077; older files are tightened at start), as the graph
+holds the catalog and the password.
     server.json   state of the running server: pid, bolt/http ports, database (0600)
     server.log    the server process's output
     log/          ArcadeDB's own application log (it writes to ./log of its cwd)
@@ -30,6 +34,7 @@ import re
 import secrets
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -41,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from etl.atomic import pid_alive, write_text
+from etl.errors import InvalidValue, UserError
 from kg.paths import data_dir as default_data_dir
 
 HOST = "127.0.0.1"
@@ -53,16 +59,12 @@ class ServerError(RuntimeError):
     """The embedded server could not be started, reached or stopped."""
 
 
-class ServerAlreadyRunning(ServerError):
+class ServerAlreadyRunning(UserError, ServerError):
     """`k3m kg serve` while a server already serves the data directory."""
 
-    exit_code = 2
 
-
-class PortInUse(ServerError):
+class PortInUse(UserError, ServerError):
     """The port asked for is taken by another program."""
-
-    exit_code = 2
 
 
 _DATABASE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
@@ -71,7 +73,7 @@ _DATABASE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 def check_database_name(name: str) -> str:
     """Database names become file names on the server: letters, digits, '_' and '-' only."""
     if not isinstance(name, str) or not _DATABASE_NAME.match(name):
-        raise ValueError(f"database name {name!r}: use 1-64 letters, digits, '_' or '-' (not starting with '-')")
+        raise InvalidValue(f"database name {name!r}: use 1-64 letters, digits, '_' or '-' (not starting with '-')")
     return name
 
 
@@ -95,7 +97,7 @@ class ServerSettings:
         check_database_name(self.database)
         for port in (self.bolt_port, self.http_port):
             if port is not None and not 0 < port < 65536:
-                raise ValueError(f"port must be within 1..65535, got {port}")
+                raise InvalidValue(f"port must be within 1..65535, got {port}")
 
 
 @dataclass
@@ -134,14 +136,32 @@ class EmbeddedServer:
                 return
             self._http("POST", "/api/v1/server", {"command": f"create database {name}"})
 
+    def writes(self, database: str, query: str, params: dict | None = None) -> bool:
+        """Whether ArcadeDB's own Cypher parser takes ``query`` for a write (CREATE, MERGE,
+        SET, DELETE, REMOVE, schema and user commands, ``CALL {...}`` with any of those, ...).
+
+        Its Bolt plugin ignores the READ access mode and runs writes in a read transaction,
+        and schema commands are not undone by a rollback; its HTTP query endpoint refuses
+        every statement that is not idempotent before running it. A read runs there too,
+        stopped at its first row. Any other refusal (a syntax error, a missing parameter) is
+        not a write: running the query over Bolt reports it."""
+        check_database_name(database)
+        try:
+            self._http("POST", f"/api/v1/query/{database}",
+                       {"language": "cypher", "command": query, "params": params or {}, "limit": 1},
+                       json_default=str)
+        except ServerError as exc:
+            return "QueryNotIdempotentException" in str(exc)
+        return False
+
     def list_databases(self) -> list[str]:
         return sorted(self._http("POST", "/api/v1/server", {"command": "list databases"})["result"])
 
-    def _http(self, method: str, path: str, body: dict) -> dict:
+    def _http(self, method: str, path: str, body: dict, json_default=None) -> dict:
         token = base64.b64encode(f"{USER}:{self.password}".encode()).decode()
         request = urllib.request.Request(
             f"http://{HOST}:{self.http_port}{path}",
-            data=json.dumps(body).encode(),
+            data=json.dumps(body, default=json_default).encode(),
             method=method,
             headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
         )
@@ -245,6 +265,7 @@ def stop(data_dir: Path | None = None, timeout_s: float = 60.0) -> bool:
 def _spawn(settings: ServerSettings) -> EmbeddedServer:
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
+    _private(home)
     password = _ensure_password(home)
     _state_path(home).unlink(missing_ok=True)
     args = [
@@ -259,7 +280,7 @@ def _spawn(settings: ServerSettings) -> EmbeddedServer:
         args += ["--http-port", str(settings.http_port)]
     if settings.stop_with_caller:
         args += ["--watch-pid", str(os.getpid())]
-    log = open(home / "server.log", "ab")
+    log = os.fdopen(os.open(home / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     # Own session: a ^C meant for the calling command does not kill a shared server.
     process = subprocess.Popen(args, cwd=home, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
@@ -281,6 +302,19 @@ def _spawn(settings: ServerSettings) -> EmbeddedServer:
 
 
 # -- files ----------------------------------------------------------------------------
+
+def _private(home: Path) -> None:
+    """``home`` and what is under it readable by the user only (data of servers started
+    before this rule were group and world readable)."""
+    for folder, _, files in os.walk(home):
+        for path in [folder, *(os.path.join(folder, name) for name in files)]:
+            try:
+                mode = os.lstat(path).st_mode
+                if mode & 0o077 and not stat.S_ISLNK(mode):
+                    os.chmod(path, stat.S_IMODE(mode) & 0o700)
+            except OSError:  # a file the running server just removed
+                pass
+
 
 def _password_path(home: Path) -> Path:
     return home / "password"
@@ -328,7 +362,7 @@ def _start_lock(home: Path):
 
 @contextmanager
 def _file_lock(path: Path):
-    with open(path, "w") as handle:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -359,6 +393,8 @@ def _port_open(port: int) -> bool:
 def _serve(home: Path, database: str, bolt_port: int | None, http_port: int | None, heap: str,
            watch_pid: int | None) -> int:
     from arcadedb_embedded.jvm import start_jvm
+
+    os.umask(0o077)  # every file and folder ArcadeDB creates: the user's only
 
     start_jvm(heap_size=heap)
     import arcadedb_embedded as adb

@@ -14,13 +14,20 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from etl.atomic import pid_alive
+from etl.errors import InvalidValue, UserError
 from kg import embedded_server
 from kg.embedded_server import EmbeddedServer, ServerSettings
 
 ENV_URI, ENV_USER, ENV_PASSWORD, ENV_DATABASE = "NEO4J_URI", "NEO4J_USER", "NEO4J_PASSWORD", "NEO4J_DATABASE"
+
+# The driver retries a failed transaction for up to 30 s (a remote server's blip). On the
+# loopback embedded server a connection failure is a dead server: fail within seconds.
+EMBEDDED_RETRY_S = 5.0
 
 # Counter names of neo4j.SummaryCounters that report changes.
 COUNTERS = (
@@ -41,6 +48,10 @@ class Capabilities:
     agent: str
     native_vector_index: bool
     vector_similarity_function: bool
+
+
+class GraphUnavailable(RuntimeError):
+    """The graph server stopped answering, or died, in the middle of a command."""
 
 
 class GraphDB:
@@ -65,8 +76,26 @@ class GraphDB:
 
     def run_with_keys(self, query: str, /, **params: Any) -> tuple[list[dict], list[str]]:
         """Like :meth:`run`, with the query's column names (known even without rows)."""
-        records, _, keys = self.driver.execute_query(query, params, database_=self.database)
+        with self.answering():
+            records, _, keys = self.driver.execute_query(query, params, database_=self.database)
         return [record.data() for record in records], list(keys)
+
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        """The driver's connection failures (several lines naming sockets, after its retries)
+        as one :class:`GraphUnavailable` line saying what happened and what to do."""
+        from neo4j.exceptions import ServiceUnavailable, SessionExpired
+
+        try:
+            yield
+        except (ServiceUnavailable, SessionExpired) as exc:
+            server = self.server
+            if server is not None and not pid_alive(server.pid):
+                message = (f"the embedded graph server (pid {server.pid}) died during the command; see "
+                           f"{server.home / 'server.log'}; run the command again (a load resumes where it stopped)")
+            else:
+                message = f"the graph server at {self.uri} stopped answering: {' '.join(str(exc).split())}"
+            raise GraphUnavailable(message) from None
 
     @property
     def where(self) -> str:
@@ -91,7 +120,7 @@ class GraphDB:
 
     def write_transaction(self, work: Callable[[Any], Counter]) -> Counter:
         """Run ``work(tx)`` as one managed write transaction: all of it commits or none."""
-        with self.driver.session(database=self.database) as session:
+        with self.answering(), self.driver.session(database=self.database) as session:
             return session.execute_write(work)
 
     def write_batches(self, query: str, rows: Sequence | Iterable, batch_size: int, **params: Any) -> Counter:
@@ -171,7 +200,7 @@ def connect(
             elif database not in server.list_databases():
                 raise DatabaseNotFound(f"database {database!r} does not exist on the embedded server of "
                                        f"{server.home.parent} (databases: {', '.join(server.list_databases())})")
-        driver = GraphDatabase.driver(server.uri, auth=server.auth)
+        driver = GraphDatabase.driver(server.uri, auth=server.auth, max_transaction_retry_time=EMBEDDED_RETRY_S)
         driver.verify_connectivity()
         return GraphDB(driver, database, server=server, owns_server=started)
     except BaseException:
@@ -180,10 +209,8 @@ def connect(
         raise
 
 
-class DatabaseNotFound(LookupError):
+class DatabaseNotFound(UserError, LookupError):
     """A database named for reading does not exist."""
-
-    exit_code = 2
 
 
 def _consume(result) -> Counter:
@@ -193,7 +220,7 @@ def _consume(result) -> Counter:
 
 def _batches(rows, size: int):
     if size < 1:
-        raise ValueError(f"batch_size must be positive, got {size}")
+        raise InvalidValue(f"batch_size must be positive, got {size}")
     if isinstance(rows, Sequence):
         for start in range(0, len(rows), size):
             yield list(rows[start:start + size])

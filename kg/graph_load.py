@@ -64,6 +64,7 @@ from typing import Callable
 
 import numpy as np
 
+from etl.errors import InvalidValue
 from etl.sync import current_sync, manifest_sha256
 from kg.graph_db import GraphDB
 
@@ -165,6 +166,10 @@ class GraphLoadError(RuntimeError):
 class GraphLoadSettings:
     items_per_batch: int = 2000  # ~25k relationships per transaction on fashion44k
     vocab_batch: int = 5000
+
+    def __post_init__(self):
+        if self.items_per_batch < 1 or self.vocab_batch < 1:
+            raise InvalidValue(f"items per batch must be positive, got {self.items_per_batch}")
 
 
 @dataclass

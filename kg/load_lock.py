@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,14 +26,14 @@ def lock_path(db) -> Path:
     else:
         folder = data_dir() / "locks"
     key = hashlib.sha1(f"{db.uri}\x1f{db.database}".encode()).hexdigest()[:12]
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     return folder / f"load-{key}.lock"
 
 
 @contextmanager
 def load_lock(db, waiting: Callable[[str], None] | None = None) -> Iterator[None]:
     waiting = waiting or (lambda message: print(f"[k3m] {message}", file=sys.stderr, flush=True))
-    with open(lock_path(db), "w") as handle:
+    with os.fdopen(os.open(lock_path(db), os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

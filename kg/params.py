@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+from etl.errors import InvalidValue
+
 
 def add_param_arguments(parser) -> None:
     parser.add_argument("--param", action="append", default=[], metavar="K=V", help="string parameter $K (repeatable)")
@@ -24,12 +26,12 @@ def parse_params(strings: list[str], typed: list[str]) -> dict:
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"--param-json {key}: not JSON ({exc.msg})") from None
+            raise InvalidValue(f"--param-json {key}: not JSON ({exc.msg})") from None
     return params
 
 
 def _split(spec: str) -> tuple[str, str]:
     key, sep, value = spec.partition("=")
     if not sep or not key.isidentifier():
-        raise ValueError(f"parameter {spec!r} is not NAME=VALUE")
+        raise InvalidValue(f"parameter {spec!r} is not NAME=VALUE")
     return key, value

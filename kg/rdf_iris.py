@@ -25,6 +25,8 @@ from urllib.parse import quote
 
 import pyoxigraph
 
+from etl.errors import InvalidValue
+
 DEFAULT_BASE_IRI = "https://k3m.example/"
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 RDFS = "http://www.w3.org/2000/01/rdf-schema#"
@@ -37,11 +39,11 @@ class Namespaces:
 
     def __post_init__(self):
         if not self.base.endswith(("/", "#")):
-            raise ValueError(f"base IRI must end with '/' or '#': {self.base!r}")
+            raise InvalidValue(f"base IRI must end with '/' or '#': {self.base!r}")
         try:  # the store loads leniently: the base is the one IRI part not built here
             pyoxigraph.NamedNode(self.base)
         except ValueError as exc:
-            raise ValueError(f"not an absolute IRI usable as a base: {self.base!r} ({exc})") from None
+            raise InvalidValue(f"not an absolute IRI usable as a base: {self.base!r} ({exc})") from None
 
     @property
     def schema(self) -> str:

@@ -43,7 +43,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from etl.atomic import write_text, writing_directory
+from etl.atomic import directory_lock, write_text, writing_directory
+from etl.errors import UserError
 from etl.sync import current_sync, manifest_sha256
 from kg.paths import data_dir as default_data_dir
 from kg.rdf_iris import DEFAULT_BASE_IRI, RDF, RDFS, XSD, Namespaces
@@ -52,16 +53,12 @@ EXPORT_FORMATS = {"turtle": "TURTLE", "ntriples": "N_TRIPLES"}
 _ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
 
 
-class RdfStoreError(RuntimeError):
+class RdfStoreError(UserError, RuntimeError):
     """No RDF store for this build, or one that cannot be read."""
 
-    exit_code = 2  # `k3m kg load BUILD --rdf` fixes it
 
-
-class SparqlQueryError(ValueError):
+class SparqlQueryError(UserError, ValueError):
     """The SPARQL text does not parse."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -105,10 +102,15 @@ def load_rdf(build, target: Path | None = None, settings: RdfSettings = RdfSetti
     build's sync.json applied in place when the store holds the previous version, nothing
     when it holds this one, else a fresh store (see the module docstring). ``progress(done,
     total)``: items written, after each chunk."""
-    progress = progress or (lambda done, total: None)
-    started = time.perf_counter()
-    ns = Namespaces(settings.base_iri)
+    ns = Namespaces(settings.base_iri)  # a bad base IRI fails before anything waits or writes
     target = Path(target or store_dir(build))
+    # one writer of a store at a time (Oxigraph's own lock would fail the second with a raw error)
+    with directory_lock(target, "RDF load"):
+        return _load_rdf(build, target, ns, settings, progress or (lambda done, total: None))
+
+
+def _load_rdf(build, target: Path, ns: Namespaces, settings: RdfSettings, progress) -> RdfLoadReport:
+    started = time.perf_counter()
     current = manifest_sha256(build.path)
     meta = _meta_or_none(target)
     if meta is not None and meta.get("base_iri") == ns.base:

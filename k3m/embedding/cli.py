@@ -45,14 +45,17 @@ def run(args) -> int:
         batch_size=args.batch_size, device=args.device, dtype="float16" if args.float16 else "float32",
         facts=args.facts, model_id=args.model_id, recompute=args.recompute,
     )
+    if not args.no_graph:  # a bad write-back setting fails before the model runs
+        from k3m.embedding.writeback import WritebackSettings
+
+        wb = WritebackSettings(force=args.force, **({"batch_size": args.write_batch} if args.write_batch is not None else {}))
     store, report = embed_build(args.checkpoint, args.build, settings, progress=progress_printer("embedded"))
     out = {"embed": report.as_dict()}
     if not args.no_graph:
-        from k3m.embedding.writeback import WritebackSettings, ensure_native_index, write_back
+        from k3m.embedding.writeback import ensure_native_index, write_back
 
         if args.data_dir is not None:
             os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
-        wb = WritebackSettings(force=args.force, **({"batch_size": args.write_batch} if args.write_batch else {}))
         with connect(database=args.database or loaded_into.database_of(args.build), create=True) as db:
             wb_report = write_back(db, store, wb, progress=progress_printer("written to the graph") if sys.stderr.isatty() else None)
             native = ensure_native_index(db, report.dim)

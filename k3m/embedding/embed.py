@@ -31,10 +31,11 @@ import numpy as np
 import torch
 
 from etl.catalog_build import CatalogBuild
+from etl.errors import InvalidValue
 from etl.sync import manifest_sha256
 from k3m.data import FACTS, index_for
 from k3m.embedding.encoder import ItemEncoder
-from k3m.embedding.store import EmbeddingStore, check_model_id, write_store
+from k3m.embedding.store import EmbeddingStore, NonFiniteVectors, check_model_id, non_finite_rows, write_store
 from k3m.model import WEIGHTS_NAME
 from k3m.model.checkpoint import find_checkpoint, load_checkpoint
 
@@ -48,6 +49,12 @@ class EmbedSettings:
     model_id: str | None = None  # None = derived from the checkpoint (run-step-weights hash)
     chunk: int = 2048  # items between progress reports
     recompute: bool = False  # recompute even when the store already holds this model's embeddings
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.chunk < 1:
+            raise InvalidValue(f"batch size must be positive, got {self.batch_size}")
+        if self.facts not in FACTS:
+            raise InvalidValue(f"facts must be one of {FACTS}, got {self.facts!r}")
 
 
 @dataclass
@@ -84,6 +91,20 @@ def model_id_for(checkpoint: str | Path, weights: str | None = None) -> str:
     run = ckpt.parent.parent.name if ckpt.parent.name == "checkpoints" else ckpt.parent.name
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{run}-{ckpt.name}").strip("._-") or "k3m"
     return f"{name[:100]}-{(weights or weights_sha256(ckpt))[:10]}"
+
+
+def _check_finite(ckpt: Path, build, ids, embeddings, todo, props, values) -> None:
+    """No NaN or inf vector reaches the store or the graph: the items (and property or value
+    names) whose vectors are not finite are named, and nothing is written."""
+    where = (f"nothing was written; the weights of {ckpt} or the inputs the model read (the feature cache) "
+             f"hold NaN or inf")
+    bad = non_finite_rows(embeddings, todo)
+    if len(bad):
+        raise NonFiniteVectors.of("item", ids[todo[bad]], len(todo), where)
+    for what, vectors, names in (("property", props, build.properties), ("value", values, build.values)):
+        bad = non_finite_rows(vectors)
+        if len(bad):
+            raise NonFiniteVectors.of(what, [names[k] for k in bad.tolist()], len(vectors), where)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -142,6 +163,7 @@ def embed_build(checkpoint: str | Path, build_path: str | Path, settings: EmbedS
                 progress(min(start + settings.chunk, len(todo)), len(todo))
         props = encoder.property_vectors().numpy()
         values = encoder.value_vectors().numpy()
+    _check_finite(ckpt, build, ids, embeddings, todo, props, values)
     seconds = time.perf_counter() - started
     meta = {
         "checkpoint": str(ckpt.resolve()),

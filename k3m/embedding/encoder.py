@@ -17,6 +17,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from etl.errors import InvalidValue
 from k3m.data import CatalogIndex, Corruption, K3MDataset, make_collator
 
 
@@ -121,7 +122,7 @@ class ItemEncoder:
         """``score(items, props) -> [Q, V]`` = −‖c* + p − v‖ over every value (higher = better),
         for items among ``rows`` (sorted) whose c* are ``vectors``."""
         if not self.config.use_knowledge:
-            raise ValueError("LPM scoring needs a model pretrained with knowledge (use_knowledge=True)")
+            raise InvalidValue("LPM scoring needs a model pretrained with knowledge (use_knowledge=True)")
         props = self.property_vectors()
         values = self.value_vectors().unsqueeze(0)
 

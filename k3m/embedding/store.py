@@ -21,7 +21,9 @@ items would be), only read by the next ``k3m embed``, which keeps the rows whose
 unchanged and computes the rest.
 
 The build's own files are never touched. A directory is written into a temporary sibling
-and renamed into place when complete, so a half-written one never looks finished.
+and renamed into place when complete, so a half-written one never looks finished. A vector
+that is not finite (NaN or inf: a corrupt checkpoint, corrupt input features, a float16
+overflow) is never written: :func:`write_store` refuses the whole store, naming the items.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from etl.atomic import writing_directory
+from etl.errors import InvalidValue, NotFound, UserError
 from etl.sync import manifest_sha256
 
 EMBEDDINGS_DIR = "embeddings"
@@ -45,10 +48,29 @@ class EmbeddingStoreError(RuntimeError):
     """No (or no matching) embeddings for a build."""
 
 
+class NonFiniteVectors(UserError):
+    """Vectors holding NaN or inf: never stored, never written to the graph."""
+
+    @classmethod
+    def of(cls, what: str, names, total: int, where: str) -> "NonFiniteVectors":
+        names = [str(n) for n in names]
+        shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+        return cls(f"{len(names)} of {total} {what} vectors are not finite (NaN or inf): {shown}; {where}")
+
+
+def non_finite_rows(matrix: np.ndarray, rows: np.ndarray | None = None, chunk: int = 65536) -> np.ndarray:
+    """Positions (in ``rows``, or in the matrix) of the rows holding a NaN or inf; a memory-
+    mapped matrix is read in chunks."""
+    rows = np.arange(len(matrix)) if rows is None else np.asarray(rows, dtype=np.int64)
+    bad = [lo + np.flatnonzero(~np.isfinite(np.asarray(matrix[rows[lo:lo + chunk]], dtype=np.float32)).all(axis=1))
+           for lo in range(0, len(rows), chunk)]
+    return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
+
+
 def check_model_id(model_id: str) -> str:
     """Model ids name directories and graph values: a strict pattern, never a path."""
     if not _SAFE_ID.match(model_id or ""):
-        raise ValueError(f"model id must match {_SAFE_ID.pattern}: {model_id!r}")
+        raise InvalidValue(f"model id must match {_SAFE_ID.pattern}: {model_id!r}")
     return model_id
 
 
@@ -150,7 +172,7 @@ class EmbeddingStore:
         try:
             return np.fromiter((row_of[i] for i in item_ids), dtype=np.int64)
         except KeyError as exc:
-            raise KeyError(f"item {exc.args[0]!r} has no embedding in {self.path}") from None
+            raise NotFound(f"item {exc.args[0]!r} has no embedding in {self.path}") from None
 
     def check_build(self, build) -> None:
         """Fail loudly when the build's items are not the rows these embeddings describe."""
@@ -182,11 +204,20 @@ def write_store(
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     if len(ids) != len(embeddings):
         raise ValueError(f"{len(ids)} ids for {len(embeddings)} embedding rows")
+    stored = np.ascontiguousarray(embeddings, dtype=dtype)  # float16 overflows to inf
+    where = "nothing was written; the checkpoint's weights or the model's inputs (the feature cache) hold NaN or inf"
+    bad = non_finite_rows(stored)
+    if len(bad):
+        raise NonFiniteVectors.of("item", np.asarray(ids, dtype=object)[bad], len(ids), where)
+    for what, vectors in (("property", property_vectors), ("value", value_vectors)):
+        bad = non_finite_rows(vectors)
+        if len(bad):
+            raise NonFiniteVectors.of(what, bad.tolist(), len(vectors), where)
     root = EmbeddingStore.root(build_path)
     root.mkdir(exist_ok=True)
     final = root / model_id
     with writing_directory(final) as tmp:
-        np.save(tmp / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=dtype))
+        np.save(tmp / "embeddings.npy", stored)
         np.save(tmp / "properties.npy", np.ascontiguousarray(property_vectors, dtype=np.float32))
         np.save(tmp / "values.npy", np.ascontiguousarray(value_vectors, dtype=np.float32))
         rows = len(ids)

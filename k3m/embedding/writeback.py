@@ -6,7 +6,8 @@ row; an incremental ``k3m embed`` keeps the rows it did not recompute, and their
 The version on a node is the pair (model, created): items already carrying their row's
 version are skipped unless ``force``, so re-running a write-back sends nothing, after an
 update only the new and changed items are sent, and items the graph does not have are
-counted, never created.
+counted, never created. A vector holding NaN or inf is never sent: the rows to send are
+checked first and the write-back refused, naming the items.
 
 Speed on the embedded server: the Python driver packs every float on its own (~2 µs per
 float without the optional Rust extension ``neo4j-rust-ext``) and the server decodes about
@@ -22,7 +23,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from k3m.embedding.store import EmbeddingStore
+from etl.errors import InvalidValue
+from k3m.embedding.store import EmbeddingStore, NonFiniteVectors, non_finite_rows
 
 INDEX_NAME = "k3m_item_embedding"  # the native vector index, where the server has them (Neo4j 5)
 WRITE = """
@@ -40,6 +42,11 @@ class WritebackSettings:
     batch_size: int = 500  # items per transaction (~0.5 MB of Bolt message at H=128)
     workers: int = 2  # concurrent batches: overlaps client packing with server work
     force: bool = False  # rewrite items that already carry this store's version
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.workers < 1:
+            raise InvalidValue(f"the write-back's batch size and workers must be positive, got {self.batch_size} "
+                               f"and {self.workers}")
 
 
 @dataclass
@@ -61,8 +68,6 @@ class WritebackReport:
 
 def write_back(db, store: EmbeddingStore, settings: WritebackSettings = WritebackSettings(), progress=None) -> WritebackReport:
     """Set ``embedding``/``embedding_model``/``embedding_created`` on the graph's items."""
-    if settings.batch_size < 1 or settings.workers < 1:
-        raise ValueError("batch_size and workers must be positive")
     started = time.perf_counter()
     model, created = store.model_id, store.created
     in_graph = {item_id: (m, c) for item_id, m, c in db.run(CURRENT)[0]["items"]}
@@ -71,6 +76,10 @@ def write_back(db, store: EmbeddingStore, settings: WritebackSettings = Writebac
             if item_id in in_graph and (settings.force or in_graph[item_id] != (model, created[row]))]
     missing = sum(1 for item_id in ids.tolist() if item_id not in in_graph)
     matrix = store.matrix
+    bad = non_finite_rows(matrix, todo)  # a store written before stores were checked
+    if len(bad):
+        raise NonFiniteVectors.of("item", ids[np.asarray(todo)[bad]], len(todo),
+                                  f"nothing was written to the graph; recompute {store.path} (k3m embed --recompute)")
 
     def send(rows: list[int]) -> int:
         vectors = np.asarray(matrix[rows], dtype=np.float32).tolist()  # exact float32 values as doubles

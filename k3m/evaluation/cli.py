@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from etl.errors import InvalidValue
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="YAML", help="evaluation grid (configs/evaluate_fashion44k.yaml)")
@@ -51,7 +53,7 @@ def load_config(args):
     for item in args.checkpoints:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
-            raise ValueError(f"--model expects NAME=DIR, got {item!r}")
+            raise InvalidValue(f"--model expects NAME=DIR, got {item!r}")
         overrides.append(f"checkpoints.{name}={path}")
     return EvaluationConfig.load(args.config, overrides)
 
@@ -62,7 +64,7 @@ def run(args) -> int:
 
         out = args.out or (load_config(args).out_dir if args.config else None)
         if not out:
-            raise ValueError("--report-only needs --out or a --config naming out_dir")
+            raise InvalidValue("--report-only needs --out or a --config naming out_dir")
         if not (Path(out) / "results.jsonl").is_file():
             raise FileNotFoundError(f"{out}: no results.jsonl to report on")
         print(write_report(out))
@@ -70,7 +72,7 @@ def run(args) -> int:
     config = load_config(args)
     unknown = sorted(set(args.redo) - set(config.tasks))
     if unknown:
-        raise ValueError(f"--redo {', '.join(unknown)}: not a task of this grid ({', '.join(config.tasks)})")
+        raise InvalidValue(f"--redo {', '.join(unknown)}: not a task of this grid ({', '.join(config.tasks)})")
     from k3m.evaluation.runner import pretrain_all, run_evaluation
 
     if args.pretrain_only:

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from etl.errors import InvalidValue
+
 MISSING = -1
 
 
@@ -107,7 +109,7 @@ def _draw_donors(
     """
     n = len(items)
     if len(pool) == 0:
-        raise ValueError("no donor item has the modality to swap in")
+        raise InvalidValue("no donor item has the modality to swap in")
     donors = pool[rng.integers(0, len(pool), size=n)]
     positions = np.arange(n)
 
@@ -124,7 +126,7 @@ def _draw_donors(
     for pos in todo:
         ok = pool[~bad(np.full(len(pool), pos), pool)]
         if len(ok) == 0:
-            raise ValueError(f"item {items[pos]} has no donor of another product in the pool")
+            raise InvalidValue(f"item {items[pos]} has no donor of another product in the pool")
         donors[pos] = ok[rng.integers(0, len(ok))]
     return donors
 
@@ -148,7 +150,7 @@ def plan_corruption(
     items so that they are corrupted independently.
     """
     if setting not in SETTINGS:
-        raise ValueError(f"unknown setting {setting!r}; choose from {sorted(SETTINGS)}")
+        raise InvalidValue(f"unknown setting {setting!r}; choose from {sorted(SETTINGS)}")
     spec = SETTINGS[setting]
     items = np.asarray(items, dtype=np.int64)
     n = len(items)

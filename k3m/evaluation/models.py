@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from etl.errors import InvalidValue
 from k3m.evaluation.baselines import BASELINES
 from k3m.model.checkpoint import find_checkpoint, load_checkpoint
 from k3m.training import TrainConfig, train
@@ -98,7 +99,7 @@ def _pretrain_locked(spec: ModelSpec, budget, build: str, seed: int, run_dir: Pa
     cfg = TrainConfig.load(budget.config, overrides)
     saved = run_dir / "train_config.yaml"
     if saved.is_file() and TrainConfig.load(saved).to_dict() != cfg.to_dict():
-        raise ValueError(f"{run_dir} was pretrained with another config; use another out_dir or remove it")
+        raise InvalidValue(f"{run_dir} was pretrained with another config; use another out_dir or remove it")
     try:
         checkpoint = find_checkpoint(run_dir)
     except FileNotFoundError:
@@ -120,7 +121,7 @@ def load_model(spec: ModelSpec, path: str | Path, device: str = "cpu"):
     found = {key: getattr(model.config, key) for key in wanted}
     found_text = bool(getattr(train_config, "knowledge_as_title_text", False))
     if found != wanted or found_text != spec.knowledge_as_title_text:
-        raise ValueError(
+        raise InvalidValue(
             f"{path} is not a {spec.name} checkpoint: it has {found}, knowledge_as_title_text={found_text}; "
             f"{spec.name} needs {wanted}, knowledge_as_title_text={spec.knowledge_as_title_text}"
         )

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from etl.catalog_build import CatalogBuild
+from etl.errors import InvalidValue, UserError
 from k3m.data import CatalogIndex, index_for
 from k3m.evaluation.baselines import BASELINES, BaselineEncoder
 from k3m.evaluation.config import EvaluationConfig
@@ -47,7 +48,7 @@ FINGERPRINT = ("build", "pools", "pretrain", "probe", "finetune", "alignment", "
                "baselines")
 
 
-class OutputConflict(ValueError):
+class OutputConflict(UserError, ValueError):
     """The output directory holds results of an incomparable configuration."""
 
 
@@ -341,7 +342,7 @@ def run_evaluation(config: EvaluationConfig, redo: list[str] = ()) -> Path:
     if redo:
         unknown = sorted(set(redo) - set(config.tasks))
         if unknown:
-            raise ValueError(f"--redo {', '.join(unknown)}: not a task of this grid ({', '.join(config.tasks)})")
+            raise InvalidValue(f"--redo {', '.join(unknown)}: not a task of this grid ({', '.join(config.tasks)})")
         parts = {part for name in redo for part in run.tasks[name].timing_parts}
         log(f"redo {', '.join(redo)}: dropped {run.store.forget(list(redo), parts)} lines of {run.store.path}")
     run.run()

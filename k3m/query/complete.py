@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from etl.errors import InvalidValue, NotFound
 from k3m.embedding.store import EmbeddingStore
 
 HELDOUT_SPLITS = {"valid": (1,), "test": (2,), "all": (1, 2)}
@@ -127,7 +128,7 @@ class Completer:
             import difflib
 
             close = difflib.get_close_matches(property_name, build.properties, n=3)
-            raise LookupError(f"property {property_name!r} is not in the build's vocabulary ({len(build.properties)} "
+            raise NotFound(f"property {property_name!r} is not in the build's vocabulary ({len(build.properties)} "
                               f"properties{'; close: ' + ', '.join(close) if close else ''})")
         store.check_build(build)
         self.store, self.build = store, build
@@ -202,7 +203,7 @@ def complete_attributes(db, store: EmbeddingStore, build, property_name: str,
                         settings: CompletionSettings = CompletionSettings(), examples: int = 5) -> CompletionReport:
     """Rank, write (unless dry run) and measure suggestions of ``property_name``."""
     if settings.heldout not in HELDOUT_SPLITS:
-        raise ValueError(f"heldout must be one of {sorted(HELDOUT_SPLITS)}, got {settings.heldout!r}")
+        raise InvalidValue(f"heldout must be one of {sorted(HELDOUT_SPLITS)}, got {settings.heldout!r}")
     started = time.perf_counter()
     completer = Completer(store, build, property_name)
     lacking, having, in_graph = _coverage(db, property_name, settings.min_category_share)

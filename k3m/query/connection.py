@@ -12,22 +12,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from etl.errors import UserError
 from k3m.embedding.store import EmbeddingStore, EmbeddingStoreError
 
 PKG_BUILD = "MATCH (m:PKG {name: $name}) RETURN m.build AS build"
 PKG_SUMMARY = "MATCH (m:PKG {name: $name}) RETURN m.build AS build, m.items AS items"
 
 
-class EmbeddingsMissing(EmbeddingStoreError):
+class EmbeddingsMissing(UserError, EmbeddingStoreError):
     """The build has no (matching) embeddings: `k3m embed` first."""
 
-    exit_code = 2
 
-
-class ItemNotFound(LookupError):
+class ItemNotFound(UserError, LookupError):
     """The item is not in the database queried; the message lists the databases there are."""
-
-    exit_code = 2
 
 
 def apply_data_dir(data_dir: Path | None) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from etl.errors import InvalidValue
 from k3m.embedding.store import EmbeddingStore
 
 FORMATS = {".parquet": "parquet", ".npz": "npz"}
@@ -52,14 +53,14 @@ def export_items(db, store: EmbeddingStore, query: str, params: dict, out: str |
         raise IsADirectoryError(f"{out}: is a directory; -o names the file to write (.parquet or .npz)")
     fmt = FORMATS.get(out.suffix.lower())
     if fmt is None:
-        raise ValueError(f"output must end in one of {sorted(FORMATS)}, got {out.name!r}")
+        raise InvalidValue(f"output must end in one of {sorted(FORMATS)}, got {out.name!r}")
     records = run_cypher(db, query, params).rows  # a query the server refuses is the user's error
     if records and "id" not in records[0]:
-        raise ValueError(f"the query must return a column named id (it returned {sorted(records[0])})")
+        raise InvalidValue(f"the query must return a column named id (it returned {sorted(records[0])})")
     columns = [c for c in (records[0] if records else {}) if c != "id"]
     clash = RESERVED[fmt] & set(columns)
     if clash:
-        raise ValueError(f"column name(s) {sorted(clash)} are reserved in {fmt} output; rename them with AS")
+        raise InvalidValue(f"column name(s) {sorted(clash)} are reserved in {fmt} output; rename them with AS")
     seen, kept = set(), []
     for r in records:  # first row of each id, in the query's order
         item_id = str(r["id"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
+from etl.errors import InvalidValue, NotFound
 from k3m.embedding.store import EmbeddingStore
 from k3m.query.patterns import ItemFilter
 from k3m.query.vector_search import STRATEGIES, VectorSearch, VectorSearchError
@@ -120,7 +121,7 @@ def parse_where(specs: list[str]) -> tuple[tuple[str, str], ...]:
     for spec in specs:
         prop, sep, value = spec.partition("=")
         if not sep or not prop:
-            raise ValueError(f"--where expects PROPERTY=VALUE, got {spec!r}")
+            raise InvalidValue(f"--where expects PROPERTY=VALUE, got {spec!r}")
         pairs.append((prop, value))
     return tuple(pairs)
 
@@ -132,8 +133,8 @@ def brand_property(names: list[str]) -> str:
     if len(exact) == 1 or len(brands) == 1:
         return (exact or brands)[0]
     if not brands:
-        raise LookupError("--same-brand: no property of this graph is named like 'brand'; use --same PROPERTY")
-    raise LookupError(f"--same-brand: several properties are named like 'brand' ({', '.join(sorted(brands))}); "
+        raise NotFound("--same-brand: no property of this graph is named like 'brand'; use --same PROPERTY")
+    raise NotFound(f"--same-brand: several properties are named like 'brand' ({', '.join(sorted(brands))}); "
                       f"use --same PROPERTY")
 
 
@@ -146,7 +147,7 @@ def check_properties(names: list[str], wanted: list[str], database: str) -> None
         if name not in known:
             close = difflib.get_close_matches(name, names, n=3)
             hint = f" (close: {', '.join(close)})" if close else ""
-            raise LookupError(f"property {name!r} is not in database {database!r}{hint}")
+            raise NotFound(f"property {name!r} is not in database {database!r}{hint}")
 
 
 def run(args) -> int:

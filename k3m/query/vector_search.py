@@ -22,6 +22,7 @@ from functools import cached_property
 
 import numpy as np
 
+from etl.errors import InvalidValue, UserError
 from k3m.embedding.store import EmbeddingStore
 from k3m.embedding.writeback import INDEX_NAME
 from k3m.query.patterns import QUERY_ITEM, ItemFilter, candidate_query
@@ -30,10 +31,8 @@ STRATEGIES = ("auto", "native", "client", "cypher")
 _NORM_CHUNK = 65536  # rows per chunk when computing norms of a memory-mapped matrix
 
 
-class VectorSearchError(RuntimeError):
+class VectorSearchError(UserError, RuntimeError):
     """The chosen way cannot run on this connection / build (no embeddings, no index)."""
-
-    exit_code = 2  # the user's choice of strategy, or a step (k3m embed) still to run
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ class VectorSearch:
 
     def __init__(self, db, store: EmbeddingStore | None = None, strategy: str = "auto"):
         if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+            raise InvalidValue(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         self.db = db
         self.store = store
         self.strategy = self._resolve(strategy)
@@ -134,7 +133,7 @@ class VectorSearch:
 
     def similar(self, item_id: str, k: int = 10, item_filter: ItemFilter = ItemFilter()) -> list[Hit]:
         if k < 1:
-            raise ValueError(f"k must be positive, got {k}")
+            raise InvalidValue(f"k must be positive, got {k}")
         return getattr(self, f"_{self.strategy}")(str(item_id), k, item_filter)
 
     # -- client: candidates from Cypher, exact top-k here ------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from etl.errors import InvalidValue
 from k3m.model.checkpoint import save_checkpoint
 from k3m.training.distributed import Dist, all_rng_states, set_rng_state
 
@@ -43,6 +44,6 @@ def restore_training_state(ckpt: Path, dist: Dist, optimizer, scheduler) -> Posi
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if len(state["rng"]) != dist.world:
-        raise ValueError(f"checkpoint has RNG states of {len(state['rng'])} processes, this run has {dist.world}")
+        raise InvalidValue(f"checkpoint has RNG states of {len(state['rng'])} processes, this run has {dist.world}")
     set_rng_state(state["rng"][dist.rank])
     return Position(state["step"], state["epoch"], state["step_in_epoch"])

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from etl.catalog_build import CatalogBuild
+from etl.errors import InvalidValue
 from k3m.data import CatalogIndex, cap_report, index_for
 from k3m.model.checkpoint import find_checkpoint
 from k3m.training.checkpointing import TRAIN_CONFIG
@@ -56,7 +57,7 @@ def load_config(args) -> tuple[TrainConfig, str | None]:
     base = TrainConfig.load(args.config, args.overrides) if args.config else None
     resume = args.resume or (base.run_dir if base else None)
     if not resume:
-        raise ValueError("--resume needs a PATH or a --config naming the run_dir")
+        raise InvalidValue("--resume needs a PATH or a --config naming the run_dir")
     if base is None:  # the checkpoint's own config, writing on in the checkpoint's run dir
         ckpt = find_checkpoint(resume)
         base = TrainConfig.load(ckpt / TRAIN_CONFIG, [f"run_dir={ckpt.parent.parent}"] + args.overrides)
@@ -80,7 +81,7 @@ def run(args) -> int:
     if args.features:
         model_cfg = resolve_text_dir(cfg.model)
         if not model_cfg.frozen:
-            raise ValueError(f"--features: the model of {args.config} has trainable encoders (no feature cache)")
+            raise InvalidValue(f"--features: the model of {args.config} has trainable encoders (no feature cache)")
         index = index_for(cfg.build, model_cfg)
         print(f"features of {cfg.build}: {index.features.path}")
         return 0

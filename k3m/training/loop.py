@@ -10,6 +10,7 @@ state and the data position come back, and the batches' masks and negatives are 
 from __future__ import annotations
 
 import json
+import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -18,10 +19,11 @@ import numpy as np
 import torch
 
 from etl.catalog_build import CatalogBuild
+from etl.errors import InvalidValue, UserError
 from encoders.text import load_tokenizer
 from k3m.data import index_for
 from k3m.model import K3MModel
-from k3m.model.checkpoint import find_checkpoint, load_property_order
+from k3m.model.checkpoint import find_checkpoint, load_model, load_property_order
 from k3m.training.checkpointing import Position, restore_training_state, save_training_checkpoint
 from k3m.training.config import TrainConfig
 from k3m.training.distributed import Dist, mean_over_ranks, seed_everything, setup
@@ -30,6 +32,20 @@ from k3m.training.tracking import Metrics, Progress, peak_memory_mb
 
 TASKS = ("mlm_title", "mlm_knowledge", "mom", "lpm")
 KEYS = ("loss",) + TASKS
+
+
+class NonFiniteLoss(UserError):
+    """A step whose loss or gradient is NaN or inf: it is not applied, training stops."""
+
+    def __init__(self, values: dict):
+        self.values, self.step = values, None
+        super().__init__()
+
+    def __str__(self) -> str:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in self.values.items())
+        return (f"training stopped at step {self.step}: the loss is not finite ({shown}); the step was not applied "
+                f"and no checkpoint was written from it. Look for NaN or inf in the inputs (a corrupt feature cache, "
+                f"a corrupt checkpoint to resume from) or lower lr")
 
 
 def train_step(model, micro_batches, optimizer, scheduler, cfg, dist: Dist, autocast, clip_params) -> tuple[torch.Tensor, float, set]:
@@ -47,10 +63,14 @@ def train_step(model, micro_batches, optimizer, scheduler, cfg, dist: Dist, auto
         sums += torch.stack([losses[k].detach().double() if k in losses else sums.new_tensor(0.0) for k in KEYS]) / len(micro_batches)
         present |= set(losses)
     grad_norm = torch.nn.utils.clip_grad_norm_(clip_params, cfg.max_grad_norm)
+    checked = torch.cat([sums, grad_norm.detach().double().reshape(1)]).tolist()  # the step's one host sync
+    if not all(math.isfinite(v) for v in checked):  # NaN weights must never be stepped into, or saved
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLoss({k: v for k, v in zip(KEYS + ("grad_norm",), checked) if k in present or k in ("loss", "grad_norm")})
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return sums, float(grad_norm), present
+    return sums, checked[-1], present
 
 
 @torch.no_grad()
@@ -92,7 +112,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
     build = CatalogBuild.open(cfg.build)
     train_rows, valid_rows = split_rows(build, "train", cfg.train_items), split_rows(build, "valid", cfg.valid_items)
     if ckpt is not None:
-        tokenizer, model = load_tokenizer(ckpt), K3MModel.from_pretrained(ckpt)
+        tokenizer, model = load_tokenizer(ckpt), load_model(ckpt)
         index = index_for(build, model.config, property_order=load_property_order(ckpt))
     else:
         model_cfg = resolve_text_dir(cfg.model)
@@ -101,7 +121,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
         model = K3MModel(model_cfg.with_tokenizer(tokenizer))
     model_cfg = model.config
     if model_cfg.use_image and model_cfg.image.kind in ("patch", "cnn") and build.images.shape[1] != model_cfg.image.image_size:
-        raise ValueError(
+        raise InvalidValue(
             f"{cfg.build} stores {build.images.shape[1]} px images, the model reads {model_cfg.image.image_size} px: "
             f"re-import with --image-size {model_cfg.image.image_size} or --set model.image.image_size={build.images.shape[1]}"
         )
@@ -138,7 +158,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
             fetch_start = time.perf_counter()
             micro = [next(batches).to(dist.device, non_blocking=True) for _ in range(cfg.grad_accum)]
             data_time += time.perf_counter() - fetch_start
-            losses, grad_norm, present = train_step(model, micro, optimizer, scheduler, cfg, dist, autocast, raw_model.parameters())
+            try:
+                losses, grad_norm, present = train_step(model, micro, optimizer, scheduler, cfg, dist, autocast, raw_model.parameters())
+            except NonFiniteLoss as exc:
+                exc.step = pos.step + 1
+                raise
             window += losses
             pos.step, pos.step_in_epoch, window_steps = pos.step + 1, pos.step_in_epoch + 1, window_steps + 1
             if pos.step_in_epoch == steps_per_epoch:

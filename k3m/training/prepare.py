@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from encoders.text import load_tokenizer, minilm_dir, train_wordpiece_tokenizer
+from etl.errors import InvalidValue
 from k3m.data import Corruption, EpochBatchSampler, K3MDataset, make_collator, make_loader, tokenizer_corpus
 from k3m.training.distributed import Dist
 
@@ -29,7 +30,7 @@ def prepare_tokenizer(cfg, model_cfg, index, train_rows, run_dir: Path, dist: Di
             train_wordpiece_tokenizer(tokenizer_corpus(index, train_rows), cfg.vocab_size, out)
         else:
             if model_cfg.text.pretrained_text_dir is None:
-                raise ValueError("tokenizer: pretrained needs model.text.pretrained_text_dir (e.g. minilm)")
+                raise InvalidValue("tokenizer: pretrained needs model.text.pretrained_text_dir (e.g. minilm)")
             load_tokenizer(model_cfg.text.pretrained_text_dir).save_pretrained(str(out))
     dist.barrier()
     return load_tokenizer(out)
@@ -58,7 +59,7 @@ def make_loaders(cfg, model_cfg, index, tokenizer, train_rows, valid_rows, dist:
     )
     collate = make_collator(train_set, tokenizer, model_cfg, targets=True, fixed_length=cfg.compile)
     if sampler.batches_per_epoch() == 0:
-        raise ValueError(f"{len(train_rows)} train items give no full step of {cfg.batch_size} x {cfg.grad_accum} per process")
+        raise InvalidValue(f"{len(train_rows)} train items give no full step of {cfg.batch_size} x {cfg.grad_accum} per process")
     train = make_loader(train_set, collate, sampler, cfg.num_workers, pin_memory=pin)
     # validation: fixed masks (epoch 0), in order, in the main process
     valid_set = K3MDataset(index, valid_rows, pair_order="fixed", **common)

@@ -131,3 +131,25 @@ def test_label_leakage_is_a_warning_with_the_fix(fashion_lines, tmp_path, capsys
     mapping.write_text("id: sku\ntitle: name\ncategory: type\nproperties: [colour, dept]\nnot_leakage: [dept]\n")
     code, _, err = k3m(capsys, "import", source, "--mapping", mapping, "--out", tmp_path / "b")
     assert code == 0 and err == ""
+
+
+def test_image_size_0_is_refused_not_read_as_the_default(fashion_dir, tmp_path, capsys):
+    """`--image-size 0` used to mean 64 silently, while -5 was refused."""
+    for size in ("0", "-5", "2000"):
+        code, _, err = k3m(capsys, "import", fashion_dir / "styles.jsonl.gz", "--mapping", "fashion44k",
+                           "--out", tmp_path / "b", "--limit", "5", "--image-size", size)
+        assert code == 2 and err == f"k3m import: error: image_size must be within 8..1024, got {size}\n"
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_short_result_and_the_whole_summary_with_json(k3m_lines, tmp_path, capsys):
+    path = tmp_path / "part.tsv"
+    path.write_bytes(b"\n".join(k3m_lines[:20] + [k3m_lines[3]]) + b"\n")
+    code, stdout, err = k3m(capsys, "import", path, "--mapping", "k3m-tsv", "--out", tmp_path / "a")
+    assert code == 0 and stdout.count("\n") == 1 and "rows rejected (duplicate_id=1)" in err
+    code, stdout, err = k3m(capsys, "import", path, "--mapping", "k3m-tsv", "--out", tmp_path / "b", "--json")
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert code == 0 and json.loads(stdout) == summary and "label_leakage" in summary
+    assert "rows rejected (duplicate_id=1)" in err
+    code, _, err = k3m(capsys, "import", path, "--mapping", "k3m-tsv", "--out", tmp_path / "c", "--allow-removals")
+    assert code == 2 and err == "k3m import: error: --allow-removals and --mapping-changed apply to --update only\n"

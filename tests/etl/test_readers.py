@@ -289,3 +289,50 @@ def test_parquet_schema_without_a_mapped_column(fashion_lines, tmp_path):
     assert len(rows(path, parse_mapping({"id": "id", "category": "articleType.typeName"}, origin="inline"))[0]) == 3
     with pytest.raises(MappingError, match="'brandName' is not a column"):
         rows(path, parse_mapping({"id": "id", "properties": ["brandName"]}, origin="inline"))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_a_header_that_is_not_utf8_is_an_error_never_a_dropped_row(fashion_lines, tmp_path, fmt):
+    """The header was once rejected as a bad row, and the first data row became the header."""
+    sep = "," if fmt == "csv" else "\t"
+    lines = [line.replace(",", sep).encode() for line in _fashion_csv_lines(fashion_lines, 5)]
+    lines[0] = lines[0].replace(b"brand", b"br\xffand")
+    path, at = tmp_path / f"h.{fmt}", lines[0].index(b"\xff")
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(SourceError, match=rf"^{path}:1: the header row is not UTF-8 text \(byte ff at position "
+                                          rf"{at}\); save the file as UTF-8"):
+        rows(path, parse_mapping(SHOP, origin="inline"))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le"])
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
+def test_utf16_and_utf32_files_with_a_byte_order_mark_are_decoded(fashion_lines, tmp_path, fmt, encoding):
+    """Excel's "Unicode text" export is UTF-16LE with a byte-order mark."""
+    if fmt == "jsonl":
+        text, mapping = "\r\n".join(line.decode() for line in fashion_lines[:30]), load_mapping("fashion44k")
+    else:
+        sep = "," if fmt == "csv" else "\t"
+        text = "\r\n".join(line.replace(",", sep) for line in _fashion_csv_lines(fashion_lines, 30))
+        mapping = parse_mapping(SHOP, origin="inline")
+    utf8, wide = tmp_path / f"a.{fmt}", tmp_path / f"b.{fmt}"
+    utf8.write_bytes(text.encode())
+    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff", "utf-32-le": b"\xff\xfe\x00\x00"}[encoding]
+    wide.write_bytes(bom + text.encode(encoding))
+    expected, got = rows(utf8, mapping)[0], rows(wide, mapping)[0]
+    assert len(got) == 30 and all(r.record is not None for r in got)
+    assert [(r.line, r.record) for r in got] == [(r.line, r.record) for r in expected]
+
+
+def test_a_utf16_file_with_a_lone_surrogate_rejects_that_row_only(fashion_lines, tmp_path):
+    lines = _fashion_csv_lines(fashion_lines, 4)
+    data = bytearray(b"\xff\xfe" + "\n".join(lines).encode("utf-16-le"))
+    at = data.index(("\n" + lines[2]).encode("utf-16-le")) + 2  # the first character of row 2 (line 3)
+    data[at:at + 2] = b"\x00\xd8"  # a high surrogate without its pair
+    path = tmp_path / "s.csv"
+    path.write_bytes(bytes(data))
+    got, _ = rows(path, parse_mapping(SHOP, origin="inline"))
+    assert [(r.line, r.reason) for r in got] == [(2, None), (3, "invalid_utf8"), (4, None), (5, None)]
+    truncated = tmp_path / "t.csv"
+    truncated.write_bytes(b"\xff\xfe" + "\n".join(lines).encode("utf-16-le")[:-1])
+    with pytest.raises(SourceError, match="starts with a UTF-16 byte-order mark but is not valid UTF-16 text"):
+        rows(truncated, parse_mapping(SHOP, origin="inline"))

@@ -63,3 +63,25 @@ def test_cli_reports_a_bad_value_in_one_line(capsys):
     assert main(["pretrain", "--config", str(CONFIGS / "pretrain_tiny.yaml"), "--set", "max_steps=ten"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "k3m pretrain: error: max_steps: expected int, got 'ten'"
+
+
+def test_a_key_given_twice_in_a_config_file_is_an_error(tmp_path, capsys):
+    """The real tiny config with a second `lr:` appended (YAML used to keep the last one
+    silently, while the mapping loader refused duplicates): one loader for both now."""
+    text = (CONFIGS / "tiny.yaml").read_text()
+    assert "\nlr:" in text
+    lines = text.splitlines()
+    first = next(n for n, line in enumerate(lines, 1) if line.startswith("lr:"))
+    config = tmp_path / "twice.yaml"
+    config.write_text(text + "lr: 0.5\n")
+    message = rf"{config}: lr: given twice \(lines {first} and {len(lines) + 1}\); YAML would keep only the last one silently"
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.load(config)
+    assert main(["pretrain", "--config", str(config), "--stats"]) == 2
+    assert capsys.readouterr().err.count("given twice") == 1
+    as_json = tmp_path / "twice.json"
+    as_json.write_text('{"lr": 0.001, "max_steps": 3, "lr": 0.5}')
+    with pytest.raises(ConfigError, match="lr: given twice"):
+        TrainConfig.load(as_json)
+    with pytest.raises(ConfigError, match="given twice"):
+        TrainConfig.load(CONFIGS / "tiny.yaml", ["model.text={hidden_size: 32, hidden_size: 64}"])

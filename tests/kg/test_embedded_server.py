@@ -137,3 +137,29 @@ def test_creating_one_database_twice_at_once(kg_server):
     for t in threads:
         t.join()
     assert errors == [] and "raced" in kg_server.list_databases()
+
+
+def test_the_graph_files_are_the_users_only(kg_server, kg_data_dir, graph_db, hostile_build):
+    """The databases used to be world-readable (0755/0644) beside a 0600 password."""
+    from etl.catalog_build import CatalogBuild
+    from kg.graph_load import load_graph
+
+    load_graph(CatalogBuild.open(hostile_build), graph_db)  # a database with the catalog in it, and a load lock
+    home = kg_data_dir / "arcadedb"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    exposed = [(str(p), oct(stat.S_IMODE(p.lstat().st_mode))) for p in home.rglob("*")
+               if not p.is_symlink() and p.lstat().st_mode & 0o077]
+    assert exposed == []
+    assert any(p.parent.name == graph_db.database for p in (home / "databases").rglob("*"))
+    assert any((home / "locks").iterdir())
+
+
+def test_older_world_readable_files_are_tightened_at_start(tmp_path):
+    home = tmp_path / "arcadedb"
+    (home / "databases" / "old").mkdir(parents=True, mode=0o755)
+    (home / "databases" / "old" / "bucket").write_text("catalog")
+    (home / "databases" / "old" / "bucket").chmod(0o644)
+    with embedded_server.start(data_dir=tmp_path):
+        pass
+    for path in [home, *home.rglob("*")]:
+        assert not path.lstat().st_mode & 0o077, path

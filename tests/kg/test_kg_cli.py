@@ -149,3 +149,32 @@ def test_stats_report_label_leakage(capsys, fashion_slice_build):
     assert leakage["properties"][0]["accuracy"] >= leakage["properties"][1]["accuracy"]
     code, out, _ = _k3m(capsys, "kg", "stats", fashion_slice_build)
     assert code == 0 and f"always guessing {leakage['baseline_category']!r}: {100 * leakage['baseline']:.1f}%" in out
+
+
+def test_a_server_dying_during_a_load_is_one_error_line(fashion_slice_build, tmp_path):
+    """The embedded server killed in the middle of `k3m kg load`: the command used to print
+    the driver's retry warnings for a minute, then a two-line socket error."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    load = subprocess.Popen([sys.executable, "-m", "k3m", "kg", "load", str(fashion_slice_build), "--graph",
+                             "--data-dir", str(data), "--items-per-batch", "10"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in load.stderr:
+            if "graph items written" in line:  # the first batch is in: the load is under way
+                break
+        pid = json.loads((data / "arcadedb" / "server.json").read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)
+        rest = load.stderr.read()
+        load.wait(120)
+    finally:
+        if load.poll() is None:
+            load.kill()
+    errors = [line for line in rest.splitlines() if not line.startswith("[k3m] ")]
+    assert load.returncode == 1 and errors == [
+        f"k3m kg: error: the embedded graph server (pid {pid}) died during the command; see "
+        f"{data / 'arcadedb' / 'server.log'}; run the command again (a load resumes where it stopped)"]

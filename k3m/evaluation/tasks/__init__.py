@@ -6,6 +6,7 @@ adding a class here.
 """
 from __future__ import annotations
 
+from etl.errors import InvalidValue
 from k3m.evaluation.tasks.alignment import AlignmentTask
 from k3m.evaluation.tasks.attribute_qa import AttributeQATask, LPMAttributeQATask
 from k3m.evaluation.tasks.base import Examples, HeadTask, Pools, ScoringTask, Task
@@ -22,7 +23,7 @@ TASKS: dict[str, type[Task]] = {
 def make_task(name: str, config) -> Task:
     """A fresh task object for ``name``, sized by the evaluation ``config``."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose from {list(TASKS)}")
+        raise InvalidValue(f"unknown task {name!r}; choose from {list(TASKS)}")
     return TASKS[name].from_config(config)
 
 

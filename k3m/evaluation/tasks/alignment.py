@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from etl.errors import InvalidValue
 from k3m.evaluation.metrics import binary_prf
 from k3m.evaluation.pairs import make_pairs
 from k3m.evaluation.tasks.base import Examples, HeadTask, Pools
@@ -60,7 +61,7 @@ class AlignmentTask(HeadTask):
 
         self.train, self.test = examples(pools.finetune), examples(pools.test)
         if not self.train.target.any() or not self.test.target.any():
-            raise ValueError("alignment needs items sharing a group in both pools (no positive pairs)")
+            raise InvalidValue("alignment needs items sharing a group in both pools (no positive pairs)")
 
     def make_head(self, hidden: int) -> nn.Module:
         return PairHead(hidden)

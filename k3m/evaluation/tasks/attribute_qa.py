@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from etl.catalog_build import TRIPLE_TEST, TRIPLE_VALID
+from etl.errors import InvalidValue
 from k3m.evaluation.metrics import ranking_metrics
 from k3m.evaluation.ranking import KnownFacts, property_candidates, realistic_ranks
 from k3m.evaluation.tasks.base import Examples, HeadTask, Pools, ScoringTask
@@ -126,7 +127,7 @@ class AttributeQATask(HeadTask, _QAFacts):
         self.train = self._examples(held_out_facts(build, pools.finetune, (TRIPLE_VALID, TRIPLE_TEST)))
         self.test = self._examples(held_out_facts(build, pools.test, (TRIPLE_TEST,)))
         if len(self.train) == 0 or len(self.test) == 0:
-            raise ValueError("attribute QA found no held-out facts for the pools")
+            raise InvalidValue("attribute QA found no held-out facts for the pools")
 
     def sizes(self) -> dict[str, int]:
         return {"n_train": len(self.train)} | self._test_sizes()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from etl.catalog_build import TRIPLE_TEST
+from etl.errors import InvalidValue
 from k3m.evaluation.metrics import ranking_metrics
 from k3m.evaluation.ranking import KnownFacts, property_candidates, rank_queries_under
 from k3m.evaluation.tasks.base import Pools, ScoringTask
@@ -50,7 +51,7 @@ class LinkPredictionTask(ScoringTask):
             rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7]))
             facts = facts[np.sort(rng.permutation(len(facts))[: self.max_queries])]
         if len(facts) == 0:
-            raise ValueError("link prediction: the build has no test triples")
+            raise InvalidValue("link prediction: the build has no test triples")
         self.facts = facts
         self.num_values = len(build.values)
         self.known = KnownFacts(triples, len(build.properties))

@@ -168,3 +168,65 @@ def test_cli_embeds_and_writes_back(db, kg_data_dir, checkpoint, build, capsys):
     assert json.loads(capsys.readouterr().out)["graph"]["skipped_current"] == 600
     assert main(["embed", "--checkpoint", str(build), str(build), "--no-graph"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def _poisoned_run(checkpoint, tmp_path, token: str) -> tuple[Path, int]:
+    """A copy of the run whose word embedding of ``token`` is NaN: every item whose title or
+    knowledge text holds the token gets a NaN c*, the others are untouched."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from encoders.text import load_tokenizer
+    from k3m.model.checkpoint import find_checkpoint
+
+    run = tmp_path / "poisoned"
+    shutil.copytree(checkpoint, run)
+    ckpt = find_checkpoint(run)
+    token_id = load_tokenizer(ckpt).convert_tokens_to_ids(token)
+    weights = load_file(str(ckpt / "model.safetensors"))
+    weights["text_encoder.bert.embeddings.word_embeddings.weight"][token_id] = np.nan
+    save_file(weights, str(ckpt / "model.safetensors"))
+    return run, token_id
+
+
+def test_no_nan_vector_reaches_the_store_or_the_graph(db, kg_data_dir, checkpoint, build, tmp_path, capsys):
+    """A checkpoint holding NaN used to give NaN vectors, written to the store and the graph
+    (and `k3m query similar` then showed score nan)."""
+    from encoders.text import load_tokenizer
+    from k3m.model.checkpoint import find_checkpoint
+
+    run, token_id = _poisoned_run(checkpoint, tmp_path, "watch")
+    tokenizer = load_tokenizer(find_checkpoint(run))
+    titles = CatalogBuild.open(build).items.set_index("item_id")["title"]
+    assert main(["embed", "--checkpoint", str(run), str(build), "--data-dir", str(kg_data_dir),
+                 "--database", db.database]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after the progress line
+    assert err.startswith("k3m embed: error: ")
+    assert "item vectors are not finite (NaN or inf): '" in err and "nothing was written" in err
+    named = [name.strip(" '") for name in err.split("(NaN or inf): ")[1].split(";")[0].split(",") if "..." not in name]
+    assert named and all(token_id in tokenizer(str(titles[i]))["input_ids"] for i in named)
+    assert not any((Path(build) / "embeddings").glob(f"poisoned-*"))
+    assert db.run("MATCH (i:Item) WHERE i.embedding IS NOT NULL RETURN count(i) AS n") == [{"n": 0}]
+
+
+def test_a_stored_nan_vector_is_never_written_to_the_graph(db, checkpoint, build, tmp_path):
+    """A store holding NaN rows (written before stores were checked, or damaged on disk): the
+    write-back refuses it, naming the items, and writes nothing."""
+    import shutil
+
+    from k3m.embedding.store import NonFiniteVectors
+
+    store = embed_build(checkpoint, build, EmbedSettings(model_id="nan-on-disk"))[0]
+    copy = Path(build) / "embeddings" / "nan-on-disk"
+    matrix = np.load(copy / "embeddings.npy")
+    ids = store.ids
+    matrix[[3, 17]] = np.nan
+    np.save(copy / "embeddings.npy", matrix)
+    try:
+        with pytest.raises(NonFiniteVectors, match=rf"^2 of {len(ids)} item vectors are not finite \(NaN or inf\): "
+                                                     rf"'{ids[3]}', '{ids[17]}'; nothing was written to the graph"):
+            write_back(db, EmbeddingStore(copy))
+        assert db.run("MATCH (i:Item) WHERE i.embedding IS NOT NULL RETURN count(i) AS n") == [{"n": 0}]
+    finally:
+        shutil.rmtree(copy)

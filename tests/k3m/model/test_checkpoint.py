@@ -91,3 +91,57 @@ def test_pretrained_directory_that_does_not_fit_the_config_is_refused():
     message = str(err.value)
     assert "embeddings.word_embeddings.weight: checkpoint (30522, 384) vs model (8000, 128)" in message
     assert "unexpected keys: encoder.layer.2." in message
+
+
+def _copy_run(micro_checkpoint, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(micro_checkpoint, run)
+    return run
+
+
+def _truncate(file):
+    data = file.read_bytes()
+    file.write_bytes(data[: len(data) // 2])
+
+
+def test_a_truncated_checkpoint_is_one_error_line_naming_the_file(micro_checkpoint, slice_view, tmp_path, capsys):
+    """`k3m embed --checkpoint` on a model.safetensors cut in half used to end in a
+    SafetensorError traceback (exit 1)."""
+    from k3m.cli import main
+    from k3m.model.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
+
+    run = _copy_run(micro_checkpoint, tmp_path)
+    ckpt = find_checkpoint(run)
+    weights = ckpt / "model.safetensors"
+    _truncate(weights)
+    assert main(["embed", "--checkpoint", str(ckpt), str(slice_view("truncated")), "--no-graph"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"k3m embed: error: {weights}: truncated (") and err.count("\n") == 1
+    with pytest.raises(CheckpointError, match="no complete one"):  # the run's only checkpoint
+        find_checkpoint(run)
+    with pytest.raises(CheckpointError, match=str(weights)):
+        load_checkpoint(ckpt)
+    weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    with pytest.raises(CheckpointError, match="corrupt header"):
+        load_checkpoint(ckpt)
+
+
+def test_the_latest_checkpoint_of_a_run_skips_an_incomplete_one(micro_checkpoint, tmp_path, capsys):
+    import shutil
+
+    from k3m.model.checkpoint import find_checkpoint, load_checkpoint
+
+    run = _copy_run(micro_checkpoint, tmp_path)
+    latest = find_checkpoint(run)
+    earlier = latest.with_name("step_3")
+    shutil.copytree(latest, earlier)  # an earlier complete checkpoint of the same run
+    _truncate(latest / "model.safetensors")
+    capsys.readouterr()
+    assert find_checkpoint(run) == earlier
+    err = capsys.readouterr().err
+    assert err.startswith(f"[k3m] warning: the latest checkpoint is incomplete ({latest / 'model.safetensors'}: truncated (")
+    assert err.endswith(f"); using {earlier}, the newest complete one\n") and err.count("\n") == 1
+    assert load_checkpoint(run).path == earlier
+    assert find_checkpoint(latest) == latest  # named directly: no other is chosen for it

@@ -11,6 +11,7 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -170,3 +171,24 @@ def test_stats_reports_the_caps(build, tmp_path, capsys):
     assert main([*cfg_args, "--stats"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["items"] == 549 and report["pairs"] > report["dropped_by_max_pairs"] > 0
+
+
+def test_a_non_finite_loss_stops_training_with_an_error(micro_checkpoint, tmp_path, capsys):
+    """Resuming from a checkpoint whose weights hold NaN: the loss is NaN from the first step.
+    Training used to log `loss nan`, save NaN checkpoints and exit 0."""
+    from safetensors.numpy import load_file, save_file
+
+    from k3m.cli import main as k3m
+    from k3m.model.checkpoint import find_checkpoint
+
+    run = tmp_path / "nan-run"
+    shutil.copytree(micro_checkpoint, run)
+    ckpt = find_checkpoint(run)
+    weights = load_file(str(ckpt / "model.safetensors"))
+    weights["text_encoder.bert.embeddings.LayerNorm.weight"][:] = np.nan
+    save_file(weights, str(ckpt / "model.safetensors"))
+    assert k3m(["pretrain", "--resume", str(run), "--set", "max_steps=9", "--set", "checkpoint_every=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("k3m pretrain: error: training stopped at step 7: the loss is not finite (loss nan")
+    assert err.count("\n") == 1
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", ckpt.name]  # nothing saved after it
