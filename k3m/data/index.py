@@ -18,6 +18,7 @@ import torch
 from encoders.cache import BuildFeatures, FeatureCache, FeatureSpec, distinct_pairs
 from encoders.image.region_file import RegionFeatureFile
 from etl.catalog_build import CatalogBuild
+from etl.errors import InvalidValue
 from k3m.data.knowledge import knowledge_text
 from k3m.data.negatives import triple_codes
 
@@ -133,16 +134,16 @@ def index_for(build: CatalogBuild | str | Path, model_config, facts: str = "trai
         with torch.random.fork_rng():
             features = FeatureCache(feature_spec(model_config), os.environ.get(FEATURES_DIR_ENV)).for_build(build, progress=progress)
         if features.text_dim != model_config.text.feature_size:
-            raise ValueError(f"cached text features are {features.text_dim}-d, the model reads text.feature_size="
+            raise InvalidValue(f"cached text features are {features.text_dim}-d, the model reads text.feature_size="
                              f"{model_config.text.feature_size}")
         index = replace(index, features=features)
     image = model_config.image
     if model_config.use_image and image.kind == "region":
         if not image.region_feature_file:
-            raise ValueError("image.kind 'region' reads image.region_feature_file (a region feature directory), which is not set")
+            raise InvalidValue("image.kind 'region' reads image.region_feature_file (a region feature directory), which is not set")
         regions = RegionFeatureFile.open(image.region_feature_file)
         if regions.num_regions != image.num_regions:
-            raise ValueError(f"{image.region_feature_file} holds {regions.num_regions} regions per image, "
+            raise InvalidValue(f"{image.region_feature_file} holds {regions.num_regions} regions per image, "
                              f"the model reads image.num_regions={image.num_regions}")
         index = index.with_image_feature_rows(regions.rows_of(index.item_ids))
     return index

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from k3m.config import ConfigError
+
 from k3m.evaluation.tasks.base import Examples, HeadTask
 
 PROBE_KINDS = ("auto", "logistic", "head")
@@ -44,11 +46,11 @@ class ProbeConfig:
 
     def __post_init__(self):
         if self.kind not in PROBE_KINDS:
-            raise ValueError(f"probe.kind must be one of {PROBE_KINDS}, got {self.kind!r}")
+            raise ConfigError(f"probe.kind must be one of {PROBE_KINDS}, got {self.kind!r}")
         if not self.c_grid or any(c <= 0 for c in self.c_grid):
-            raise ValueError("probe.c_grid must list positive values")
+            raise ConfigError("probe.c_grid must list positive values")
         if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError("probe.validation_fraction must lie in (0, 1)")
+            raise ConfigError("probe.validation_fraction must lie in (0, 1)")
 
 
 class Standardize(nn.Module):
@@ -72,7 +74,7 @@ def gather(vectors: torch.Tensor, rows_of_vectors: np.ndarray, examples: Example
 def uses_logistic(task: HeadTask, config: ProbeConfig) -> bool:
     linear = task.has_linear_form
     if config.kind == "logistic" and not linear:
-        raise ValueError(f"probe.kind logistic: task {task.name} has no linear form (use auto or head)")
+        raise ConfigError(f"probe.kind logistic: task {task.name} has no linear form (use auto or head)")
     return linear and config.kind in ("auto", "logistic")
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Optional
 
-from k3m.config import Config
+from k3m.config import Config, ConfigError
 
 CONFIG_NAME = "k3m_config.json"
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -88,7 +88,7 @@ class ImageConfig:
             return (self.image_size // 32) ** 2  # both downsample by 32
         if self.kind == "region":
             return self.num_regions
-        raise ValueError(f"image.kind must be one of {IMAGE_KINDS}, got {self.kind!r}")
+        raise ConfigError(f"image.kind must be one of {IMAGE_KINDS}, got {self.kind!r}")
 
 
 @dataclass
@@ -208,22 +208,22 @@ class K3MConfig(Config):
 
     def validate(self) -> None:
         if self.encoders not in ENCODER_MODES:
-            raise ValueError(f"encoders must be one of {ENCODER_MODES}, got {self.encoders!r}")
+            raise ConfigError(f"encoders must be one of {ENCODER_MODES}, got {self.encoders!r}")
         if self.frozen:
             if (self.use_title or self.use_knowledge) and not self.text.pretrained_text_dir:
-                raise ValueError("encoders: frozen reads a pretrained text encoder's features: set text.pretrained_text_dir (e.g. minilm)")
+                raise ConfigError("encoders: frozen reads a pretrained text encoder's features: set text.pretrained_text_dir (e.g. minilm)")
             if self.use_image and self.image.kind != "efficientnet":
-                raise ValueError("encoders: frozen reads cached EfficientNet features: set image.kind: efficientnet")
+                raise ConfigError("encoders: frozen reads cached EfficientNet features: set image.kind: efficientnet")
         if self.image.kind == "efficientnet" and self.image.image_size % 32:
-            raise ValueError("image.image_size must be a multiple of 32 for image.kind efficientnet")
+            raise ConfigError("image.image_size must be a multiple of 32 for image.kind efficientnet")
         if self.image.kind not in IMAGE_KINDS:
-            raise ValueError(f"image.kind must be one of {IMAGE_KINDS}, got {self.image.kind!r}")
+            raise ConfigError(f"image.kind must be one of {IMAGE_KINDS}, got {self.image.kind!r}")
         if self.fusion.iifm not in IIFM_MODES:
-            raise ValueError(f"fusion.iifm must be one of {IIFM_MODES}, got {self.fusion.iifm!r}")
+            raise ConfigError(f"fusion.iifm must be one of {IIFM_MODES}, got {self.fusion.iifm!r}")
         if not (self.use_title or self.use_image or self.use_knowledge):
-            raise ValueError("at least one of use_title, use_image, use_knowledge must be True")
+            raise ConfigError("at least one of use_title, use_image, use_knowledge must be True")
         if self.image.kind == "patch" and self.image.image_size % self.image.patch_size:
-            raise ValueError("image.image_size must be a multiple of image.patch_size")
+            raise ConfigError("image.image_size must be a multiple of image.patch_size")
         for name, width, heads in (
             ("text", self.text.hidden_size, self.text.num_heads),
             ("image", self.image.hidden_size, self.image.num_heads),
@@ -231,9 +231,9 @@ class K3MConfig(Config):
             ("structure", self.text.hidden_size, self.structure.heads),
         ):
             if width % heads:
-                raise ValueError(f"{name}: hidden size {width} is not divisible by {heads} heads")
+                raise ConfigError(f"{name}: hidden size {width} is not divisible by {heads} heads")
         if self.lpm.norm not in (1, 2):
-            raise ValueError("lpm.norm must be 1 or 2")
+            raise ConfigError("lpm.norm must be 1 or 2")
 
     # -- files ------------------------------------------------------------------------
     def save(self, directory: str | Path, filename: str = CONFIG_NAME) -> Path:
@@ -256,7 +256,7 @@ class K3MConfig(Config):
         frozen encoders: the width of its features; the model's own widths stay)."""
         bert = json.loads((Path(directory) / "config.json").read_text())
         if bert.get("model_type", "bert") != "bert":
-            raise ValueError(f"{directory}: model_type {bert.get('model_type')!r}, expected a BERT checkpoint")
+            raise ConfigError(f"{directory}: model_type {bert.get('model_type')!r}, expected a BERT checkpoint")
         if self.frozen:
             text = replace(self.text, vocab_size=bert["vocab_size"], pad_token_id=bert.get("pad_token_id", 0),
                            feature_size=bert["hidden_size"], pretrained_text_dir=str(Path(directory).resolve()))
