@@ -142,7 +142,10 @@ def embed_build(checkpoint: str | Path, build_path: str | Path, settings: EmbedS
     ids = build.items["item_id"].to_numpy(dtype=object)
     file_digests = build.items["image_digest"].to_numpy(dtype=object) if "image_digest" in build.items else None
     digests = encoder.input_digests(np.arange(build.num_items), build.images, file_digests)
-    embeddings = np.zeros((build.num_items, model.config.hidden_size), np.float32)
+    embeddings = np.zeros((build.num_items, model.config.embedding_size), np.float32)
+    # c* beside the item vector when they differ (a kept path): what completion's LPM scores
+    kept = model.config.embedding_size != model.config.hidden_size
+    item_repr = np.zeros((build.num_items, model.config.hidden_size), np.float32) if kept else None
     created = np.full(build.num_items, datetime.now(timezone.utc).isoformat(timespec="microseconds"), dtype=object)
     todo = np.arange(build.num_items, dtype=np.int64)
     if previous is not None:
@@ -152,13 +155,18 @@ def embed_build(checkpoint: str | Path, build_path: str | Path, settings: EmbedS
         if pairs:
             rows, old = (np.array(x, dtype=np.int64) for x in zip(*pairs))
             embeddings[rows] = np.asarray(previous.matrix[old], dtype=np.float32)  # float16 -> 32 -> 16 is exact
+            if kept:
+                item_repr[rows] = np.asarray(previous.item_repr[old], dtype=np.float32)
             created[rows] = previous.created[old]
             todo = np.setdiff1d(todo, rows)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     with torch.inference_mode(), autocast:
         for start in range(0, len(todo), settings.chunk):
             part = todo[start:start + settings.chunk]
-            embeddings[part] = encoder.encode(part).numpy()
+            vectors, reprs = encoder.encode_both(part)
+            embeddings[part] = vectors.numpy()
+            if kept:
+                item_repr[part] = reprs.numpy()
             if progress:
                 progress(min(start + settings.chunk, len(todo)), len(todo))
         props = encoder.property_vectors().numpy()
@@ -178,6 +186,6 @@ def embed_build(checkpoint: str | Path, build_path: str | Path, settings: EmbedS
         "seconds": round(seconds, 3),
     }
     store = write_store(build.path, model_id, ids, embeddings, props, values, meta, settings.dtype,
-                        created=created, input_digests=np.array(digests, dtype=object))
+                        created=created, input_digests=np.array(digests, dtype=object), item_repr=item_repr)
     return store, EmbedReport(model_id, str(store.path), build.num_items, int(embeddings.shape[1]), str(device), False,
                               seconds, computed=int(len(todo)))

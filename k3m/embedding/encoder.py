@@ -76,15 +76,32 @@ class ItemEncoder:
 
     @torch.no_grad()
     def encode(self, rows: np.ndarray, plan=None) -> torch.Tensor:
-        """float [len(rows), H] c* in eval mode, in the order of ``rows``."""
-        out = [self.model.encode_items(batch).float().cpu() for batch in self.batches(rows, plan)]
-        return torch.cat(out) if out else torch.empty(0, self.config.hidden_size)
+        """float [len(rows), E] item vectors (``config.embedding_size``: c*, then the kept
+        blocks) in eval mode, in the order of ``rows``."""
+        return self.encode_both(rows, plan)[0]
+
+    @torch.no_grad()
+    def encode_repr(self, rows: np.ndarray, plan=None) -> torch.Tensor:
+        """float [len(rows), H] c* alone: what the LPM scores (``lpm_scorer``)."""
+        return self.encode_both(rows, plan)[1]
+
+    @torch.no_grad()
+    def encode_both(self, rows: np.ndarray, plan=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(item vectors [N, E], c* [N, H]) in one pass."""
+        vectors, reprs = [], []
+        for batch in self.batches(rows, plan):
+            out = self.model.encode(batch)
+            vectors.append(out.item_vector.float().cpu())
+            reprs.append(out.item_repr.float().cpu())
+        if not vectors:
+            return torch.empty(0, self.config.embedding_size), torch.empty(0, self.config.hidden_size)
+        return torch.cat(vectors), torch.cat(reprs)
 
     def encode_train(self, rows: np.ndarray, plan=None) -> torch.Tensor:
         """c* of one mini-batch with gradients, in the model's current mode (fine-tuning)."""
         dataset = self.dataset(rows, plan)
         batch = make_collator(dataset, self.tokenizer, self.config, targets=False)([dataset[int(r)] for r in rows])
-        return self.model(batch.to(next(self.model.parameters()).device), compute_losses=False).item_repr
+        return self.model(batch.to(next(self.model.parameters()).device), compute_losses=False).item_vector
 
     # -- LPM scoring ------------------------------------------------------------------
     @torch.no_grad()
@@ -120,7 +137,7 @@ class ItemEncoder:
 
     def lpm_scorer(self, rows: np.ndarray, vectors: torch.Tensor, chunk: int = 64):
         """``score(items, props) -> [Q, V]`` = −‖c* + p − v‖ over every value (higher = better),
-        for items among ``rows`` (sorted) whose c* are ``vectors``."""
+        for items among ``rows`` (sorted) whose c* are ``vectors`` (``encode_repr``)."""
         if not self.config.use_knowledge:
             raise InvalidValue("LPM scoring needs a model pretrained with knowledge (use_knowledge=True)")
         props = self.property_vectors()

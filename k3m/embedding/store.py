@@ -2,7 +2,10 @@
 
 Layout (written by ``k3m embed``, read by the query scripts)::
 
-    embeddings.npy   float32 (or float16 on request) [N, H]; row == item index of the build
+    embeddings.npy   float32 (or float16 on request) [N, E]: the item vectors; row == item
+                     index of the build
+    item_repr.npy    float32 [N, H]: c*, only where the item vector is wider (a kept path,
+                     k3m.model.nn.kept_features); what completion's LPM scores
     ids.parquet      per row: item_id (str), in the build's items order, kept here so the
                      directory is self-describing (checked against the build on open);
                      created (str, UTC ISO: when this row was computed: rows carried over
@@ -40,6 +43,7 @@ from etl.errors import InvalidValue, NotFound, UserError
 from etl.sync import manifest_sha256
 
 EMBEDDINGS_DIR = "embeddings"
+ITEM_REPR = "item_repr.npy"  # c*, beside item vectors that are wider (a kept path)
 DTYPES = ("float32", "float16")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -129,8 +133,15 @@ class EmbeddingStore:
 
     @cached_property
     def matrix(self) -> np.ndarray:
-        """[N, H] as stored (float32 or float16), memory-mapped."""
+        """[N, E] item vectors as stored (float32 or float16), memory-mapped."""
         return np.load(self.path / "embeddings.npy", mmap_mode="r")
+
+    @cached_property
+    def item_repr(self) -> np.ndarray:
+        """[N, H] c*, what the LPM scores (completion): its own file where the item vector is
+        wider (a kept path), else the item vectors themselves. Memory-mapped."""
+        path = self.path / ITEM_REPR
+        return np.load(path, mmap_mode="r") if path.is_file() else self.matrix
 
     @cached_property
     def _rows(self) -> dict[str, np.ndarray]:
@@ -193,9 +204,11 @@ def write_store(
     dtype: str = "float32",
     created: np.ndarray | None = None,
     input_digests: np.ndarray | None = None,
+    item_repr: np.ndarray | None = None,
 ) -> EmbeddingStore:
     """Write (or replace) ``BUILD/embeddings/<model_id>/`` atomically. ``created`` per row
-    defaults to ``meta["created"]``."""
+    defaults to ``meta["created"]``; ``item_repr``: c* where the item vector is wider (a kept
+    path), what the LPM scores."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -218,6 +231,8 @@ def write_store(
     final = root / model_id
     with writing_directory(final) as tmp:
         np.save(tmp / "embeddings.npy", stored)
+        if item_repr is not None:
+            np.save(tmp / ITEM_REPR, np.ascontiguousarray(item_repr, dtype=np.float32))
         np.save(tmp / "properties.npy", np.ascontiguousarray(property_vectors, dtype=np.float32))
         np.save(tmp / "values.npy", np.ascontiguousarray(value_vectors, dtype=np.float32))
         rows = len(ids)

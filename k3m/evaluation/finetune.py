@@ -41,7 +41,7 @@ def finetune_and_measure(
     encoder = copy.copy(encoder)
     encoder.model = copy.deepcopy(encoder.model)
     model = encoder.model
-    head = task.make_head(model.config.hidden_size).to(next(model.parameters()).device)
+    head = task.make_head(model.config.embedding_size).to(next(model.parameters()).device)
     optimizer = torch.optim.AdamW(
         [
             {"params": model.parameters(), "lr": config.learning_rate},

@@ -227,11 +227,11 @@ class EvaluationRun:
                     order = np.argsort(both, kind="stable")
                     metrics = task.measure_vectors(both[order], torch.cat([vectors["finetune"], vectors["test"]])[torch.from_numpy(order)])
                 elif not task.trains_head:  # scored by the model's LPM over the task's own items
-                    rows, task_vectors = task.rows, vectors.get("test")
+                    rows, task_vectors = task.rows, vectors.get("test_repr")  # the LPM scores c*
                     if task_vectors is not None and np.isin(rows, self.test_rows).all():
                         task_vectors = task_vectors[torch.from_numpy(np.searchsorted(self.test_rows, rows))]
                     else:
-                        task_vectors = self._encode(name, encoder, rows, plans["test"], setting, ratio, part="encode_lp")
+                        _, task_vectors = self._encode(name, encoder, rows, plans["test"], setting, ratio, part="encode_lp")
                         t0 = time.perf_counter()  # the cell's own time is the scoring
                     metrics = task.score(encoder.lpm_scorer(rows, task_vectors))
                 elif cfg.mode == "probe" or name in BASELINES:  # frozen features: probed in either mode
@@ -269,9 +269,10 @@ class EvaluationRun:
             if setting == CLEAN or ignores:
                 if role not in clean:
                     clean[role] = self._encode(name, encoder, rows, None, CLEAN, 0.0)
-                out[role] = clean[role]
+                encoded = clean[role]
             else:
-                out[role] = self._encode(name, encoder, rows, plans[role], setting, ratio)
+                encoded = self._encode(name, encoder, rows, plans[role], setting, ratio)
+            out[role], out[f"{role}_repr"] = encoded
         return out
 
     def ignores(self, name: str, setting: str) -> bool:
@@ -296,12 +297,14 @@ class EvaluationRun:
                                       source["sizes"], reused_clean=True))
         log(f"{name} {setting} {ratio:.0%}: reads none of what {setting} corrupts: the clean cells")
 
-    def _encode(self, name, encoder, rows, plan, setting, ratio, part: str = "encode") -> torch.Tensor:
+    def _encode(self, name, encoder, rows, plan, setting, ratio, part: str = "encode"):
+        """(item vectors, c* or None): K3M models give both in one pass (the LPM scores c*);
+        the off-the-shelf representations only vectors."""
         t0 = time.perf_counter()
-        vectors = encoder.encode(rows, plan)
+        encoded = encoder.encode_both(rows, plan) if hasattr(encoder, "encode_both") else (encoder.encode(rows, plan), None)
         fields = {"setting": setting, "ratio": ratio} if part == "encode" else {}
         self.store.add_timing(part, name, time.perf_counter() - t0, **fields, items=len(rows))
-        return vectors
+        return encoded
 
     def run_transe(self, task_name: str, task) -> None:
         cfg = self.cfg

@@ -156,11 +156,44 @@ class LPMConfig:
 
 
 @dataclass
+class KeepConfig:
+    """The kept path (frozen encoders): the item vector keeps what the item's frozen features
+    carry, beside c*. Per modality, the pooled frozen feature (the title's mean token feature,
+    the mean image grid cell, the mean of the pairs' "property : value" vectors) is scaled to
+    unit length, centred and projected onto its ``dims`` principal components, all fitted on
+    the train items before pretraining (buffers of the model, saved with it). An absent title
+    or image is filled from c* by its reconstruction head (``impute``). 0 dims: no block;
+    all 0 (the default, and every checkpoint made before this existed): the item vector is c*.
+    """
+
+    title: int = 0
+    image: int = 0
+    knowledge: int = 0
+    impute: bool = True
+    fit_items: int = 50000  # train items the statistics are fitted on (a seeded sample beyond that)
+
+    @property
+    def enabled(self) -> bool:
+        return self.title + self.image + self.knowledge > 0
+
+
+@dataclass
+class MatchingConfig:
+    """The matching task (frozen encoders; loss weight ``loss.matching``): c* of the item as
+    shown (hidden, swapped or intact) against its own clean kept features, InfoNCE over the
+    batch in both directions: neighbourhoods of c* follow what the items are."""
+
+    temperature: float = 0.1
+    dim: int = 128  # width of the space both sides are projected into
+
+
+@dataclass
 class LossConfig:
     mlm_title: float = 1.0
     mlm_knowledge: float = 1.0
     mom: float = 1.0
     lpm: float = 1.0
+    matching: float = 0.0  # needs the kept path (keep.*): its targets are the kept features
     # FashionBERT-style adaptive weighting, here as learned uncertainty weights
     # (total = sum_k w_k (exp(-s_k) L_k + s_k)); fixed weights when False.
     adaptive: bool = False
@@ -179,6 +212,8 @@ class K3MConfig(Config):
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     lpm: LPMConfig = field(default_factory=LPMConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    keep: KeepConfig = field(default_factory=KeepConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
     # modality switches (evaluation baselines)
     use_title: bool = True
     use_image: bool = True
@@ -205,6 +240,20 @@ class K3MConfig(Config):
     @property
     def frozen(self) -> bool:
         return self.encoders == "frozen"
+
+    @property
+    def kept_dims(self) -> dict[str, int]:
+        """Width of each kept block (frozen encoders, modalities the model uses), 0 = none."""
+        if not self.frozen:
+            return {"title": 0, "image": 0, "knowledge": 0}
+        k = self.keep
+        return {"title": k.title if self.use_title else 0, "image": k.image if self.use_image else 0,
+                "knowledge": k.knowledge if self.use_knowledge else 0}
+
+    @property
+    def embedding_size(self) -> int:
+        """Width of the item vector: c*, then the kept blocks."""
+        return self.hidden_size + sum(self.kept_dims.values())
 
     def validate(self) -> None:
         if self.encoders not in ENCODER_MODES:
@@ -234,6 +283,14 @@ class K3MConfig(Config):
                 raise ConfigError(f"{name}: hidden size {width} is not divisible by {heads} heads")
         if self.lpm.norm not in (1, 2):
             raise ConfigError("lpm.norm must be 1 or 2")
+        for name, width in (("title", self.text.feature_size), ("image", EFFICIENTNET_FEATURES),
+                            ("knowledge", self.text.feature_size)):
+            if not 0 <= getattr(self.keep, name) <= width:
+                raise ConfigError(f"keep.{name} must lie in 0..{width} (the frozen feature's width)")
+        if self.loss.matching > 0 and not (self.frozen and self.keep.enabled):
+            raise ConfigError("loss.matching compares c* with the kept features: it needs encoders: frozen and keep.* > 0")
+        if self.matching.temperature <= 0 or self.matching.dim < 1:
+            raise ConfigError("matching.temperature must be > 0 and matching.dim >= 1")
 
     # -- files ------------------------------------------------------------------------
     def save(self, directory: str | Path, filename: str = CONFIG_NAME) -> Path:

@@ -89,6 +89,9 @@ class FeatureTargets:
     image: Optional[torch.Tensor]  # float [B, 1280] mean of its grid; None without an image stream
     image_present: Optional[torch.Tensor]  # bool [B]
     masked: Pairs  # pairs taken out of the knowledge stream and the graph: values to predict, LPM positives
+    # float [B, F] mean of the "property : value" vectors of all its pairs (masked ones too);
+    # zeros without pairs; None when the model keeps no knowledge block (k3m.model.nn.kept_features)
+    knowledge: Optional[torch.Tensor] = None
 
 
 ModeInputs = Union[TokenInputs, FeatureInputs]

@@ -19,24 +19,29 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from encoders.image.cached import GRID_FEATURES
 from encoders.weights import load_state_dict_strictly
 from k3m.model.batch import K3MBatch
 from k3m.model.configuration import CONFIG_NAME, K3MConfig
 from k3m.model.core import K3MCore
 from k3m.model.heads import HeadContext, TaskWeighting, build_heads, lpm_distance
 from k3m.model.legacy_keys import upgrade_state_dict
+from k3m.model.nn.kept_features import KeptFeatures
 from k3m.model.stems import FeatureStem, TokenStem, build_stem
 
 WEIGHTS_NAME = "model.safetensors"
+RECONSTRUCTION = {"title": "mlm_title", "image": "mom"}  # the frozen heads that rebuild a modality from c*
 
 
 @dataclass
 class K3MOutput:
     item_center: torch.Tensor  # c [B, H]
     item_repr: torch.Tensor  # c* [B, H]
+    item_vector: torch.Tensor  # [B, E] what an item is embedded as: c*, then the kept blocks (config.embedding_size)
     losses: dict[str, torch.Tensor] = field(default_factory=dict)  # per task, plus "loss" (weighted total)
     pooled: dict[str, torch.Tensor] = field(default_factory=dict)  # per modality, [B, H], zeros where absent
     present: dict[str, torch.Tensor] = field(default_factory=dict)  # per modality, bool [B]
@@ -56,6 +61,11 @@ class K3MModel(nn.Module):
         self.core = K3MCore(config)
         self.heads = build_heads(config, self.stem)
         self.task_weighting = TaskWeighting(config.loss)
+        # the kept path (buffers only: no initialisation draws); fitted before pretraining
+        kept = config.kept_dims
+        self.kept = (KeptFeatures(kept, {"title": config.text.feature_size, "image": GRID_FEATURES,
+                                         "knowledge": config.text.feature_size})
+                     if any(kept.values()) else None)
 
     # -- the forward pass --------------------------------------------------------------
     def forward(self, batch: K3MBatch, compute_losses: bool = True) -> K3MOutput:
@@ -63,23 +73,50 @@ class K3MModel(nn.Module):
         batch carries. Visual tokens are MOM-masked only when losses are computed."""
         stem = self.stem(batch, compute_losses)
         core = self.core(stem.streams, batch.graph, lambda knowledge: self.stem.edge_properties(batch, knowledge))
+        item_vector = self.item_vector(batch, core.item_repr)
         losses = {}
         if compute_losses:
-            ctx = HeadContext(batch, self.stem, stem.streams, stem.visual, core.fused, core.item_repr)
+            ctx = HeadContext(batch, self.stem, stem.streams, stem.visual, core.fused, core.item_repr, self.kept)
             for head in self.heads.values():
                 losses.update(head.losses(ctx))
             if losses:
                 losses["loss"] = self.task_weighting(losses)
-        return K3MOutput(core.item_center, core.item_repr, losses, core.pooled, core.present, core.pair_attention)
+        return K3MOutput(core.item_center, core.item_repr, item_vector, losses, core.pooled, core.present,
+                         core.pair_attention)
+
+    def item_vector(self, batch: K3MBatch, item_repr: torch.Tensor) -> torch.Tensor:
+        """c* alone, or (with a kept path) c* then the kept blocks, each of unit length: a
+        cosine over the item vector weighs c* and every modality the item has alike. An absent
+        title or image is filled from c* by its reconstruction head (``keep.impute``); an
+        item without pairs has no knowledge block (zeros)."""
+        if self.kept is None:
+            return item_repr
+        pooled = FeatureStem.pooled_features(batch)
+        features = {}
+        for name in self.kept.dims:
+            raw, present = pooled[name]
+            head = self.heads[RECONSTRUCTION[name]] if name in RECONSTRUCTION and RECONSTRUCTION[name] in self.heads else None
+            if self.config.keep.impute and head is not None:
+                raw = torch.where(present.unsqueeze(-1), raw.to(item_repr.dtype), head.net(item_repr))
+            features[name] = raw
+        blocks = self.kept(features)
+        parts = [item_repr] + [blocks[name] for name in self.kept.dims]
+        return torch.cat([F.normalize(part.float(), dim=-1) for part in parts], dim=-1)
 
     # -- inference API -----------------------------------------------------------------
     @torch.no_grad()
     def encode_items(self, batch: K3MBatch) -> torch.Tensor:
-        """c* [B, H] in eval mode (no dropout, no Gumbel noise, no masking), no losses."""
+        """The item vectors [B, E] (``config.embedding_size``) in eval mode (no dropout, no
+        Gumbel noise, no masking), no losses."""
+        return self.encode(batch).item_vector
+
+    @torch.no_grad()
+    def encode(self, batch: K3MBatch) -> K3MOutput:
+        """The forward pass in eval mode, no losses: item vectors and c* (what the LPM scores)."""
         was_training = self.training
         self.eval()
         try:
-            return self.forward(batch, compute_losses=False).item_repr
+            return self.forward(batch, compute_losses=False)
         finally:
             self.train(was_training)
 

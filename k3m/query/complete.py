@@ -151,7 +151,7 @@ class Completer:
         k = min(k, len(self.values))
         ids, dists = [], []
         for start in range(0, len(rows), chunk):
-            c = torch.from_numpy(np.asarray(self.store.matrix[rows[start:start + chunk]], dtype=np.float32))
+            c = torch.from_numpy(np.asarray(self.store.item_repr[rows[start:start + chunk]], dtype=np.float32))
             d = lpm_distance(c[:, None, :], p[None, None, :], v, norm)  # [n, V]
             top = torch.topk(d, k, dim=1, largest=False)
             ids.append(self.values[top.indices.numpy()])

@@ -63,7 +63,10 @@ class TrainConfig(Config):
     batch_size: int = 256  # items per micro-batch and process
     grad_accum: int = 1  # micro-batches per optimizer step
     epochs: int = 4  # about 14 minutes of fashion44k on a 2-core CPU (docs/pretrain.md)
-    max_steps: Optional[int] = None  # optimizer steps; None = epochs x steps per epoch
+    max_steps: Optional[int] = None  # optimizer steps; None = epochs x steps per epoch, at least min_steps
+    # a small catalog is seen more often: 4 epochs of 3,000 items are 40 steps, too few to learn
+    # anything; fashion44k's 4 epochs are 556 steps, above it
+    min_steps: int = 400
     lr: float = 1e-3
     betas: tuple[float, ...] = (0.9, 0.98)
     weight_decay: float = 0.01
@@ -96,6 +99,8 @@ class TrainConfig(Config):
             raise ConfigError("batch_size, grad_accum and epochs must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError("max_steps must be >= 1 (or null: epochs x steps per epoch)")
+        if self.min_steps < 0:
+            raise ConfigError("min_steps must be >= 0")
         for name in ("log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")

@@ -23,14 +23,17 @@ from etl.errors import InvalidValue, UserError
 from encoders.text import load_tokenizer
 from k3m.data import index_for
 from k3m.model import K3MModel
+from k3m.model.configuration import LossConfig
+from k3m.model.heads.task_weighting import task_names
 from k3m.model.checkpoint import find_checkpoint, load_model, load_property_order
 from k3m.training.checkpointing import Position, restore_training_state, save_training_checkpoint
 from k3m.training.config import TrainConfig
 from k3m.training.distributed import Dist, mean_over_ranks, seed_everything, setup
+from k3m.training.kept_statistics import fit_kept_features
 from k3m.training.prepare import make_loaders, make_optimizer, prepare_tokenizer, resolve_text_dir, split_rows
 from k3m.training.tracking import Metrics, Progress, peak_memory_mb
 
-TASKS = ("mlm_title", "mlm_knowledge", "mom", "lpm")
+TASKS = task_names(LossConfig(matching=1.0))  # every task a loss line may carry
 KEYS = ("loss",) + TASKS
 
 
@@ -119,6 +122,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
         index = index_for(build, model_cfg)
         tokenizer = prepare_tokenizer(cfg, model_cfg, index, train_rows, run_dir, dist)
         model = K3MModel(model_cfg.with_tokenizer(tokenizer))
+        fit_kept_features(model, index, train_rows, cfg.seed)  # the kept path's map, before the first step
     model_cfg = model.config
     if model_cfg.use_image and model_cfg.image.kind in ("patch", "cnn") and build.images.shape[1] != model_cfg.image.image_size:
         raise InvalidValue(
@@ -130,7 +134,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
 
     # optimizer, schedule, position
     steps_per_epoch = sampler.batches_per_epoch() // cfg.grad_accum
-    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    total_steps = cfg.max_steps or max(cfg.epochs * steps_per_epoch, cfg.min_steps)
     optimizer, scheduler = make_optimizer(cfg, model, total_steps, dist.device)
     pos = restore_training_state(ckpt, dist, optimizer, scheduler) if ckpt is not None else Position()
     raw_model = model

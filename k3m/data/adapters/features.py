@@ -51,6 +51,7 @@ class FeatureAdapter(InputAdapter):
         self.masking = config.masking
         self.max_title = config.text.max_title_tokens
         self.use_title, self.use_image = config.use_title, config.use_image
+        self.keeps_knowledge = config.kept_dims["knowledge"] > 0  # its own pairs' mean is a matching target
         self.text_dim = self.features.text_dim
 
     def collate(self, records: Sequence[ItemRecord]) -> Collated:
@@ -160,7 +161,16 @@ class FeatureAdapter(InputAdapter):
             image = torch.from_numpy(f.image_grid(own).astype(np.float32).mean(1))
             image_present = torch.from_numpy(own >= 0)
         pairs = Pairs(torch.from_numpy(masked.item), torch.from_numpy(masked.property), torch.from_numpy(masked.value))
-        return FeatureTargets(title, title_present, image, image_present, pairs)
+        knowledge = torch.from_numpy(self._own_knowledge(records)) if self.keeps_knowledge else None
+        return FeatureTargets(title, title_present, image, image_present, pairs, knowledge)
+
+    def _own_knowledge(self, records) -> np.ndarray:
+        """float32 [B, F] mean "property : value" vector of each item's pairs, masked ones too."""
+        out = np.zeros((len(records), self.text_dim), np.float32)
+        for b, r in enumerate(records):
+            if len(r.pairs):
+                out[b] = np.asarray(self.features.pair_vectors(r.pairs[:, 0], r.pairs[:, 1]), np.float32).mean(0)
+        return out
 
 
 def _flatten(parts: list[tuple[int, np.ndarray]]) -> tuple[PairArrays, np.ndarray]:

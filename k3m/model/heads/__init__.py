@@ -5,6 +5,7 @@
 from k3m.model.heads.base import TaskHead
 from k3m.model.heads.context import HeadContext
 from k3m.model.heads.lpm import LinkPrediction, lpm_distance, lpm_margin_loss, rows_of
+from k3m.model.heads.matching import Matching
 from k3m.model.heads.mlm import MaskedTokens, MLMHead
 from k3m.model.heads.mom import MaskedVisualTokens, MOMHead
 from k3m.model.heads.reconstruction import ModalityReconstruction, ReconstructionHead
@@ -13,5 +14,5 @@ from k3m.model.heads.task_weighting import TaskWeighting
 from k3m.model.heads.value_prediction import MaskedPairs, ValuePredictionHead
 
 __all__ = ["HEADS", "HeadContext", "LinkPrediction", "MLMHead", "MOMHead", "MaskedPairs", "MaskedTokens",
-           "MaskedVisualTokens", "ModalityReconstruction", "ReconstructionHead", "TaskHead", "TaskWeighting",
+           "MaskedVisualTokens", "Matching", "ModalityReconstruction", "ReconstructionHead", "TaskHead", "TaskWeighting",
            "ValuePredictionHead", "build_heads", "lpm_distance", "lpm_margin_loss", "rows_of"]

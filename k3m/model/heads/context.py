@@ -17,6 +17,7 @@ class HeadContext:
     visual: object  # encoders.image.VisualTokens or None
     fused: dict[str, torch.Tensor]  # name -> IIFM output
     item_repr: torch.Tensor  # c* [B, H]
+    kept: Optional[object] = None  # the model's KeptFeatures (frozen encoders with a kept path)
     _vocabulary: Optional[tuple[torch.Tensor, torch.Tensor]] = field(default=None, repr=False)
 
     @property
@@ -28,3 +29,15 @@ class HeadContext:
         if self._vocabulary is None:
             self._vocabulary = self.stem.vocabulary(self.batch)
         return self._vocabulary
+
+    def own_kept(self) -> Optional[torch.Tensor]:
+        """[B, K] the kept blocks of each item's own clean features (whatever it was shown),
+        each block unit length; None without a kept path or targets."""
+        targets = self.targets
+        if self.kept is None or targets is None:
+            return None
+        own = {name: getattr(targets, name, None) for name in self.kept.dims}
+        if any(features is None for features in own.values()):
+            return None
+        blocks = self.kept(own)
+        return torch.cat([torch.nn.functional.normalize(blocks[name], dim=-1) for name in self.kept.dims], dim=-1)

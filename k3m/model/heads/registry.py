@@ -16,6 +16,7 @@ from torch import nn
 from encoders.image.cached import GRID_FEATURES
 from k3m.model.heads.base import TaskHead
 from k3m.model.heads.lpm import LinkPrediction
+from k3m.model.heads.matching import Matching
 from k3m.model.heads.mlm import MaskedTokens
 from k3m.model.heads.mom import MaskedVisualTokens
 from k3m.model.heads.reconstruction import ModalityReconstruction
@@ -59,10 +60,16 @@ def _link_prediction(config, stem) -> Optional[TaskHead]:
     return LinkPrediction(config.lpm) if config.use_knowledge and config.loss.lpm > 0 else None
 
 
+def _matching(config, stem) -> Optional[TaskHead]:
+    if not config.loss.matching > 0:
+        return None
+    return Matching(config.hidden_size, sum(config.kept_dims.values()), config.matching.dim, config.matching.temperature)
+
+
 HEADS: dict[str, dict[str, HeadFactory]] = {
     "trainable": {"mlm": _masked_tokens, "mom": _masked_visual_tokens, "lpm": _link_prediction},
     "frozen": {"mlm_title": _title_reconstruction, "mom": _image_reconstruction, "mlm_knowledge": _masked_pairs,
-               "lpm": _link_prediction},
+               "lpm": _link_prediction, "matching": _matching},
 }
 
 

@@ -12,9 +12,15 @@ import torch
 from torch import nn
 
 
+# tasks added after the first checkpoints: weighed (and given an adaptive weight) only when
+# switched on, so a checkpoint made before them loads with the parameters it has
+OPTIONAL_TASKS = ("matching",)
+
+
 def task_names(loss_config) -> tuple[str, ...]:
     """The tasks a LossConfig weighs: its fields but ``adaptive``, in their order."""
-    return tuple(f.name for f in dataclasses.fields(loss_config) if f.name != "adaptive")
+    return tuple(f.name for f in dataclasses.fields(loss_config)
+                 if f.name != "adaptive" and (f.name not in OPTIONAL_TASKS or getattr(loss_config, f.name) > 0))
 
 
 class TaskWeighting(nn.Module):
