@@ -75,7 +75,7 @@ def similar_items(db, item_id: str, k: int = 10, item_filter: ItemFilter = ItemF
     started = time.perf_counter()
     require_item(db, item_id)
     search = search or VectorSearch(db, store, strategy)
-    if search.strategy != "client" and not db.run(HAS_EMBEDDING, id=str(item_id))[0]["has"]:
+    if search.strategy not in ("client", "ann") and not db.run(HAS_EMBEDDING, id=str(item_id))[0]["has"]:
         raise VectorSearchError(f"item {item_id!r} has no embedding in database {db.database!r}: embed the build "
                                 f"(`k3m embed --checkpoint RUN BUILD`) or pass --build BUILD to search its embeddings")
     hits = search.similar(str(item_id), k, item_filter)
@@ -109,7 +109,8 @@ def add_parser(sub) -> None:
     image.add_argument("--with-image", dest="has_image", action="store_const", const=True, help="only items with an image")
     p.add_argument("--show", action="append", default=[], metavar="PROPERTY", help="also print this property's values")
     p.add_argument("--strategy", choices=STRATEGIES, default="auto",
-                   help="auto (default): native index if the server has one, else exact search over the build's matrix")
+                   help="auto (default): the server's native vector index if it has one, else the build's "
+                        "FAISS index if it has one (ann), else exact search over the build's matrix (client)")
     add_store_arguments(p)
     add_graph_arguments(p)
     p.set_defaults(func=run)
