@@ -11,8 +11,8 @@ the service cannot use (unknown property, ``where`` without ``=``), 422 for a pa
 the wrong type or range, 401 without the right ``Authorization: Bearer TOKEN`` when the
 service has a token (it must when it listens beyond loopback: k3m/serve/cli.py).
 """
-from __future__ import annotations
-
+# no `from __future__ import annotations`: FastAPI reads the routes' annotations, which
+# refer to names local to create_app (the token check, the service's limits)
 import secrets
 from typing import Annotated
 

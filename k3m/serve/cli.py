@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -73,9 +74,18 @@ def run(args) -> int:
                                 access_log=False)
         server = uvicorn.Server(config)
         _announce(server, health, token is not None)
-        server.run()
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the
+        # handler in place before it: a no-op here, so the graph connection closes and the
+        # command exits 0 like `k3m kg serve`
+        before = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            server.run()
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
     finally:
         service.close()
+    print("k3m serve-api: stopped", file=sys.stderr)
     return 0
 
 

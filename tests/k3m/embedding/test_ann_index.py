@@ -18,14 +18,6 @@ from k3m.embedding.ann_index import (AnnIndex, AnnSettings, build_index, ensure_
 from k3m.embedding.store import EmbeddingStore
 from k3m.query.vector_search import ExactIndex
 
-@pytest.fixture(scope="module")
-def query_store(micro_checkpoint, slice_view):
-    """The micro checkpoint's embeddings of the 600-item slice (a private view of the build)."""
-    from k3m.embedding.embed import embed_build
-
-    return embed_build(micro_checkpoint, slice_view("ann-builds"))[0]
-
-
 KINDS = {"hnsw": AnnSettings(kind="hnsw", hnsw_m=8, hnsw_ef_search=16),
          # 600 rows: 15 lists; 6 probed, so most of the catalog is never looked at
          "ivf": AnnSettings(kind="ivf", ivf_nprobe=6)}
