@@ -131,7 +131,7 @@ def test_sync_updates_the_index_without_a_rebuild(embedded_old, update_catalogs,
     removed = set(before.ids) - set(after.ids)
     recomputed_old = computed & set(before.ids)
     update = ann.meta["last_update"]
-    assert update["mode"] == "incremental"
+    assert update["mode"] == "incremental" and report["embed"][0]["index"]["last_update"] == update
     assert update["added"] == len(computed) and update["removed"] == len(removed) + len(recomputed_old)
     assert 0 < len(removed) and 0 < len(computed) < 200
     # every row of the new store is one live label, whose vector is that row's
@@ -165,3 +165,19 @@ def test_a_saved_index_of_another_store_version_is_not_updated_but_rebuilt(query
     save_index(ann, copy.path)
     assert copy.ann_index() is None
     assert ensure_index(copy, AnnSettings(kind="auto")) is None  # stale and small: exact, index removed
+
+
+def test_k3m_embed_builds_keeps_and_removes_the_index(micro_checkpoint, slice_view, capsys):
+    from k3m.cli import main
+
+    build = slice_view("ann-cli")
+    args = ["embed", "--checkpoint", str(micro_checkpoint), str(build), "--no-graph", "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["index"] == {"kind": "exact"}  # 600 items: exact search
+    assert main([*args, "--index", "hnsw"]) == 0
+    made = json.loads(capsys.readouterr().out)["index"]
+    assert made["kind"] == "hnsw" and made["live"] == 600 and made["last_update"]["mode"] == "built"
+    assert main(args) == 0 and json.loads(capsys.readouterr().out)["index"] == made  # auto keeps what is there
+    assert main([*args, "--index", "exact"]) == 0
+    assert json.loads(capsys.readouterr().out)["index"] == {"kind": "exact"}
+    assert EmbeddingStore.open(build).ann_index() is None
