@@ -58,12 +58,13 @@ class AnnSettings:
     exact_below: int = 50_000  # auto: fewer rows than this get no index (exact search)
     ivf_from: int = 2_000_000  # auto: this many rows or more get IVF instead of HNSW
     hnsw_m: int = 32  # links per node (memory: ~2 x M x 4 bytes per row beside the vector)
-    hnsw_ef_construction: int = 80
+    hnsw_ef_construction: int = 40  # FAISS's default: building costs ~linearly in it
     hnsw_ef_search: int = 64  # candidates kept while searching: recall against speed
     rebuild_dead_fraction: float = 0.2  # hnsw: rebuild when this share of labels are tombstones
     ivf_lists_per_sqrt: float = 4.0  # ivf: lists = this x sqrt(rows), the FAISS guideline's low end
     ivf_nprobe: int = 32  # lists scanned per query
     ivf_train_per_list: int = 64  # training sample: this many rows per list (FAISS wants >= 39)
+    ivf_train_iterations: int = 10  # k-means iterations (as FAISS by default)
     ivf_regrow: float = 4.0  # ivf: retrain once the rows exceed this x the trained rows
     widen_limit: int = 64  # filtered search widens ef/nprobe up to this x the default, then exact
     seed: int = 0
@@ -230,6 +231,7 @@ def build_index(matrix: np.ndarray, version: dict, settings: AnnSettings = AnnSe
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.own_fields = True
         quantizer.this.disown()
+        index.cp.niter = settings.ivf_train_iterations
         sample = np.random.default_rng(settings.seed).choice(rows, min(rows, nlist * settings.ivf_train_per_list),
                                                              replace=False)
         index.train(unit_rows(matrix[np.sort(sample)]))
