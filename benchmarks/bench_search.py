@@ -10,9 +10,12 @@ recall@10 >= 0.95 against exact search.
 BASE_BUILD is a real catalog build with real embeddings (`k3m import` + `k3m embed` of
 fashion44k). The large catalog is made from it, and the JSON says so plainly:
 
-* items: the base catalog's records repeated ``copies`` times with new ids (``ID~k``), the
-  same titles, properties and categories, imported by `k3m import` (images left out, so no
-  item has one) and loaded into the embedded graph by `k3m kg load`;
+* items: the base catalog's records repeated ``copies`` times, copy 0 with the real ids and
+  copy k with ``ID~k``, the same titles, properties and categories, imported by `k3m
+  import` (images left out, so no item has one); the graph is either this catalog loaded
+  by `k3m kg load` or, with ``--graph-database``, a database holding the base build (its
+  constraints then return copy 0's items: candidate lists the size of the base catalog's,
+  searched for in the large index);
 * vectors: copy k of an item is the item's real vector plus Gaussian noise whose norm is
   ``noise`` times the median distance of the real items to their 10th nearest neighbour,
   so a copy's neighbours mix its siblings with other items' copies (not near-duplicates
@@ -83,7 +86,8 @@ def replicated_catalog(base: CatalogBuild, copies: int, work: Path) -> Path:
     with gzip.open(replicas, "wt", encoding="utf-8", compresslevel=1) as sink:
         for k in range(copies):
             for record in records:
-                sink.write(json.dumps({**record, "id": f"{record['id']}~{k}"}) + "\n")
+                # copy 0 keeps the real ids: a graph of the base build answers constraints for it
+                sink.write(json.dumps(record if k == 0 else {**record, "id": f"{record['id']}~{k}"}) + "\n")
     empty = work / "no-images"
     empty.mkdir(exist_ok=True)
     started = time.perf_counter()
@@ -170,7 +174,7 @@ def measure_index(ann, exact, rows, truth, k, candidates=None, truth_constrained
     return out
 
 
-def in_process(store, build, db, kinds, rows, k, args) -> dict:
+def in_process(store, build, db, kinds, rows, k, args, graph_rows) -> dict:
     exact = ExactIndex(store)
     _ = exact.inv_norms
     categories = build.items["category"].to_numpy(dtype=object)
@@ -223,7 +227,7 @@ def in_process(store, build, db, kinds, rows, k, args) -> dict:
                 filters.append(("same_brand", lambda r: ItemFilter(same=(brand,))))
             for name, make in filters:
                 ms = []
-                for r in rows[: args.graph_queries]:
+                for r in graph_rows[: args.graph_queries]:
                     started = time.perf_counter()
                     search.similar(str(ids[r]), k, make(r))
                     ms.append((time.perf_counter() - started) * 1000)
@@ -236,7 +240,8 @@ def in_process(store, build, db, kinds, rows, k, args) -> dict:
 
 
 # -- the service ---------------------------------------------------------------------------
-def service(build_path: Path, database: str, store, build, rows, k, args, strategy: str, truth=None) -> dict:
+def service(build_path: Path, database: str, store, build, rows, k, args, strategy: str, truth=None,
+            graph_rows=None) -> dict:
     env = {**os.environ}
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "k3m", "serve-api", str(build_path), "--port", "0",
@@ -277,7 +282,7 @@ def service(build_path: Path, database: str, store, build, rows, k, args, strate
             row_of = store.row_of
             found = [np.array([row_of[h["id"]] for h in b["hits"]]) for b in bodies]
             out["unconstrained"]["recall_at_10"] = round(recall(found, truth), 4)
-        few = rows[: args.graph_queries]
+        few = (rows if graph_rows is None else graph_rows)[: args.graph_queries]
         out["category"] = percentiles(timed([path(r, category=categories[r]) for r in few])[0])
         out["same_brand"] = percentiles(timed([path(r, same_brand="true") for r in few])[0])
         status = Path(f"/proc/{process.pid}/status").read_text()
@@ -299,13 +304,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", nargs="+", default=["hnsw", "ivf"])
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--graph-queries", type=int, default=100, help="queries per graph-constrained measurement")
-    parser.add_argument("--stages", nargs="+", default=["catalog", "graph", "index", "service"])
+    parser.add_argument("--stages", nargs="+", default=["graph", "index", "service"])
+    parser.add_argument("--graph-database", help="a database holding the base build (default: load the large catalog "
+                                                 "into bench<copies>)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("K3M_DATA_DIR", str((args.work / "data").resolve()))
-    database = f"bench{args.copies}"
+    database = args.graph_database or f"bench{args.copies}"
     k = 10
 
     report: dict = {"machine": describe(("numpy", "faiss-cpu", "fastapi", "uvicorn", "neo4j", "arcadedb-embedded")),
@@ -321,17 +328,29 @@ def main(argv: list[str] | None = None) -> int:
                 f"synthetic-size vectors, not a model's output")}
     rng = np.random.default_rng(args.seed)
     rows = rng.choice(build.num_items, args.queries, replace=False)
+    # queries with graph constraints: items the graph holds
+    graph_rows = rows
+    if args.graph_database:
+        base_ids = base_store.ids[rng.choice(len(base_store.ids), args.graph_queries, replace=False)]
+        graph_rows = store.rows(base_ids.tolist())
     db = None
-    if "graph" in args.stages:
+    if "graph" in args.stages and args.graph_database:
+        from kg.graph_db import connect
+
+        db = connect(database=database, create=False)
+        report["graph"] = {"database": database, "holds": "the base build (copy 0's ids)"}
+    elif "graph" in args.stages:
         db, report["graph_load"] = loaded_graph(build, database)
+        report["graph"] = {"database": database, "holds": "the large catalog"}
     try:
         if "index" in args.stages:
-            report["in_process"] = in_process(store, build, db, args.kinds, rows, k, args)
+            report["in_process"] = in_process(store, build, db, args.kinds, rows, k, args, graph_rows)
         if "service" in args.stages:
             store = EmbeddingStore.open(build.path, MODEL_ID)
             exact = ExactIndex(store)
             truth = exact_truth(exact, rows, k)
-            report["service"] = {strategy: service(build.path, database, store, build, rows, k, args, strategy, truth)
+            report["service"] = {strategy: service(build.path, database, store, build, rows, k, args, strategy, truth,
+                                                   graph_rows)
                                  for strategy in ("auto", "client")}
     finally:
         if db is not None:

@@ -21,7 +21,6 @@ LOOPBACK_NAMES = ("localhost",)
 
 
 def add_parser(subparsers) -> None:
-    from k3m.query.connection import add_graph_arguments
     from k3m.query.vector_search import STRATEGIES
 
     p = subparsers.add_parser("serve-api", help="HTTP query service: similar items, completion, embeddings (index warm)",
@@ -29,11 +28,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("build", type=Path, help="the catalog build whose embeddings are served")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; others need a token)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = a free one)")
-    p.add_argument("--token", help=f"bearer token every request must send (default ${TOKEN_ENV})")
+    p.add_argument("--token", help=f"bearer token every request must send (default ${TOKEN_ENV}, which, unlike an "
+                                   f"argument, other users cannot read in the process list)")
     p.add_argument("--model", dest="model_id", help="embeddings of this model id (default: the newest in the build)")
     p.add_argument("--strategy", choices=STRATEGIES, default="auto", help="vector search strategy (default auto)")
     p.add_argument("--log-level", default="warning", help="uvicorn's log level (default warning)")
-    add_graph_arguments(p)
+    p.add_argument("--database", help="graph database (default: the one the build was loaded into, else k3m)")
+    p.add_argument("--data-dir", type=Path, help="state directory of the embedded graph (default $K3M_DATA_DIR or ./data)")
     p.set_defaults(func=run)
 
 

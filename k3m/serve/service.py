@@ -61,9 +61,10 @@ class QueryService:
         self.db = db
         try:
             self.search = VectorSearch(db, self.store, settings.strategy)
-            _ = self.store.row_of  # warm: the id map, the matrix's first pages, the exact norms
-            if self.search.ann is None:
-                _ = self.search.index.inv_norms
+            # warm: the id map, and the exact norms (one pass over the matrix: small
+            # constraints are ranked exactly even when the index serves the rest)
+            _ = self.store.row_of
+            _ = self.search.index.inv_norms
         except BaseException:
             self.close()
             raise
