@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--recompute", action="store_true", help="recompute even if the build holds this model's embeddings")
     p.add_argument("--index", choices=KINDS, default="auto",
                    help="nearest-neighbour index beside the store: auto (default: none below 50k items, HNSW below "
-                        "2M, IVF above), exact (none), hnsw, ivf; an existing index is updated, not rebuilt")
+                        "500k, IVF above), exact (none), hnsw, ivf; an existing index is updated, not rebuilt")
     p.add_argument("--rebuild-index", action="store_true", help="build the index anew")
     p.add_argument("--no-graph", action="store_true", help="do not write the embeddings onto the graph")
     p.add_argument("--force", action="store_true", help="rewrite graph items that already carry these embeddings")

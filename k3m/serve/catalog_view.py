@@ -26,6 +26,8 @@ class CatalogView:
         self.property_index = {name: n for n, name in enumerate(self.properties)}
         self.triples = np.asarray(build.triples)
         self.offsets = build.item_triple_offsets
+        counts = np.bincount(self.triples[:, 1], minlength=len(self.properties))
+        self.facts_per_property = dict(zip(self.properties, counts.tolist()))
 
     def display(self, row: int) -> dict:
         return {"title": _text(self.titles[row]), "category": _text(self.categories[row]),

@@ -97,7 +97,7 @@ class QueryService:
         from k3m.query.similar import parse_where
 
         try:
-            same = ([brand_property(self.view.properties)] if same_brand else []) + list(same)
+            same = ([brand_property(self.view.properties, self.view.facts_per_property)] if same_brand else []) + list(same)
             equals = parse_where(where)
         except (LookupError, ValueError) as exc:
             raise BadRequest(str(exc)) from None

@@ -81,7 +81,7 @@ def test_the_index_is_persisted_and_refused_for_another_version_of_the_store(que
 def test_small_catalogs_get_no_index_by_default(query_store):
     assert AnnSettings().kind_for(len(query_store.ids)) == "exact"
     assert query_store.ann_index() is None
-    assert AnnSettings().kind_for(100_000) == "hnsw" and AnnSettings().kind_for(5_000_000) == "ivf"
+    assert AnnSettings().kind_for(100_000) == "hnsw" and AnnSettings().kind_for(1_000_000) == "ivf"
 
 
 # -- k3m sync ------------------------------------------------------------------------------
