@@ -147,6 +147,12 @@ class EmbeddingStore:
     def value_vectors(self) -> np.ndarray:
         return np.load(self.path / "values.npy", mmap_mode="r")
 
+    def resident(self) -> "EmbeddingStore":
+        """This store with its matrix read into memory instead of mapped (a long-running
+        service: a query item's row is never a page fault on a file the page cache dropped)."""
+        self.__dict__["matrix"] = np.load(self.path / "embeddings.npy")  # where cached_property keeps it
+        return self
+
     def ann_index(self):
         """The store's nearest-neighbour index (:class:`k3m.embedding.ann_index.AnnIndex`),
         read into memory; None when the store has none (small catalogs: exact search)."""

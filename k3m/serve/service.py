@@ -17,7 +17,7 @@ import numpy as np
 
 from k3m.embedding.store import EmbeddingStore
 from k3m.query.patterns import ItemFilter
-from k3m.query.similar import SimilarItem, SimilarResult, brand_property
+from k3m.query.similar import SimilarItem, brand_property
 from k3m.query.vector_search import VectorSearch
 from k3m.serve.catalog_view import CatalogView
 
@@ -37,6 +37,10 @@ class ServiceSettings:
     database: str | None = None  # default: the one the build was loaded into
     strategy: str = "auto"  # vector search strategy (k3m/query/vector_search.py)
     max_k: int = 1000  # largest k a request may ask for
+    resident: bool = True  # the matrix in memory, not mapped (measured at 1M items: 6.9 -> 3.4 ms p50)
+
+
+SIMILAR_ITEM_FIELDS = tuple(SimilarItem.__dataclass_fields__)  # what a hit holds, as in `k3m query similar --json`
 
 
 class QueryService:
@@ -49,6 +53,8 @@ class QueryService:
         started = time.perf_counter()
         self.settings = settings
         self.store = EmbeddingStore.open(settings.build, settings.model_id)
+        if settings.resident:
+            self.store.resident()
         build = CatalogBuild.open(settings.build)
         self.store.check_build(build)
         self.build = build
@@ -116,14 +122,16 @@ class QueryService:
         self.check_properties(show)
         hits = self.search.similar(item_id, min(k, self.settings.max_k), item_filter)
 
-        def item(r: int, item_id: str, score: float) -> SimilarItem:
-            return SimilarItem(item_id, score, **self.view.display(r), properties=self.view.facts(r, show) if show else {})
+        def item(r: int, item_id: str, score: float) -> dict:
+            # the fields of k3m.query.similar.SimilarItem, built directly (dataclasses.asdict
+            # costs more than the search itself)
+            return {"id": item_id, "score": score, **self.view.display(r),
+                    "properties": self.view.facts(r, show) if show else {}}
 
         row_of = self.store.row_of
-        result = SimilarResult(item(row, item_id, 1.0), [item(row_of[h.id], h.id, h.score) for h in hits],
-                               item_filter.describe(), self.search.strategy, self.store.model_id,
-                               (time.perf_counter() - started) * 1000)
-        return result.to_dict()
+        return {"item": item(row, item_id, 1.0), "hits": [item(row_of[h.id], h.id, h.score) for h in hits],
+                "constraint": item_filter.describe(), "strategy": self.search.strategy, "model_id": self.store.model_id,
+                "milliseconds": (time.perf_counter() - started) * 1000}
 
     def embedding(self, item_id: str) -> dict:
         row = self.row(item_id)

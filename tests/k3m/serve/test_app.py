@@ -17,7 +17,7 @@ from etl.catalog_build import CatalogBuild
 from k3m.query import ItemFilter, similar_items
 from k3m.query.complete import Completer
 from k3m.serve.app import create_app
-from k3m.serve.service import QueryService, ServiceSettings
+from k3m.serve.service import SIMILAR_ITEM_FIELDS, QueryService, ServiceSettings
 
 TOKEN = "correct horse battery staple"
 
@@ -107,6 +107,7 @@ def test_similar_items_are_the_query_scripts_answer(api, loaded_db, query_store,
         assert {k: got[k] for k in ("title", "category", "has_image")} == {k: want[k] for k in ("title", "category", "has_image")}
         assert got["score"] == pytest.approx(want["score"], abs=1e-6)
     assert body["item"]["id"] == item_id and body["constraint"] == "no constraint" and body["model_id"] == query_store.model_id
+    assert set(body) == set(expected) and all(set(h) == set(SIMILAR_ITEM_FIELDS) for h in body["hits"] + [body["item"]])
 
 
 def test_graph_constraints_filter_the_hits(api, loaded_db, query_store, query_build):
@@ -143,6 +144,11 @@ def test_graph_constraints_filter_the_hits(api, loaded_db, query_store, query_bu
 def test_errors_are_one_line_with_a_4xx_code(api, query_store, path, status, says):
     got, body, _ = get(api + path.replace("{id}", str(query_store.ids[0])))
     assert got == status and says in body["detail"] and "\n" not in body["detail"], body
+
+
+def test_the_service_holds_the_matrix_in_memory(service, query_store):
+    assert isinstance(query_store.matrix, np.memmap) and not isinstance(service.store.matrix, np.memmap)
+    assert np.array_equal(service.store.matrix, query_store.matrix)
 
 
 def test_embedding_lookup_is_the_stored_row(api, query_store):
