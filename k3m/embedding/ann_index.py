@@ -201,7 +201,7 @@ class AnnIndex:
                 return found_rows[:k], found_scores[:k]
             if widen >= self.settings.widen_limit:
                 break
-            widen *= 4
+            widen = min(widen * 4, self.settings.widen_limit)
         return found_rows[:k], found_scores[:k]
 
     def _params(self, widen: int, sel):
