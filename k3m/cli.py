@@ -29,6 +29,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "embed": ("k3m.embedding.cli", "write item embeddings to the build and the graph"),
     "sync": ("k3m.sync", "update a build, its RDF store, graph and embeddings to a catalog's new version"),
     "query": ("k3m.query", "Cypher-driven query scripts over item embeddings"),
+    "serve-api": ("k3m.serve.cli", "HTTP query service: similar items, completion, embeddings (index warm)"),
     "evaluate": ("k3m.evaluation.cli", "downstream tasks under missing/noisy modalities, against baselines"),
 }
 

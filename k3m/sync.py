@@ -171,6 +171,8 @@ def _embed(checkpoint: Path, build_path: Path, settings, db) -> dict:
     started = time.perf_counter()
     store, report = embed_build(checkpoint, build_path, settings, progress=progress_printer("embedded"))
     out = report.as_dict()
+    ann = store.ann_index()  # written with the store: updated for the changed rows, not rebuilt
+    out["index"] = ann.describe() if ann is not None else {"kind": "exact"}
     if db is not None:
         out["graph"] = write_back(db, store).as_dict()
         ensure_native_index(db, report.dim)

@@ -8,6 +8,7 @@
     k3m kg cypher "QUERY" [--param k=v]... [--param-json k=JSON]... [--json] [--write]   (read-only without --write)
     k3m kg stats BUILD [--json]
     k3m kg export BUILD --format turtle|ntriples|dgl -o OUT
+    k3m kg export BUILD --format neo4j-admin -o OUT_DIR   (CSVs for neo4j-admin database import)
 
 Graph commands use Neo4j when NEO4J_URI (+ NEO4J_USER, NEO4J_PASSWORD) is set, otherwise
 the embedded server: the one `k3m kg serve` keeps running, or one started for the command.
@@ -83,10 +84,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_stats)
 
-    p = sub.add_parser("export", parents=[common], help="export the PKG as Turtle, N-Triples or a DGL graph")
+    p = sub.add_parser("export", parents=[common],
+                       help="export the PKG as Turtle, N-Triples, a DGL graph or neo4j-admin import CSVs")
     p.add_argument("build", type=Path)
-    p.add_argument("--format", choices=["turtle", "ntriples", "dgl"], required=True)
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--format", choices=["turtle", "ntriples", "dgl", "neo4j-admin"], required=True)
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="the file to write (neo4j-admin: a new or empty directory)")
     p.add_argument("--store", type=Path)
     p.set_defaults(func=_export)
 
@@ -231,6 +234,12 @@ def _export(args) -> int:
 
     _apply_data_dir(args)
     build = CatalogBuild.open(args.build)
+    if args.format == "neo4j-admin":
+        from kg.neo4j_admin import export_neo4j_admin
+
+        report = export_neo4j_admin(build, args.output)
+        print(json.dumps(report.as_dict(), indent=1))
+        return 0
     if args.output.is_dir():
         raise IsADirectoryError(f"{args.output}: is a directory; -o names the file to write")
     if args.format == "dgl":

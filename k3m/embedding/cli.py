@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 from k3m.data import FACTS
+from k3m.embedding.ann_index import KINDS, AnnSettings, ensure_index
 from k3m.embedding.embed import EmbedSettings, embed_build
 from kg.output import progress_printer
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -27,6 +29,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default=EmbedSettings.device, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--model-id", help="name of these embeddings (default: <run>-<step>-<weights hash>)")
     p.add_argument("--recompute", action="store_true", help="recompute even if the build holds this model's embeddings")
+    p.add_argument("--index", choices=KINDS, default="auto",
+                   help="nearest-neighbour index beside the store: auto (default: none below 50k items, HNSW below "
+                        "500k, IVF above), exact (none), hnsw, ivf; an existing index is updated, not rebuilt")
+    p.add_argument("--rebuild-index", action="store_true", help="build the index anew")
     p.add_argument("--no-graph", action="store_true", help="do not write the embeddings onto the graph")
     p.add_argument("--force", action="store_true", help="rewrite graph items that already carry these embeddings")
     p.add_argument("--write-batch", type=int, default=None, help="items per graph transaction")
@@ -51,6 +57,8 @@ def run(args) -> int:
         wb = WritebackSettings(force=args.force, **({"batch_size": args.write_batch} if args.write_batch is not None else {}))
     store, report = embed_build(args.checkpoint, args.build, settings, progress=progress_printer("embedded"))
     out = {"embed": report.as_dict()}
+    ann = ensure_index(store, AnnSettings(kind=args.index), rebuild=args.rebuild_index)
+    out["index"] = ann.describe() if ann is not None else {"kind": "exact"}
     if not args.no_graph:
         from k3m.embedding.writeback import ensure_native_index, write_back
 
@@ -74,6 +82,11 @@ def run(args) -> int:
         else:
             how = f"{e['items_per_s']:.0f} items/s on {e['device']}"
         print(f"embeddings {e['model_id']}: {e['items']} items x {e['dim']} ({how}) -> {e['store']}")
+        i = out["index"]
+        if i["kind"] != "exact":
+            last = i.get("last_update") or {}
+            print(f"index: {i['kind']} {i['params']}, {i['live']} items ({last.get('mode', '')}: "
+                  f"{last.get('added', 0)} added, {last.get('removed', 0)} removed)")
         if "graph" in out:
             g = out["graph"]
             print(f"graph: {g['written']} written ({g['items_per_s']:.0f} items/s), {g['skipped_current']} already current, "

@@ -17,6 +17,9 @@ Layout (written by ``k3m embed``, read by the query scripts)::
                      items, lpm_norm, facts ("train" | "all": which triples the model read),
                      build_manifest_sha256 (the build version embedded), computed and
                      reused (rows), seconds
+    ann/             the approximate nearest-neighbour index of the rows (FAISS; large
+                     catalogs only, see k3m/embedding/ann_index.py), written with the store
+                     and updated incrementally when the store is rewritten
 
 A store whose build_manifest_sha256 is not the build's own was computed for an earlier
 version of it (before ``k3m import --update``): it is never served (its removed or changed
@@ -148,8 +151,11 @@ class EmbeddingStore:
         """ids.parquet's columns, read once (stores written before a column existed lack it)."""
         import pyarrow.parquet as pq
 
-        table = pq.read_table(self.path / "ids.parquet")
-        return {name: table.column(name).to_numpy(zero_copy_only=False).astype(object) for name in table.column_names}
+        # ParquetFile, not read_table: read_table goes through pyarrow.dataset, which imports
+        # pandas (0.3-0.8 s of a `k3m query` call's start)
+        table = pq.ParquetFile(self.path / "ids.parquet").read()
+        # to_pylist, not to_numpy: a string column's to_numpy goes through pandas
+        return {name: np.array(table.column(name).to_pylist(), dtype=object) for name in table.column_names}
 
     @cached_property
     def ids(self) -> np.ndarray:
@@ -176,6 +182,19 @@ class EmbeddingStore:
     @cached_property
     def value_vectors(self) -> np.ndarray:
         return np.load(self.path / "values.npy", mmap_mode="r")
+
+    def resident(self) -> "EmbeddingStore":
+        """This store with its matrix read into memory instead of mapped (a long-running
+        service: a query item's row is never a page fault on a file the page cache dropped)."""
+        self.__dict__["matrix"] = np.load(self.path / "embeddings.npy")  # where cached_property keeps it
+        return self
+
+    def ann_index(self):
+        """The store's nearest-neighbour index (:class:`k3m.embedding.ann_index.AnnIndex`),
+        read into memory; None when the store has none (small catalogs: exact search)."""
+        from k3m.embedding.ann_index import AnnIndex
+
+        return AnnIndex.open(self)
 
     def rows(self, item_ids) -> np.ndarray:
         """Rows of the given ids (KeyError names the first unknown one)."""
@@ -204,13 +223,20 @@ def write_store(
     dtype: str = "float32",
     created: np.ndarray | None = None,
     input_digests: np.ndarray | None = None,
+    index_settings=None,
     item_repr: np.ndarray | None = None,
 ) -> EmbeddingStore:
     """Write (or replace) ``BUILD/embeddings/<model_id>/`` atomically. ``created`` per row
     defaults to ``meta["created"]``; ``item_repr``: c* where the item vector is wider (a kept
-    path), what the LPM scores."""
+    path), what the LPM scores.
+
+    The nearest-neighbour index is written in the same directory: the replaced store's index
+    updated for the rows that changed (k3m.embedding.ann_index), else a new one when the
+    catalog is large enough for one (``index_settings``: an ``AnnSettings``, default auto)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from k3m.embedding.ann_index import AnnSettings, index_for_write, write_files
 
     check_model_id(model_id)
     if dtype not in DTYPES:
@@ -229,6 +255,8 @@ def write_store(
     root = EmbeddingStore.root(build_path)
     root.mkdir(exist_ok=True)
     final = root / model_id
+    previous = EmbeddingStore(final) if (final / "meta.json").is_file() else None
+    created = np.asarray(list(created) if created is not None else [meta["created"]] * len(ids), dtype=object)
     with writing_directory(final) as tmp:
         np.save(tmp / "embeddings.npy", stored)
         if item_repr is not None:
@@ -238,9 +266,13 @@ def write_store(
         rows = len(ids)
         pq.write_table(pa.table({
             "item_id": pa.array([str(i) for i in ids], pa.string()),
-            "created": pa.array(list(created) if created is not None else [meta["created"]] * rows, pa.string()),
+            "created": pa.array(created.tolist(), pa.string()),
             "input_digest": pa.array(list(input_digests) if input_digests is not None else [None] * rows, pa.string()),
         }), tmp / "ids.parquet")
         full_meta = {**meta, "model_id": model_id, "dtype": dtype, "dim": int(embeddings.shape[1]), "items": int(len(ids))}
         (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2) + "\n")
+        ann = index_for_write(previous, stored, ids, created, full_meta, index_settings or AnnSettings())
+        if ann is not None:
+            (tmp / "ann").mkdir()
+            write_files(ann, tmp / "ann")
     return EmbeddingStore(final)

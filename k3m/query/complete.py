@@ -140,22 +140,28 @@ class Completer:
         self.counts = counts
 
     def rank(self, rows: np.ndarray, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-        """(value ids [n, k], distances [n, k]) best first, for item rows of the store."""
-        import torch
+        """(value ids [n, k], distances [n, k]) best first, for item rows of the store.
 
-        from k3m.model.heads import lpm_distance
-
+        numpy, not torch: the query commands and the service start without torch. The
+        distance is the model's own (k3m.model.heads.lpm.lpm_distance), in float32."""
         norm = int(self.store.meta.get("lpm_norm", 2))
-        p = torch.from_numpy(np.array(self.store.property_vectors[self.property], dtype=np.float32))  # a copy: the map is read-only
-        v = torch.from_numpy(np.asarray(self.store.value_vectors[self.values], dtype=np.float32)).unsqueeze(0)
+        p = np.asarray(self.store.property_vectors[self.property], dtype=np.float32)
+        v = np.asarray(self.store.value_vectors[self.values], dtype=np.float32)
         k = min(k, len(self.values))
+        if k < 1:
+            return np.zeros((len(rows), 0), np.int64), np.zeros((len(rows), 0), np.float32)
+        # [step, V, H] floats at once: at most ~64 MB whatever the property's number of values
+        step = max(1, min(chunk, (1 << 24) // max(1, v.size)))
         ids, dists = [], []
-        for start in range(0, len(rows), chunk):
-            c = torch.from_numpy(np.asarray(self.store.item_repr[rows[start:start + chunk]], dtype=np.float32))
-            d = lpm_distance(c[:, None, :], p[None, None, :], v, norm)  # [n, V]
-            top = torch.topk(d, k, dim=1, largest=False)
-            ids.append(self.values[top.indices.numpy()])
-            dists.append(top.values.numpy())
+        for start in range(0, len(rows), step):
+            c = np.asarray(self.store.item_repr[rows[start:start + step]], dtype=np.float32)
+            d = lpm_distance(c + p, v, norm)  # [n, V]
+            top = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.tile(np.arange(d.shape[1]), (len(d), 1))
+            top_d = np.take_along_axis(d, top, axis=1)
+            order = np.lexsort((top, top_d), axis=1)  # by distance, ties by the lower value position
+            top, top_d = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_d, order, axis=1)
+            ids.append(self.values[top])
+            dists.append(top_d)
         if not ids:
             return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
         return np.concatenate(ids), np.concatenate(dists)
@@ -178,6 +184,14 @@ class Completer:
         majority = self.values[np.argmax(self.counts)]
         base = np.mean([majority in truth[i] for i in items.tolist()])
         return len(facts), float(hit1), float(hitk), float(base)
+
+
+def lpm_distance(shifted: np.ndarray, values: np.ndarray, norm: int = 2) -> np.ndarray:
+    """``‖(c* + p) − v‖_norm`` for every row of ``shifted`` [n, H] against every value [V, H]."""
+    diff = shifted[:, None, :] - values[None, :, :]
+    if norm == 2:
+        return np.sqrt(np.einsum("nvh,nvh->nv", diff, diff, dtype=np.float32))
+    return np.linalg.norm(diff, ord=norm, axis=-1).astype(np.float32)
 
 
 def lacking_items(db, property_name: str, min_share: float) -> list[tuple[str, str | None]]:

@@ -76,7 +76,7 @@ def similar_items(db, item_id: str, k: int = 10, item_filter: ItemFilter = ItemF
     started = time.perf_counter()
     require_item(db, item_id)
     search = search or VectorSearch(db, store, strategy)
-    if search.strategy != "client" and not db.run(HAS_EMBEDDING, id=str(item_id))[0]["has"]:
+    if search.strategy not in ("client", "ann") and not db.run(HAS_EMBEDDING, id=str(item_id))[0]["has"]:
         raise VectorSearchError(f"item {item_id!r} has no embedding in database {db.database!r}: embed the build "
                                 f"(`k3m embed --checkpoint RUN BUILD`) or pass --build BUILD to search its embeddings")
     hits = search.similar(str(item_id), k, item_filter)
@@ -110,7 +110,8 @@ def add_parser(sub) -> None:
     image.add_argument("--with-image", dest="has_image", action="store_const", const=True, help="only items with an image")
     p.add_argument("--show", action="append", default=[], metavar="PROPERTY", help="also print this property's values")
     p.add_argument("--strategy", choices=STRATEGIES, default="auto",
-                   help="auto (default): native index if the server has one, else exact search over the build's matrix")
+                   help="auto (default): the server's native vector index if it has one, else the build's "
+                        "FAISS index if it has one (ann), else exact search over the build's matrix (client)")
     add_store_arguments(p)
     add_graph_arguments(p)
     p.set_defaults(func=run)
@@ -126,16 +127,33 @@ def parse_where(specs: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def brand_property(names: list[str]) -> str:
-    """The catalog's brand property: the one property whose name says 'brand'."""
+def brand_property(names: list[str], facts: dict[str, int] | None = None) -> str:
+    """The catalog's brand property: the one property whose name says 'brand'.
+
+    Several such names (fashion44k: ``brandName`` on every item, ``Brand`` and ``Brand Fit
+    Name`` among a few items' attributes): the one named exactly so (``brand``,
+    ``brandName``), else, given ``facts`` (facts per property), the one with the most facts
+    when it has at least twice as many as any other."""
     brands = [n for n in names if "brand" in n.lower()]
     exact = [n for n in brands if n.lower().replace("_", "").replace(" ", "") in ("brand", "brandname")]
     if len(exact) == 1 or len(brands) == 1:
         return (exact or brands)[0]
     if not brands:
         raise NotFound("--same-brand: no property of this graph is named like 'brand'; use --same PROPERTY")
+    if facts:
+        ranked = sorted(exact or brands, key=lambda n: facts.get(n, 0), reverse=True)
+        if facts.get(ranked[0], 0) >= 2 * max(1, facts.get(ranked[1], 0)):
+            return ranked[0]
     raise NotFound(f"--same-brand: several properties are named like 'brand' ({', '.join(sorted(brands))}); "
                       f"use --same PROPERTY")
+
+
+def property_facts(build) -> dict[str, int]:
+    """Facts per property name of a catalog build (for :func:`brand_property`)."""
+    import numpy as np
+
+    counts = np.bincount(np.asarray(build.triples)[:, 1], minlength=len(build.properties))
+    return dict(zip(build.properties, counts.tolist()))
 
 
 def check_properties(names: list[str], wanted: list[str], database: str) -> None:
@@ -150,6 +168,18 @@ def check_properties(names: list[str], wanted: list[str], database: str) -> None
             raise NotFound(f"property {name!r} is not in database {database!r}{hint}")
 
 
+def _brand(names: list[str], store: EmbeddingStore | None) -> str:
+    """brand_property, with the facts per property of the embeddings' build when there is one."""
+    try:
+        return brand_property(names)
+    except LookupError:
+        if store is None:
+            raise
+        from etl.catalog_build import CatalogBuild
+
+        return brand_property(names, property_facts(CatalogBuild.open(store.path.parent.parent)))
+
+
 def run(args) -> int:
     from k3m.query.connection import apply_data_dir, locate_store, open_graph
     from kg.output import dumps
@@ -158,10 +188,10 @@ def run(args) -> int:
     equals = parse_where(args.where)
     with open_graph(args.database, args.build) as db:
         names = db.run(PROPERTIES)[0]["names"]
-        same = ([brand_property(names)] if args.same_brand else []) + args.same
+        store = locate_store(db, args.build, args.model_id, required=args.strategy == "client")
+        same = ([_brand(names, store)] if args.same_brand else []) + args.same
         check_properties(names, same + [p for p, _ in equals] + args.show, db.database)
         item_filter = ItemFilter(same=tuple(same), equals=equals, category=args.category, has_image=args.has_image)
-        store = locate_store(db, args.build, args.model_id, required=args.strategy == "client")
         result = similar_items(db, args.item_id, args.k, item_filter, store, args.strategy, tuple(args.show))
     print(dumps(result.to_dict()) if args.json else result.render())
     return 0

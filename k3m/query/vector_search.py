@@ -1,19 +1,25 @@
 """Nearest items by cosine similarity of their embeddings, through the graph.
 
-Three ways, picked from the capabilities the connection probed at connect time:
+Four ways, picked from the capabilities the connection probed at connect time and what the
+build holds:
 
 ``native``  Neo4j 5.11+: ``db.index.vector.queryNodes`` over the ``k3m_item_embedding``
             vector index (created by ``k3m embed``), graph constraints applied to the hits;
             approximate, over-fetches and widens until k hits pass the constraints.
-``client``  the embedded default (ArcadeDB refuses ``CREATE VECTOR INDEX``): the
-            constraints run in Cypher and return candidate ids; exact cosine top-k over the
-            build's memory-mapped embedding matrix runs here in numpy; the winning ids go
-            back to Cypher for display. Without constraints no candidate query is needed.
+``ann``     the store's FAISS index (k3m/embedding/ann_index.py; large catalogs): the
+            constraints run in Cypher and return candidate ids, which become the index's ID
+            selector (a small candidate set is ranked exactly instead); approximate.
+``client``  exact cosine top-k over the build's memory-mapped embedding matrix, in numpy,
+            over the candidates from Cypher (the reference; the default for catalogs below
+            the index threshold and on the embedded server, which refuses
+            ``CREATE VECTOR INDEX``). The winning ids go back to Cypher for display.
+            Without constraints no candidate query is needed.
 ``cypher``  needs nothing but the graph: ``vector.similarity.cosine`` over the candidates
             in Cypher (exact, but the server computes it row by row: slow on many items).
 
-``auto`` = native when the server has a vector index, else client when the build's
-embeddings are at hand, else cypher. Every way returns raw cosine similarity in [-1, 1].
+``auto`` = native when the server has a vector index, else ann when the build's store has
+a current index, else client when the build's embeddings are at hand, else cypher. Every
+way returns raw cosine similarity in [-1, 1].
 """
 from __future__ import annotations
 
@@ -27,7 +33,8 @@ from k3m.embedding.store import EmbeddingStore
 from k3m.embedding.writeback import INDEX_NAME
 from k3m.query.patterns import QUERY_ITEM, ItemFilter, candidate_query
 
-STRATEGIES = ("auto", "native", "client", "cypher")
+STRATEGIES = ("auto", "native", "ann", "client", "cypher")
+EXACT_CANDIDATES = 20_000  # ann: a constraint with at most this many candidates is ranked exactly (~2 ms)
 _NORM_CHUNK = 65536  # rows per chunk when computing norms of a memory-mapped matrix
 
 
@@ -100,11 +107,17 @@ class ExactIndex:
 class VectorSearch:
     """Similar items of an item id under an :class:`ItemFilter`, by the chosen strategy."""
 
-    def __init__(self, db, store: EmbeddingStore | None = None, strategy: str = "auto"):
+    def __init__(self, db, store: EmbeddingStore | None = None, strategy: str = "auto", ann=None,
+                 exact_candidates: int = EXACT_CANDIDATES):
+        """``ann``: the store's :class:`~k3m.embedding.ann_index.AnnIndex` when already read
+        (a service keeps it warm); read from the store when the strategy needs it."""
         if strategy not in STRATEGIES:
             raise InvalidValue(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         self.db = db
         self.store = store
+        self.exact_candidates = exact_candidates
+        self.ann = ann if ann is not None else (store.ann_index() if store is not None and strategy in ("auto", "ann")
+                                                and not db.capabilities.native_vector_index else None)
         self.strategy = self._resolve(strategy)
         self.index = ExactIndex(store) if store is not None else None
 
@@ -113,6 +126,8 @@ class VectorSearch:
         if strategy == "auto":
             if caps.native_vector_index:
                 return "native"
+            if self.ann is not None:
+                return "ann"
             if self.store is not None:
                 return "client"
             if caps.vector_similarity_function:
@@ -125,6 +140,10 @@ class VectorSearch:
             raise VectorSearchError(f"{caps.agent} has no vector.similarity.cosine")
         if strategy == "client" and self.store is None:
             raise VectorSearchError("strategy 'client' needs the build's embeddings (k3m embed)")
+        if strategy == "ann" and self.ann is None:
+            where = f" ({self.store.path})" if self.store is not None else ""
+            raise VectorSearchError(f"strategy 'ann' needs the store's nearest-neighbour index{where}: "
+                                    f"`k3m embed --checkpoint RUN BUILD --index hnsw` builds one")
         return strategy
 
     @property
@@ -146,15 +165,36 @@ class VectorSearch:
         row_of = self.store.row_of
         return np.fromiter((row_of[i] for i in ids if i in row_of), dtype=np.int64)
 
-    def _client(self, item_id: str, k: int, item_filter: ItemFilter) -> list[Hit]:
+    def _row(self, item_id: str) -> int:
         row = self.store.row_of.get(item_id)
         if row is None:
             raise VectorSearchError(f"item {item_id!r} has no embedding in {self.store.path} (is it an item of "
                                     f"{self.store.path.parent.parent}?)")
-        rows = self.candidate_rows(item_id, item_filter)
-        top, scores = self.index.search(self.index.matrix[row], k, rows, exclude=row)
+        return row
+
+    def _hits(self, top, scores) -> list[Hit]:
         ids = self.store.ids
         return [Hit(str(ids[r]), float(s)) for r, s in zip(top, scores)]
+
+    def _client(self, item_id: str, k: int, item_filter: ItemFilter) -> list[Hit]:
+        row = self._row(item_id)
+        rows = self.candidate_rows(item_id, item_filter)
+        top, scores = self.index.search(self.index.matrix[row], k, rows, exclude=row)
+        return self._hits(top, scores)
+
+    # -- ann: the store's FAISS index, the candidates as its ID selector ----------------
+    def _ann(self, item_id: str, k: int, item_filter: ItemFilter) -> list[Hit]:
+        row = self._row(item_id)
+        rows = self.candidate_rows(item_id, item_filter)
+        query = self.store.matrix[row]
+        if rows is not None and len(rows) <= self.exact_candidates:  # exact is as fast here, and exact
+            return self._hits(*self.index.search(query, k, rows, exclude=row))
+        top, scores = self.ann.search(query, k, rows, exclude=row)
+        if rows is not None and len(top) < min(k, np.count_nonzero(rows != row)):
+            # a selective constraint the widened index search could not fill: rank its
+            # (counted, bounded) candidates exactly rather than return fewer hits
+            return self._hits(*self.index.search(query, k, rows, exclude=row))
+        return self._hits(top, scores)
 
     # -- cypher: vector.similarity.cosine in the server ----------------------------------
     @cached_property

@@ -96,6 +96,13 @@ def test_same_brand_and_property_names_come_from_the_graph(kg_data_dir, loaded_d
         brand_property(["colour", "size"])
     with pytest.raises(LookupError, match="several properties"):
         brand_property(["brand_en", "brand_local"])
+    # fashion44k: brandName on every item, Brand and Brand Fit Name in a few items' attributes
+    names = ["Brand", "Brand Fit Name", "brandName", "gender"]
+    with pytest.raises(LookupError, match="several properties"):
+        brand_property(names)
+    assert brand_property(names, {"Brand": 40, "Brand Fit Name": 3, "brandName": 44000}) == "brandName"
+    with pytest.raises(LookupError, match="several properties"):
+        brand_property(names, {"Brand": 30000, "brandName": 44000})
     assert main(cli(kg_data_dir, loaded_db, "10000", "--where", "Fabrik=Cotton")) == 2
     assert capsys.readouterr().err.startswith(f"k3m query: error: property 'Fabrik' is not in database "
                                               f"{loaded_db.database!r} (close: Fabric")

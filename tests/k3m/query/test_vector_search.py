@@ -111,3 +111,42 @@ def test_strategy_follows_the_probed_capabilities(loaded_db, query_store):
 def test_unknown_item_is_an_error(loaded_db, query_store):
     with pytest.raises(VectorSearchError, match="'no-such-item' has no embedding"):
         VectorSearch(loaded_db, query_store).similar("no-such-item", 5)
+
+
+# -- ann: the store's FAISS index, graph candidates as its ID selector -------------------
+@pytest.fixture(scope="module")
+def indexed_store(query_store, tmp_path_factory):
+    """The slice's embeddings (a copy) with an HNSW index: small catalogs get none by default."""
+    import shutil
+
+    from k3m.embedding.ann_index import AnnSettings, ensure_index
+    from k3m.embedding.store import EmbeddingStore
+
+    copy = EmbeddingStore(tmp_path_factory.mktemp("indexed") / query_store.path.name)
+    shutil.copytree(query_store.path, copy.path)
+    ensure_index(copy, AnnSettings(kind="hnsw", hnsw_m=8, hnsw_ef_search=16))
+    return copy
+
+
+@pytest.mark.parametrize("item_filter", FILTERS, ids=lambda f: f.describe())
+def test_ann_search_under_constraints_finds_the_exact_neighbours(loaded_db, indexed_store, query_build, item_filter):
+    build = CatalogBuild.open(query_build)
+    # every constrained query through the index's ID selector, none ranked exactly up front
+    search = VectorSearch(loaded_db, indexed_store, "ann", exact_candidates=0)
+    assert search.strategy == "ann"
+    found, wanted = 0, 0
+    for row in range(0, 600, 15):
+        item_id = build.items["item_id"][row]
+        candidates = build_candidates(build, row, item_filter)
+        hits = [h.id for h in search.similar(item_id, 10, item_filter)]
+        expected = [build.items["item_id"][r] for r in brute_force(indexed_store.matrix, row, candidates, 10)]
+        assert len(hits) == len(expected) and set(hits) <= {build.items["item_id"][r] for r in candidates}
+        found, wanted = found + len(set(hits) & set(expected)), wanted + len(expected)
+    assert wanted >= 40 and found / wanted >= 0.95
+
+
+def test_auto_uses_the_index_when_the_store_has_one(loaded_db, indexed_store, query_store):
+    assert VectorSearch(loaded_db, indexed_store).strategy == "ann"
+    assert VectorSearch(loaded_db, indexed_store, "client").strategy == "client"
+    with pytest.raises(VectorSearchError, match="needs the store's nearest-neighbour index"):
+        VectorSearch(loaded_db, query_store, "ann")
