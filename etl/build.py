@@ -15,7 +15,7 @@ import platform
 import sys
 import time
 from array import array
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -29,6 +29,7 @@ from etl.catalog_build import FORMAT_VERSION, SPLITS, BuildError, CatalogBuild
 from etl.errors import InvalidValue, UserError
 from etl.extract import Extractor, RowRejected
 from etl.image_store import ImageStoreWriter, decode_into_store
+from etl.image_size import SAMPLE, ImageSizeChoice, choose_image_size, photo_side
 from etl.images import NO_IMAGE, OUTCOMES, ImageLimits, ImageRoot, Located, open_root
 from etl.leakage import label_leakage
 from etl.mapping import Mapping, load_mapping
@@ -60,7 +61,7 @@ class UpdateRefused(ImportFailed):
 @dataclass(frozen=True)
 class ImportSettings:
     limit: int | None = None  # read only the first N rows (over all sources)
-    image_size: int = 64
+    image_size: int | None = None  # stored square size in px; None: from the photos (etl.image_size)
     seed: int = 0
     strict: bool = False  # any rejected row aborts the import
     images: str | None = None  # image root (zip or directory) overriding the mapping's
@@ -76,7 +77,7 @@ class ImportSettings:
     def __post_init__(self):
         if self.limit is not None and self.limit < 1:
             raise InvalidValue(f"limit must be >= 1, got {self.limit}")
-        if not 8 <= self.image_size <= 1024:
+        if self.image_size is not None and not 8 <= self.image_size <= 1024:
             raise InvalidValue(f"image_size must be within 8..1024, got {self.image_size}")
         if self.workers < 0 or self.image_batch < 1:
             raise InvalidValue("workers must be >= 0 and image_batch >= 1")
@@ -88,7 +89,7 @@ def import_catalog(
     out: str | Path,
     *,
     limit: int | None = None,
-    image_size: int = 64,
+    image_size: int | None = None,
     seed: int = 0,
     strict: bool = False,
     update: bool = False,
@@ -190,7 +191,11 @@ class _Import:
     # -- the pass over the rows -----------------------------------------------------------
     def run(self) -> dict:
         started = time.perf_counter()
-        store = ImageStoreWriter(self.work / "images.npy", self.settings.image_size)
+        self.image_size, self.image_size_choice = self.settings.image_size, None
+        if self.image_size is None:
+            self.image_size_choice = self._choose_image_size()
+            self.image_size = self.image_size_choice.size
+        store = ImageStoreWriter(self.work / "images.npy", self.image_size)
         previous_images = self.previous.path / "images.npy" if self.reusable else None
         images = _ImagePipeline(store, self.settings, self._image_decoded, previous_images)
         try:
@@ -206,6 +211,31 @@ class _Import:
         if not self.item_ids:
             raise ImportFailed(self._why_no_items())
         return self._write(started)
+
+    def _choose_image_size(self) -> ImageSizeChoice:
+        """The stored size from the headers of the first photos the catalog references
+        (etl.image_size); a pass over the first rows that reads only what it needs."""
+        sides, tries = [], 0
+        counts: dict = {}
+        for source in self.sources:
+            root = self._root(source)
+            for row in read_rows(source, self.mapping, counts):
+                if len(sides) >= SAMPLE or tries >= 4 * SAMPLE:
+                    return choose_image_size(sides)
+                if row.record is None:
+                    continue
+                try:
+                    ref = Extractor(self.mapping, Counter())(row.record).image_ref
+                except RowRejected:
+                    continue
+                located = root.locate(ref)
+                if located.status != "found":
+                    continue
+                tries += 1
+                side = photo_side(located.source, self.settings.image_limits.max_bytes)
+                if side is not None:
+                    sides.append(side)
+        return choose_image_size(sides)
 
     def _why_no_items(self) -> str:
         report = self.report
@@ -394,7 +424,8 @@ class _Import:
             "mapping": self.mapping.to_dict(),
             "mapping_digest": mapping_digest(self.mapping.to_dict()),
             "counts": counts,
-            "image_size": self.settings.image_size,
+            "image_size": self.image_size,
+            **({"image_size_choice": self.image_size_choice.as_dict()} if self.image_size_choice else {}),
             "seed": self.settings.seed,
             "limit": self.settings.limit,
             "split_fractions": asdict(self.settings.split),

@@ -40,8 +40,9 @@ def add_parser(subparsers) -> None:
                    help="--update: apply it with another mapping than the build was imported with (refused otherwise)")
     p.add_argument("--json", action="store_true", help="print the whole summary (summary.json) as JSON")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="read only the first N rows")
-    p.add_argument("--image-size", type=int, default=None, metavar="PX",
-                   help="square image side in the store (default 64; an update keeps the build's)")
+    p.add_argument("--image-size", type=_image_size, default=None, metavar="PX|auto",
+                   help="square image side in the store (default auto: the median longest side of the catalog's "
+                        "photos, rounded up to a multiple of 32, within 64..224; an update keeps the build's)")
     p.add_argument("--seed", type=int, default=None, help="seed of the item and triple splits (default 0; an update keeps the build's)")
     p.add_argument("--strict", action="store_true", help="fail on the first rejected row")
     p.add_argument("--images", default=None, metavar="ZIP_OR_DIR", help="image root overriding the mapping's")
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise ImportFailed("--allow-removals and --mapping-changed apply to --update only")
     limits = ImageLimits(max_bytes=int(args.image_max_mb * MB), max_pixels=int(args.image_max_megapixels * 1e6))
     summary = import_catalog(
-        args.sources, args.mapping, out, limit=args.limit, image_size=64 if args.image_size is None else args.image_size,
+        args.sources, args.mapping, out, limit=args.limit, image_size=args.image_size,
         seed=args.seed or 0, strict=args.strict, images=args.images, workers=args.workers, image_limits=limits,
         update=update, allow_removals=args.allow_removals, mapping_changed=args.mapping_changed,
     )
@@ -119,3 +120,13 @@ def warnings(summary: dict, out: str) -> list[str]:
             f"(always guessing the most frequent category: {100 * leakage['baseline']:.0f}%): if it restates "
             f"the label, add it to the mapping's exclude: list; if it is a real attribute, to not_leakage:")
     return lines
+
+
+def _image_size(text: str) -> int | None:
+    """--image-size: ``auto`` (None: chosen from the photos) or pixels."""
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels or auto, got {text!r}") from None

@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("K3M_DATASETS", REPO.parent / "shared" / "datasets"))
 FASHION = DATASETS / "fashion44k"
 K3M_SAMPLE = DATASETS / "k3m-sample"
+HOMEGOODS = DATASETS / "homegoods3k"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -37,6 +38,13 @@ def fashion_dir() -> Path:
     if not (FASHION / "styles.jsonl.gz").is_file():
         pytest.fail(f"fashion44k not found at {FASHION}; set K3M_DATASETS")
     return FASHION
+
+
+@pytest.fixture(scope="session")
+def homegoods_dir() -> Path:
+    if not (HOMEGOODS / "products.jsonl").is_file():
+        pytest.fail(f"homegoods3k not found at {HOMEGOODS}; set K3M_DATASETS")
+    return HOMEGOODS
 
 
 @pytest.fixture(scope="session")

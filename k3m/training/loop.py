@@ -124,11 +124,6 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
         model = K3MModel(model_cfg.with_tokenizer(tokenizer))
         fit_kept_features(model, index, train_rows, cfg.seed)  # the kept path's map, before the first step
     model_cfg = model.config
-    if model_cfg.use_image and model_cfg.image.kind in ("patch", "cnn") and build.images.shape[1] != model_cfg.image.image_size:
-        raise InvalidValue(
-            f"{cfg.build} stores {build.images.shape[1]} px images, the model reads {model_cfg.image.image_size} px: "
-            f"re-import with --image-size {model_cfg.image.image_size} or --set model.image.image_size={build.images.shape[1]}"
-        )
     model.to(dist.device)
     train_loader, sampler, valid_loader = make_loaders(cfg, model_cfg, index, tokenizer, train_rows, valid_rows, dist)
 

@@ -18,10 +18,13 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture(scope="module")
 def real_pixels(slice_build):
-    """Three real fashion44k product images from the build's image store, [3, 3, 64, 64]."""
+    """Three real fashion44k product images from the build's image store, [3, 3, 64, 64]
+    (resized as the input adapter does: the build stores 96 px, the default encoders read 64)."""
+    from k3m.data.adapters.tokens import resize_pixels
+
     images = np.array(slice_build.images[:3])  # a writable copy of the memory map
-    assert images.shape[1:] == (64, 64, 3) and images.std() > 10
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    assert images.std() > 10
+    return resize_pixels(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), 64)
 
 
 def test_patches_positions_targets_and_presence(real_pixels):

@@ -70,7 +70,7 @@ def test_build_arrays_follow_the_format(fashion_slice_build):
     assert len(np.unique(triples, axis=0)) == len(triples)
     assert build.properties == sorted(build.properties) and build.values == sorted(build.values)
     images = build.images
-    assert images.shape == (600, 64, 64, 3) and images.dtype == np.uint8
+    assert images.shape == (600, 96, 96, 3) and images.dtype == np.uint8  # 80-px photos: stored at 96 (etl.image_size)
     assert not images[~build.has_image].any()
     assert all(images[i].any() for i in np.flatnonzero(build.has_image)[:50])
     assert set(build.items["split"]) == {"train", "valid", "test"}

@@ -26,6 +26,16 @@ from k3m.model.batch import LPMTargets
 from k3m.model.inputs import PixelImages, RegionImages, TokenInputs, TokenSequences, TokenTargets
 
 
+RESIZED = ("patch", "cnn")  # pixel encoders that read exactly image.image_size (efficientnet resizes itself)
+
+
+def resize_pixels(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 [B, 3, H, W] -> uint8 [B, 3, size, size], bilinear with antialiasing."""
+    resized = torch.nn.functional.interpolate(pixels.float(), size=(size, size), mode="bilinear", antialias=True,
+                                              align_corners=False)
+    return resized.round().clamp(0, 255).to(torch.uint8)
+
+
 class TokenAdapter(InputAdapter):
     """``dataset`` gives the index, seed and corruption (its "+PKG" flag widens the title
     cap); ``tokenizer`` is a transformers fast tokenizer; ``config`` the model's K3MConfig
@@ -36,6 +46,7 @@ class TokenAdapter(InputAdapter):
             raise ValueError("trainable encoders read token ids: the collator needs the model's tokenizer")
         self.index = dataset.index
         self.use_image = config.use_image
+        self.image_kind, self.image_size = config.image.kind, config.image.image_size
         # image.kind "region": features of a region file, at the rows index_for attached
         self.region_file = config.image.region_feature_file if config.image.kind == "region" and config.use_image else None
         if self.region_file is not None and self.index.image_feature_rows is None:
@@ -168,8 +179,10 @@ class TokenAdapter(InputAdapter):
             pixels = np.zeros((B,) + store.shape[1:], dtype=np.uint8)
             if present.any():
                 pixels[present] = store[image_rows[present]]
-            pixels = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))  # numpy: ~15x faster than torch here
-            image = PixelImages(torch.from_numpy(pixels))
+            pixels = torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))  # numpy: ~15x faster than torch here
+            if self.image_size not in (None, pixels.shape[-1]) and self.image_kind in RESIZED:
+                pixels = resize_pixels(pixels, self.image_size)  # a build stores the size its photos call for
+            image = PixelImages(pixels)
             real = np.ones((B, self.num_visual_tokens), dtype=bool)
         visual_mask = np.zeros((B, self.num_visual_tokens), dtype=bool)
         if self.targets:

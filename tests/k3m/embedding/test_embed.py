@@ -185,7 +185,7 @@ def _poisoned_run(checkpoint, tmp_path, token: str) -> tuple[Path, int]:
     ckpt = find_checkpoint(run)
     token_id = load_tokenizer(ckpt).convert_tokens_to_ids(token)
     weights = load_file(str(ckpt / "model.safetensors"))
-    weights["text_encoder.bert.embeddings.word_embeddings.weight"][token_id] = np.nan
+    weights["stem.text_encoder.bert.embeddings.word_embeddings.weight"][token_id] = np.nan
     save_file(weights, str(ckpt / "model.safetensors"))
     return run, token_id
 

@@ -185,7 +185,7 @@ def test_a_non_finite_loss_stops_training_with_an_error(micro_checkpoint, tmp_pa
     shutil.copytree(micro_checkpoint, run)
     ckpt = find_checkpoint(run)
     weights = load_file(str(ckpt / "model.safetensors"))
-    weights["text_encoder.bert.embeddings.LayerNorm.weight"][:] = np.nan
+    weights["stem.text_encoder.bert.embeddings.LayerNorm.weight"][:] = np.nan
     save_file(weights, str(ckpt / "model.safetensors"))
     assert k3m(["pretrain", "--resume", str(run), "--set", "max_steps=9", "--set", "checkpoint_every=1"]) == 2
     err = capsys.readouterr().err

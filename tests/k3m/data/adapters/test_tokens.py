@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from k3m.data import Corruption, K3MCollator, K3MDataset
+from k3m.data.adapters.tokens import resize_pixels
 from k3m.data.masking import IGNORE
 from k3m.model import MENTIONS, PixelImages, TokenInputs, TokenTargets
 
@@ -25,8 +26,12 @@ def test_inputs_and_targets(slice_build, slice_index, slice_tokenizer, tiny_conf
     assert isinstance(x, TokenInputs) and isinstance(t, TokenTargets) and isinstance(x.image, PixelImages)
     assert x.title.input_ids.shape[1] <= tiny_config.text.max_title_tokens
     assert x.knowledge.input_ids.shape[1] <= tiny_config.text.max_knowledge_tokens
+    # the build stores 96 px (its photos' size); the patch encoder reads 64: resized here
+    assert slice_build.images.shape[1] == 96
     assert x.image.pixels.dtype == torch.uint8 and x.image.pixels.shape == (B, 3, 64, 64)
-    assert (x.image.pixels.permute(0, 2, 3, 1).numpy() == slice_build.images[rows]).all()
+    stored = torch.from_numpy(np.ascontiguousarray(slice_build.images[rows])).permute(0, 3, 1, 2)
+    assert torch.equal(x.image.pixels, resize_pixels(stored, 64))
+    assert (resize_pixels(stored, 64).float().mean((2, 3)) - stored.float().mean((2, 3))).abs().max() < 4  # the same photos
     assert t.visual_mask.shape == (B, tiny_config.num_visual_tokens)
     assert (t.visual_mask.sum(1) == round(0.15 * tiny_config.num_visual_tokens)).all()
     # spans inside the real tokens of the knowledge text
