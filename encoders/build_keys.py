@@ -39,10 +39,17 @@ def image_key(pixels: np.ndarray) -> bytes:
     return hashlib.blake2b(repr(array.shape).encode() + array.tobytes(), digest_size=KEY_BYTES).digest()
 
 
+def _shape_mask(stored_shape: tuple) -> np.ndarray:
+    """uint8 [16]: what an image file's digest is combined with for the stored shape."""
+    text = f"image-file\x00{'x'.join(map(str, stored_shape))}"
+    return np.frombuffer(hashlib.blake2b(text.encode(), digest_size=KEY_BYTES).digest(), np.uint8)
+
+
 def image_file_key(file_digest_hex: str, stored_shape: tuple) -> bytes:
-    """Key of an image file's content as stored at ``stored_shape`` ([H, W, 3])."""
-    prefix = f"image-file\x00{'x'.join(map(str, stored_shape))}\x00".encode()
-    return hashlib.blake2b(prefix + bytes.fromhex(file_digest_hex), digest_size=KEY_BYTES).digest()
+    """Key of an image file's content as stored at ``stored_shape`` ([H, W, 3]): its digest
+    (blake2b-128 of the file's bytes) XOR a hash of the shape. A bijection of the digest for
+    each shape, so computed for a million items at once in numpy."""
+    return (np.frombuffer(bytes.fromhex(file_digest_hex), np.uint8) ^ _shape_mask(stored_shape)).tobytes()
 
 
 @dataclass
@@ -56,45 +63,59 @@ class BuildKeys:
 
 def build_keys(build, wanted: Optional[np.ndarray] = None, batch_rows: int = BATCH_ROWS) -> BuildKeys:
     """Keys of the build's titles and images (``wanted``: bool [N], the rows to key; the
-    others read as absent)."""
+    others read as absent). Each distinct title is hashed once; image keys are numpy over the
+    digests; Python strings exist ``batch_rows`` at a time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     n = build.num_items
     wanted = np.ones(n, bool) if wanted is None else np.asarray(wanted, bool)
-    parquet = pq.ParquetFile(build.path / "items.parquet")
-    with_digest = "image_digest" in parquet.schema_arrow.names
-    columns = ["title", "has_image"] + (["image_digest"] if with_digest else [])
+    path = build.path / "items.parquet"
+    with_digest = "image_digest" in pq.ParquetFile(path).schema_arrow.names
+    table = pq.read_table(path, columns=["title", "has_image"] + (["image_digest"] if with_digest else []))
+    if table.num_rows != n:
+        raise ValueError(f"{path}: {table.num_rows} rows, the build's manifest says {n} items")
     out = BuildKeys(np.zeros((n, KEY_BYTES), np.uint8), np.zeros(n, bool), np.zeros((n, KEY_BYTES), np.uint8),
                     np.zeros(n, bool), 0)
-    stored_shape = None
-    lo = 0
-    for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
-        hi = lo + batch.num_rows
-        want = wanted[lo:hi]
-        titles = batch.column("title").to_pylist()
-        keep = np.fromiter((bool(w and t and t.strip()) for t, w in zip(titles, want)), bool, count=len(titles))
-        if keep.any():
-            out.title[lo:hi][keep] = text_keys("title", (t for t, k in zip(titles, keep) if k))
-        out.has_title[lo:hi] = keep
-        del titles
-        has_image = batch.column("has_image").to_numpy(zero_copy_only=False).astype(bool) & want
-        if has_image.any():
-            if stored_shape is None:
-                stored_shape = tuple(build.images.shape[1:])
-            digests = batch.column("image_digest").to_pylist() if with_digest else [None] * batch.num_rows
-            by_file = np.fromiter((bool(h and d) for h, d in zip(has_image, digests)), bool, count=len(digests))
-            if by_file.any():
-                keys = b"".join(image_file_key(d, stored_shape) for d, k in zip(digests, by_file) if k)
-                out.image[lo:hi][by_file] = np.frombuffer(keys, np.uint8).reshape(-1, KEY_BYTES)
-            by_pixels = np.flatnonzero(has_image & ~by_file)
-            for offset in by_pixels:  # only builds from before file digests were recorded
-                out.image[lo + offset] = np.frombuffer(image_key(build.images[lo + offset]), np.uint8)
-            out.image_keys_from_pixels += len(by_pixels)
-            del digests
-        out.has_image[lo:hi] = has_image
-        lo = hi
-    if lo != n:
-        raise ValueError(f"{build.path / 'items.parquet'}: {lo} rows, the build's manifest says {n} items")
+
+    encoded = pc.dictionary_encode(table.column("title").combine_chunks())
+    index = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    index[~wanted] = -1
+    have = index >= 0
+    needed = np.unique(index[have])
+    unique_keys = np.zeros((len(encoded.dictionary), KEY_BYTES), np.uint8)
+    unique_ok = np.zeros(len(encoded.dictionary), bool)
+    for lo in range(0, len(needed), batch_rows):
+        part = needed[lo:lo + batch_rows]
+        texts = encoded.dictionary.take(pa.array(part)).to_pylist()
+        ok = np.fromiter((bool(t and t.strip()) for t in texts), bool, count=len(texts))
+        unique_ok[part] = ok
+        if ok.any():
+            unique_keys[part[ok]] = text_keys("title", (t for t, k in zip(texts, ok) if k))
+    out.has_title[have] = unique_ok[index[have]]
+    out.title[have] = unique_keys[index[have]]
+    del encoded, index, unique_keys
+
+    has_image = table.column("has_image").to_numpy(zero_copy_only=False).astype(bool) & wanted
+    out.has_image[:] = has_image
+    if not has_image.any():
+        return out
+    stored_shape = tuple(build.images.shape[1:])
+    by_file = np.zeros(n, bool)
+    if with_digest:
+        digests = table.column("image_digest").combine_chunks()
+        by_file = has_image & pc.equal(pc.utf8_length(digests), 32).fill_null(False).to_numpy(zero_copy_only=False)
+        mask = _shape_mask(stored_shape)
+        rows = np.flatnonzero(by_file)
+        for lo in range(0, len(rows), batch_rows):
+            part = rows[lo:lo + batch_rows]
+            raw = bytes.fromhex("".join(digests.take(pa.array(part)).to_pylist()))
+            out.image[part] = np.frombuffer(raw, np.uint8).reshape(-1, KEY_BYTES) ^ mask
+    by_pixels = np.flatnonzero(has_image & ~by_file)
+    for row in by_pixels:  # only builds from before file digests were recorded
+        out.image[row] = np.frombuffer(image_key(build.images[row]), np.uint8)
+    out.image_keys_from_pixels = len(by_pixels)
     return out
 
 

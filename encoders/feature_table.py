@@ -33,11 +33,11 @@ row numbers); it leaves a note in ``damaged/`` so the next writer checks those b
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import shutil
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -49,7 +49,7 @@ BLOCK_ROWS = 256  # rows per digest block: what a damaged spot costs to recomput
 EAGER_VERIFY_BYTES = 4 << 30  # verify="auto": every data digest at open up to this table size
 MANIFEST = "manifest.json"
 TABLE_FORMAT = 1
-DIGEST = "blake2b-128"
+DIGEST = "crc32"
 _READ = 8 << 20  # bytes per read while digesting
 
 # (table path, block, index digest, data digest) verified by this process
@@ -63,10 +63,12 @@ class TableDamaged(RuntimeError):
 
 
 def _digest(chunks: Iterable[bytes | memoryview]) -> str:
-    h = hashlib.blake2b(digest_size=16)
+    """CRC-32 (zlib), as Parquet's page checksums: it catches damage (any burst of up to 32
+    bits, anything else but 1 in 4e9), not tampering, at 4-5x the speed of blake2b here."""
+    crc = 0
     for chunk in chunks:
-        h.update(chunk)
-    return h.hexdigest()
+        crc = zlib.crc32(chunk, crc)
+    return f"{crc:08x}"
 
 
 # -- .npy files, read defensively --------------------------------------------------------
@@ -560,12 +562,15 @@ class TableReader:
 
     def __init__(self, path: Path, ragged: bool, verified: Iterable[int] = ()):
         self.table = Table(path, ragged)
-        committed = self.table.committed()
-        if committed is None:
-            raise TableDamaged(f"{path}: the feature table is gone; run the command again to compute it")
+        try:
+            committed = self.table.committed()
+            if committed is None:
+                raise TableDamaged(f"{path}: the feature table is gone")
+            self.data = committed.data.map(committed.data_rows)
+            self.offsets = np.asarray(committed.offsets.map(committed.rows + 1)) if ragged else None
+        except TableDamaged as exc:
+            raise TableDamaged(f"{exc}; the next feature computation repairs it: run the command again") from None
         self.committed = committed
-        self.data = committed.data.map(committed.data_rows)
-        self.offsets = np.asarray(committed.offsets.map(committed.rows + 1)) if ragged else None
         self.verified = set(verified)
 
     def check(self, rows: np.ndarray) -> None:

@@ -46,28 +46,29 @@ def _import_ray():
 
 
 class EncoderActor:
-    """One actor of the pool: the frozen encoders, loaded once, applied to batches."""
+    """One actor of the pool: the frozen encoders (each loaded on first use), applied to
+    batches that may mix jobs; every output row is a 2-D float16 array (token rows [L, H],
+    a vector [1, H], a grid [g*g, F])."""
 
-    def __init__(self, settings: EncoderSettings, kind: str, max_tokens: int, images_path: Optional[str], device: str):
+    def __init__(self, settings: EncoderSettings, jobs: list[tuple[str, int]], images_path: Optional[str], device: str):
         self.encoders = Encoders(settings, device)
-        self.kind, self.max_tokens = kind, max_tokens
+        self.jobs = jobs  # (kind, max_tokens) per job number
         self.images = np.load(images_path, mmap_mode="r") if images_path else None
 
     def __call__(self, batch: dict) -> dict:
-        positions = np.asarray(batch["position"], np.int64)
-        if self.kind == "grid":
-            rows = np.asarray(batch["row"], np.int64)
-            return {"position": positions, "grid": self.encoders("grid", 0, np.asarray(self.images[rows]))}
-        texts = [str(t) for t in batch["text"]]
-        out = self.encoders(self.kind, self.max_tokens, texts)
-        if self.kind == "pooled":
-            return {"position": positions, "vectors": out}
-        # token rows of different lengths: padded to max_tokens, with their lengths
-        width = out[0].shape[1] if out else 0
-        tokens = np.zeros((len(out), self.max_tokens, width), np.float16)
-        for i, t in enumerate(out):
-            tokens[i, : len(t)] = t
-        return {"position": positions, "tokens": tokens, "length": np.array([len(t) for t in out], np.int64)}
+        job_of = np.asarray(batch["job"], np.int64)
+        payload = np.empty(len(job_of), dtype=object)
+        for job in np.unique(job_of).tolist():
+            at = np.flatnonzero(job_of == job)
+            kind, max_tokens = self.jobs[job]
+            if kind == "grid":
+                out = self.encoders(kind, 0, np.asarray(self.images[np.asarray(batch["row"], np.int64)[at]]))
+            else:
+                out = self.encoders(kind, max_tokens, [str(batch["text"][i]) for i in at])
+                out = list(out) if kind == "tokens" else [v[None] for v in out]
+            for i, value in zip(at, out):
+                payload[i] = np.ascontiguousarray(value, np.float16)
+        return {"job": job_of, "position": np.asarray(batch["position"], np.int64), "payload": payload}
 
 
 def _connect(ray, address: Optional[str], workers: int, log) -> bool:
@@ -85,25 +86,29 @@ def _connect(ray, address: Optional[str], workers: int, log) -> bool:
     return True
 
 
-def _dataset(ray, job: FeatureJob):
+def _dataset(ray, jobs: list[FeatureJob], actors: int):
+    """One dataset of every job's inputs (job, position, text or image row), in blocks small
+    enough that every actor gets some."""
     import pyarrow as pa
 
+    total = sum(len(j) for j in jobs)
+    block = max(1, min(BLOCK_INPUTS, -(-total // (2 * actors))))
     blocks = []
-    for lo in range(0, len(job), BLOCK_INPUTS):
-        hi = min(lo + BLOCK_INPUTS, len(job))
-        columns = {"position": pa.array(np.arange(lo, hi, dtype=np.int64))}
-        if job.kind == "grid":
-            columns["row"] = pa.array(np.asarray(job.image_rows[lo:hi], np.int64))
-        else:
-            columns["text"] = job.texts.slice(lo, hi - lo)
-        blocks.append(pa.table(columns))
+    for number, job in enumerate(jobs):
+        for lo in range(0, len(job), block):
+            hi = min(lo + block, len(job))
+            texts = job.texts.slice(lo, hi - lo) if job.kind != "grid" else pa.nulls(hi - lo, pa.string())
+            rows = np.asarray(job.image_rows[lo:hi], np.int64) if job.kind == "grid" else np.full(hi - lo, -1, np.int64)
+            blocks.append(pa.table({"job": pa.array(np.full(hi - lo, number, np.int64)),
+                                    "position": pa.array(np.arange(lo, hi, dtype=np.int64)),
+                                    "text": texts, "row": pa.array(rows)}))
     return ray.data.from_arrow(blocks)
 
 
 def run_on_ray(jobs: list[FeatureJob], settings: EncoderSettings, appenders: dict[str, Callable], progress: bool,
                log: Callable[[str], None], where: str, address: Optional[str] = None, workers: Optional[int] = None,
                save_every: int = SAVE_EVERY) -> None:
-    """Compute every job on Ray, appending each one's rows to its table (``appenders``)."""
+    """Compute every job on one actor pool, appending each job's rows to its table (``appenders``)."""
     ray = _import_ray()
     workers = workers or 2
     started_here = _connect(ray, address, workers, log)
@@ -111,50 +116,54 @@ def run_on_ray(jobs: list[FeatureJob], settings: EncoderSettings, appenders: dic
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = progress
         context.print_on_execution_start = progress
+        if not progress:
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
         gpus = int(ray.cluster_resources().get("GPU", 0))
-        for job in jobs:
-            _run_job(ray, job, settings, appenders[job.table], log, where, workers, gpus, save_every)
+        _run_jobs(ray, jobs, settings, appenders, log, where, workers, gpus, save_every)
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _run_job(ray, job: FeatureJob, settings: EncoderSettings, append: Callable, log, where: str, workers: int,
-             gpus: int, save_every: int) -> None:
+def _run_jobs(ray, jobs: list[FeatureJob], settings: EncoderSettings, appenders: dict[str, Callable], log, where: str,
+              workers: int, gpus: int, save_every: int) -> None:
     started = time.perf_counter()
     if gpus:  # one GPU per actor, as many actors as GPUs (the batch fills the GPU)
         actors, resources, device = gpus, {"num_gpus": 1}, "cuda"
     else:
         actors, resources, device = workers, {"num_cpus": settings.threads or 1}, "cpu"
-    images_path = str(job.images_path) if job.kind == "grid" else None
-    dataset = _dataset(ray, job).map_batches(
-        EncoderActor, fn_constructor_kwargs={"settings": settings, "kind": job.kind, "max_tokens": job.max_tokens,
-                                             "images_path": images_path, "device": device},
-        batch_size=min(settings.batch_size, BLOCK_INPUTS), concurrency=actors, batch_format="numpy", **resources)
-    positions: list[np.ndarray] = []
-    rows: list = []
-    done = pending = 0
+    images = next((str(j.images_path) for j in jobs if j.kind == "grid"), None)
+    dataset = _dataset(ray, jobs, actors).map_batches(
+        EncoderActor, fn_constructor_kwargs={"settings": settings, "jobs": [(j.kind, j.max_tokens) for j in jobs],
+                                             "images_path": images, "device": device},
+        batch_size=min(settings.batch_size, BLOCK_INPUTS), compute=ray.data.ActorPoolStrategy(size=actors),
+        batch_format="numpy", **resources)
+    pending: list[list] = [[] for _ in jobs]  # per job: (positions, payloads) not appended yet
+    done = [0] * len(jobs)
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-        where_in_job = np.asarray(batch["position"], np.int64)
-        positions.append(where_in_job)
-        if job.kind == "tokens":
-            rows.extend(t[:n] for t, n in zip(batch["tokens"], batch["length"]))
-        else:
-            rows.append(np.asarray(batch["vectors" if job.kind == "pooled" else "grid"]))
-        pending += len(where_in_job)
-        if pending >= save_every:
-            done += _save(job, positions, rows, append)
-            positions, rows, pending = [], [], 0
-    if pending:
-        done += _save(job, positions, rows, append)
-    if done != len(job):
-        raise RuntimeError(f"ray gave {done} of the {len(job)} {job.what} asked for")
+        job_of, positions, payload = np.asarray(batch["job"]), np.asarray(batch["position"]), batch["payload"]
+        for number in np.unique(job_of).tolist():
+            at = np.flatnonzero(job_of == number)
+            pending[number].append((positions[at], [payload[i] for i in at]))
+            if sum(len(p) for p, _ in pending[number]) >= save_every:
+                done[number] += _save(jobs[number], pending[number], appenders[jobs[number].table])
+                pending[number] = []
     seconds = time.perf_counter() - started
-    log(f"{len(job)} {job.what} encoded in {seconds:.1f}s ({len(job) / max(seconds, 1e-9):.0f}/s) -> {where}/{job.table} "
-        f"(ray: {actors} {'GPU' if gpus else 'CPU'} actors)")
+    for number, job in enumerate(jobs):
+        if pending[number]:
+            done[number] += _save(job, pending[number], appenders[job.table])
+        if done[number] != len(job):
+            raise RuntimeError(f"ray gave {done[number]} of the {len(job)} {job.what} asked for")
+        log(f"{len(job)} {job.what} encoded in {seconds:.1f}s ({len(job) / max(seconds, 1e-9):.0f}/s) -> {where}/{job.table} "
+            f"(ray: {actors} {'GPU' if gpus else 'CPU'} actors, {sum(len(j) for j in jobs)} inputs of {len(jobs)} tables in one pass)")
 
 
-def _save(job: FeatureJob, positions: list[np.ndarray], rows: list, append: Callable) -> int:
-    where = np.concatenate(positions)
-    append(job.keys[where], rows if job.kind == "tokens" else np.concatenate(rows))
-    return len(where)
+def _save(job: FeatureJob, pending: list, append: Callable) -> int:
+    positions = np.concatenate([p for p, _ in pending])
+    rows = [np.asarray(r) for _, part in pending for r in part]
+    if job.kind == "pooled":
+        rows = np.concatenate(rows)  # [1, H] each
+    elif job.kind == "grid":
+        rows = np.stack(rows)
+    append(job.keys[positions], rows)
+    return len(positions)
