@@ -293,9 +293,9 @@ class FeatureCache:
 
         title_rows = tables["title"].rows_of(keys.title)
         image_rows = tables["image"].rows_of(keys.image)
-        if ((title_rows < 0) & keys.has_title).any() or ((image_rows < 0) & keys.has_image).any():
-            raise RuntimeError(f"{self.path}: rows still missing after computing them (a concurrent repair?); run again")
         pair_rows = tables["pair"].rows_of(pair_keys)
+        if ((title_rows < 0) & keys.has_title).any() or ((image_rows < 0) & keys.has_image).any() or (pair_rows < 0).any():
+            raise RuntimeError(f"{self.path}: rows still missing after computing them (a concurrent repair?); run again")
         string_vectors = self._vectors(tables["string"], string_keys)
         where = {s: i for i, s in enumerate(strings)}
         return BuildFeatures(

@@ -22,7 +22,7 @@ def test_the_ray_engine_gives_the_rows_of_the_local_engine(frozen_slice_index, s
     said: list[str] = []
     view = cache.for_build(slice_build, rows=rows, progress=False, log=said.append, engine="ray", workers=2)
     assert [s.split()[1] for s in said if " encoded in " in s] == ["titles", "pairs", "strings", "images"]
-    assert all("(ray: 2 CPU actors)" in s for s in said if " encoded in " in s)
+    assert all("(ray: 2 CPU actors, " in s for s in said if " encoded in " in s)
     assert (view.title_rows[1::2] == -1).all() and (view.image_rows[1::2] == -1).all()
     for r in rows[::5]:
         np.testing.assert_allclose(np.asarray(view.title_tokens(r), np.float32),
