@@ -2,20 +2,23 @@
 pretraining, embedding and evaluation.
 
 One directory per encoder setting, ``ROOT/<name>-<fingerprint>/``, where the fingerprint
-hashes the :class:`FeatureSpec` *and* the encoders' weight files, so a changed encoder is
-never read as the old one. Inside, one table per kind of input, content-addressed: a row's
-key is a hash of what was encoded (the title text, the stored image's pixels, the
-"property : value" text, the string), so a changed or new item of a grown build gets a row
-of its own and a later build reuses every row whose content it shares. Only missing keys
-are computed; a table grows in place (new rows appended to ``data.npy``, then ``keys.npy``
-replaced: a crash leaves at most rows no key points to), under a lock so two processes
-never write at once.
+hashes the :class:`FeatureSpec`, the encoders' weight files and the cache format, so a
+changed encoder is never read as the old one. Inside, one table per kind of input
+(:mod:`encoders.feature_table`), content-addressed (:mod:`encoders.build_keys`): a row's key
+is a hash of what was encoded (the title text, the image file's bytes at the build's stored
+size, the "property : value" text, the string), so a changed or new item of a grown build
+gets a row of its own and a later build reuses every row whose content it shares. Only
+missing keys are computed, by one process at a time (:mod:`encoders.cache_lock`), in this
+process or on Ray (``engine="ray"``, :mod:`encoders.ray_features`).
 
     title   token features of each title            tokens float16 [T, H] + offsets [N+1]
     image   EfficientNet grid tokens of each image  grid float16 [N, g*g, 1280]
     pair    mean-pooled "property : value"          vectors float16 [N, H]
     string  mean-pooled property name or value      vectors float16 [N, H]
     text    mean-pooled longer text (e.g. a knowledge text, for a baseline)   [N, H]
+
+Every table is checked (sizes, per-block digests, non-finite rows); damage is named, and the
+damaged rows are dropped and computed again by the next :meth:`FeatureCache.for_build`.
 
 :meth:`FeatureCache.for_build` brings the tables up to date for a catalog build and returns
 :class:`BuildFeatures`, the build's view: per build row its title and image rows, the row of
@@ -24,9 +27,7 @@ vocabulary order. Default root: ``$K3M_DATA_DIR/features`` (``data/features``).
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import io
 import json
 import os
 import sys
@@ -38,15 +39,23 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from encoders.build_keys import build_keys, distinct_pairs, image_key, text_key, text_keys
+from encoders.cache_lock import cache_lock
+from encoders.feature_job import EncoderSettings, Encoders, FeatureJob, run_local
+from encoders.feature_table import EAGER_VERIFY_BYTES, KEY_BYTES, Table, TableDamaged, TableReader, _VERIFIED, BLOCK_ROWS
 from encoders.frozen import text_model_dir
 from encoders.image.efficientnet import FEATURE_DIM, VARIANTS, packaged_weights
-from etl.atomic import writing_directory
 from kg.paths import data_dir
 
-FORMAT = 1  # bump when what a table holds changes: old caches are then never read
+__all__ = ["BuildFeatures", "FeatureCache", "FeatureSpec", "TableDamaged", "distinct_pairs", "image_key", "text_key",
+           "KEY_BYTES", "FORMAT", "ENGINES", "VERIFY"]
+
+FORMAT = 2  # bump when what a table holds changes: old caches are then never read (2: image keys from file digests, checked tables)
 IMAGE_ENCODERS = tuple(f"efficientnet-{v}" for v in VARIANTS)
 PAIR_SEP = " : "  # the knowledge text's separator between a property and its value
-KEY_BYTES = 16
+ENGINES = ("local", "ray")
+VERIFY = ("auto", "full", "lazy")  # data digests at open: by size, all, or on first read
+RAGGED = {"title"}
 
 
 def default_root() -> Path:
@@ -122,125 +131,24 @@ def _file_digest(path: Path) -> bytes:
     return _DIGESTS[key]
 
 
-def distinct_pairs(pairs: np.ndarray, num_values: int) -> np.ndarray:
-    """int64 [n, 2] distinct (property, value) rows in (property, value) order: ``np.unique(...,
-    axis=0)``'s result through 1-D codes, several times faster on a catalog's triples."""
-    codes = np.unique(np.asarray(pairs[:, 0], np.int64) * max(num_values, 1) + pairs[:, 1])
-    return np.stack([codes // max(num_values, 1), codes % max(num_values, 1)], axis=1)
-
-
-def text_key(kind: str, text: str) -> bytes:
-    return hashlib.blake2b(f"{kind}\x00{text}".encode(), digest_size=KEY_BYTES).digest()
-
-
-def image_key(pixels: np.ndarray) -> bytes:
-    array = np.ascontiguousarray(pixels)
-    return hashlib.blake2b(repr(array.shape).encode() + array.tobytes(), digest_size=KEY_BYTES).digest()
-
-
-# -- tables ----------------------------------------------------------------------------------
-class Table:
-    """Rows addressed by 16-byte keys: ``keys.npy`` plus the data arrays, memory-mapped."""
-
-    def __init__(self, path: Path, ragged: bool = False):
-        self.path, self.ragged = path, ragged
-
-    @property
-    def exists(self) -> bool:
-        return (self.path / "keys.npy").is_file()
-
-    def keys(self) -> np.ndarray:
-        return np.load(self.path / "keys.npy") if self.exists else np.zeros((0, KEY_BYTES), np.uint8)
-
-    def rows_of(self, keys: list[bytes]) -> np.ndarray:
-        """int64 row of each key, -1 where the table has none."""
-        stored = self.keys()
-        where = {bytes(k): i for i, k in enumerate(stored)}
-        return np.fromiter((where.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
-
-    def array(self, name: str) -> np.ndarray:
-        return np.load(self.path / f"{name}.npy", mmap_mode="r")
-
-    def append(self, keys: list[bytes], rows: list[np.ndarray] | np.ndarray) -> None:
-        """Add ``keys`` / ``rows``. The first write makes the table aside and swaps it in; later
-        ones append to ``data.npy`` in place (an update adds a few rows to a table of a GB) and
-        replace ``keys.npy`` last: rows are visible only once their keys are, so a crash leaves
-        at most unreferenced rows past the keys, which the next append cuts off."""
-        new_keys = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, KEY_BYTES)
-        if self.ragged:
-            lengths = np.array([len(r) for r in rows], dtype=np.int64)
-            parts = [r for r in rows if len(r)]
-            data = np.concatenate(parts) if parts else None
-        else:
-            data = np.asarray(rows)
-        if self.exists:
-            old_keys = self.keys()
-            if self.ragged:
-                offsets = np.load(self.path / "offsets.npy")[:len(old_keys) + 1]
-                kept = int(offsets[-1])
-            else:
-                kept = len(old_keys)
-            if _append_in_place(self.path / "data.npy", kept, data):
-                if self.ragged:
-                    _replace_array(self.path / "offsets.npy", np.concatenate([offsets, offsets[-1] + np.cumsum(lengths)]))
-                _replace_array(self.path / "keys.npy", np.concatenate([old_keys, new_keys]))
-                return
-        with writing_directory(self.path) as tmp:
-            np.save(tmp / "keys.npy", np.concatenate([self.keys(), new_keys]))
-            if self.ragged:
-                old_offsets = self.array("offsets")[:len(self.keys()) + 1] if self.exists else np.zeros(1, np.int64)
-                offsets = np.concatenate([old_offsets, old_offsets[-1] + np.cumsum(lengths)])
-                whole = ([self.array("data")[:int(old_offsets[-1])]] if self.exists else []) + ([data] if data is not None else [])
-                dim = whole[0].shape[1] if whole else 0
-                np.save(tmp / "data.npy", np.concatenate(whole) if whole else np.zeros((0, dim), np.float16))
-                np.save(tmp / "offsets.npy", offsets)
-            else:
-                np.save(tmp / "data.npy", np.concatenate([self.array("data")[:len(self.keys())], data]) if self.exists else data)
-
-
-def _append_in_place(path: Path, kept: int, rows: np.ndarray | None) -> bool:
-    """Cut ``path`` (a C-order .npy) to its first ``kept`` rows, append ``rows`` and fix the
-    header's row count; False (nothing written) when the file is not one rows can join or the
-    new header would not fit where the old one is."""
-    with open(path, "r+b") as f:
-        version = np.lib.format.read_magic(f)
-        if version not in ((1, 0), (2, 0)):
-            return False
-        shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                 else np.lib.format.read_array_header_2_0)(f)
-        header_bytes = f.tell()
-        if fortran or kept > shape[0] or (rows is not None and (rows.dtype != dtype or rows.shape[1:] != shape[1:])):
-            return False
-        count = kept + (len(rows) if rows is not None else 0)
-        header = io.BytesIO()
-        write = np.lib.format.write_array_header_1_0 if version == (1, 0) else np.lib.format.write_array_header_2_0
-        write(header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (count, *shape[1:])})
-        if len(header.getvalue()) != header_bytes:  # numpy leaves room for the row count to grow
-            return False
-        row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
-        f.truncate(header_bytes + kept * row_bytes)  # rows a crash left past the keys
-        f.seek(header_bytes + kept * row_bytes)
-        if rows is not None:
-            f.write(np.ascontiguousarray(rows).tobytes())
-        f.flush()
-        os.fsync(f.fileno())
-        f.seek(0)
-        f.write(header.getvalue())
-    return True
-
-
-def _replace_array(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
+def _first_of_each(keys: np.ndarray) -> np.ndarray:
+    """Positions of the first occurrence of each distinct key (uint8 [m, 16]), ascending."""
+    if not len(keys):
+        return np.zeros(0, np.int64)
+    halves = np.ascontiguousarray(keys).view(">u8")
+    order = np.lexsort((np.arange(len(keys)), halves[:, 1], halves[:, 0]))
+    sorted_halves = halves[order]
+    new = np.ones(len(order), bool)
+    new[1:] = (sorted_halves[1:] != sorted_halves[:-1]).any(1)
+    return np.sort(order[new])
 
 
 # -- the build's view ------------------------------------------------------------------------
 @dataclass
 class BuildFeatures:
-    """A build's rows in the cache (what the data pipeline reads). Picklable: the arrays are
-    memory-mapped lazily in each process."""
+    """A build's rows in the cache (what the data pipeline reads). Picklable: the tables are
+    opened lazily in each process, whose first read of a block verifies it (unless the
+    process that made the view verified it: ``verified``)."""
 
     path: Path  # the cache directory
     spec: FeatureSpec
@@ -251,15 +159,16 @@ class BuildFeatures:
     property_vectors: np.ndarray  # float32 [P, H], the build's property order
     value_vectors: np.ndarray  # float32 [V, H], the build's value order
     num_values: int
-    _arrays: dict = field(default_factory=dict, repr=False)
+    verified: dict = field(default_factory=dict, repr=False)  # table -> blocks verified when the view was made
+    _readers: dict = field(default_factory=dict, repr=False)
 
     def __getstate__(self):
-        return {**self.__dict__, "_arrays": {}}
+        return {**self.__dict__, "_readers": {}}
 
-    def _array(self, table: str, name: str) -> np.ndarray:
-        if (table, name) not in self._arrays:
-            self._arrays[(table, name)] = np.load(self.path / table / f"{name}.npy", mmap_mode="r")
-        return self._arrays[(table, name)]
+    def _reader(self, table: str) -> TableReader:
+        if table not in self._readers:
+            self._readers[table] = TableReader(self.path / table, table in RAGGED, self.verified.get(table, ()))
+        return self._readers[table]
 
     @property
     def text_dim(self) -> int:
@@ -274,16 +183,22 @@ class BuildFeatures:
         row = int(self.title_rows[build_row])
         if row < 0:
             return np.zeros((0, self.text_dim), np.float16)
-        offsets = self._array("title", "offsets")
-        return self._array("title", "data")[offsets[row] : offsets[row + 1]]
+        return self._reader("title").ragged_row(row)
 
     def title_vectors(self, build_rows: np.ndarray) -> np.ndarray:
         """float32 [n, H] mean of each title's tokens (the sentence embedding); 0 without one."""
-        out = np.zeros((len(build_rows), self.text_dim), np.float32)
-        for i, r in enumerate(build_rows):
-            tokens = self.title_tokens(int(r)) if r >= 0 else np.zeros((0, 1))
-            if len(tokens):
-                out[i] = np.asarray(tokens, np.float32).mean(0)
+        build_rows = np.asarray(build_rows, np.int64)
+        rows = np.where(build_rows >= 0, self.title_rows[np.maximum(build_rows, 0)], -1)
+        out = np.zeros((len(rows), self.text_dim), np.float32)
+        have = np.flatnonzero(rows >= 0)
+        if not len(have):
+            return out
+        tokens, lengths = self._reader("title").ragged_rows(rows[have])
+        nonempty = lengths > 0
+        if nonempty.any():
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[nonempty]
+            sums = np.add.reduceat(np.asarray(tokens, np.float32), starts, axis=0)
+            out[have[nonempty]] = sums / lengths[nonempty, None].astype(np.float32)
         return out
 
     def image_grid(self, build_rows: np.ndarray) -> np.ndarray:
@@ -294,7 +209,7 @@ class BuildFeatures:
         out = np.zeros((len(build_rows), self.spec.num_image_tokens, FEATURE_DIM), np.float16)
         have = rows >= 0
         if have.any():
-            out[have] = self._array("image", "data")[rows[have]]
+            out[have] = self._reader("image").fixed_rows(rows[have])
         return out
 
     def pair_vectors(self, properties: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -303,7 +218,7 @@ class BuildFeatures:
         where = np.minimum(np.searchsorted(self.pair_codes, codes), max(len(self.pair_codes) - 1, 0))
         if len(codes) and not np.array_equal(self.pair_codes[where], codes):
             raise KeyError("a (property, value) pair that is not in the build's feature view")
-        return np.asarray(self._array("pair", "data")[self.pair_rows[where]])
+        return self._reader("pair").fixed_rows(self.pair_rows[where])
 
 
 # -- the cache -------------------------------------------------------------------------------
@@ -317,128 +232,175 @@ class FeatureCache:
         return self.root / f"{self.spec.name}-{self.spec.fingerprint()}"
 
     def table(self, name: str) -> Table:
-        return Table(self.path / name, ragged=name == "title")
+        return Table(self.path / name, ragged=name in RAGGED)
+
+    def encoder_settings(self, batch_size: int = 256, threads: Optional[int] = None) -> EncoderSettings:
+        return EncoderSettings(text=self.spec.text, image_variant=self.spec.image.removeprefix("efficientnet-"),
+                               image_size=self.spec.image_size, batch_size=batch_size, threads=threads)
 
     def for_build(self, build, device: str = "auto", progress: bool = True, batch_size: int = 256,
-                  log: Callable[[str], None] | None = None, rows: Optional[np.ndarray] = None) -> BuildFeatures:
+                  log: Callable[[str], None] | None = None, rows: Optional[np.ndarray] = None, verify: str = "auto",
+                  engine: str = "local", address: Optional[str] = None, workers: Optional[int] = None) -> BuildFeatures:
         """Compute what the build needs and the cache lacks, then return the build's view.
-        ``rows``: only these items' titles and images (the others read as absent)."""
+
+        ``rows``: only these items' titles and images (the others read as absent).
+        ``verify``: check every data block's digest now (``full``), only on first read
+        (``lazy``), or ``auto``: now for tables up to EAGER_VERIFY_BYTES (4 GiB), else lazily.
+        ``engine``: compute in this process (``local``) or with Ray Data (``ray``: ``address``
+        of a cluster, else $RAY_ADDRESS, else a local Ray of ``workers`` actors)."""
         log = log or _log
-        device = _device(device)
+        if verify not in VERIFY:
+            raise ValueError(f"verify must be one of {VERIFY}, got {verify!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "spec.json").write_text(json.dumps(asdict(self.spec), indent=2) + "\n")
-        wanted = np.ones(build.num_items, dtype=bool) if rows is None else np.isin(np.arange(build.num_items), rows)
-        titles = [t if isinstance(t, str) and t.strip() and want else None for t, want in zip(build.items["title"].tolist(), wanted)]
-        title_keys = [text_key("title", t) if t is not None else None for t in titles]
-        has_image = np.asarray(build.has_image, dtype=bool) & wanted
-        images = build.images
-        image_keys = [image_key(images[r]) if has_image[r] else None for r in range(build.num_items)]
-        triples = np.asarray(build.triples, dtype=np.int64)
-        pairs = distinct_pairs(triples[:, 1:], len(build.values))
-        pair_texts = [build.properties[p] + PAIR_SEP + build.values[v] for p, v in pairs.tolist()]
-        strings = list(dict.fromkeys(list(build.properties) + list(build.values)))
-
-        with open(self.path / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one writer per cache directory
-            text_model = None
-
-            def text():
-                nonlocal text_model
-                if text_model is None:
-                    from encoders.frozen import FrozenText
-
-                    text_model = FrozenText(self.spec.text, device, batch_size)
-                return text_model
-
-            todo = self._missing("title", title_keys)
-            if todo:
-                texts = [titles[r] for r in todo]
-                self._compute("title", "titles", [title_keys[r] for r in todo], texts, progress, log,
-                              lambda chunk: text().tokens(chunk, self.spec.max_title_tokens))
-            todo = self._missing("pair", [text_key("pair", t) for t in pair_texts])
-            if todo:
-                self._compute("pair", "pairs", [text_key("pair", pair_texts[i]) for i in todo], [pair_texts[i] for i in todo],
-                              progress, log, lambda chunk: text().pooled(chunk, self.spec.max_string_tokens).astype(np.float16))
-            todo = self._missing("string", [text_key("string", s) for s in strings])
-            if todo:
-                self._compute("string", "strings", [text_key("string", strings[i]) for i in todo], [strings[i] for i in todo],
-                              progress, log, lambda chunk: text().pooled(chunk, self.spec.max_string_tokens).astype(np.float16))
-            todo = self._missing("image", image_keys)
-            if todo:
-                from encoders.frozen import FrozenImage
-
-                model = FrozenImage(self.spec.image.removeprefix("efficientnet-"), self.spec.image_size, device, batch_size // 2)
-                self._compute("image", "images", [image_keys[r] for r in todo], todo, progress, log,
-                              lambda chunk: model.grid(images[np.asarray(chunk)]))
-
-        title_rows = self._rows("title", title_keys)
-        image_rows = self._rows("image", image_keys)
-        string_table = self.table("string")
-        string_rows = string_table.rows_of([text_key("string", s) for s in strings])
-        string_vectors = np.asarray(string_table.array("data"), dtype=np.float32)[string_rows]
-        where = {s: i for i, s in enumerate(strings)}
+        self._write_spec()
+        wanted = None
+        if rows is not None:
+            wanted = np.zeros(build.num_items, bool)
+            wanted[np.asarray(rows, np.int64)] = True
+        keys = build_keys(build, wanted)
+        if keys.image_keys_from_pixels:
+            log(f"{keys.image_keys_from_pixels} images keyed by their pixels: {build.path} records no file digest for "
+                "them (a build made before digests were recorded; `k3m import` it again to skip this)")
         num_values = len(build.values)
+        pairs = distinct_pairs(build.triples[:, 1:], num_values)
+        pair_texts = [build.properties[p] + PAIR_SEP + build.values[v] for p, v in pairs.tolist()]
+        pair_keys = text_keys("pair", pair_texts)
+        strings = list(dict.fromkeys(list(build.properties) + list(build.values)))
+        string_keys = text_keys("string", strings)
+
+        with cache_lock(self.path / ".lock", log):
+            tables = {name: self._checked(name, verify, log) for name in ("title", "pair", "string", "image")}
+            jobs = []
+            todo = self._todo(tables["title"], keys.title, keys.has_title)
+            if len(todo):
+                jobs.append(FeatureJob("title", "titles", keys.title[todo], "tokens", self.spec.max_title_tokens,
+                                       texts=_column(build, "title").take(todo)))
+            todo = self._todo(tables["pair"], pair_keys)
+            if len(todo):
+                jobs.append(FeatureJob("pair", "pairs", pair_keys[todo], "pooled", self.spec.max_string_tokens,
+                                       texts=_strings([pair_texts[i] for i in todo])))
+            todo = self._todo(tables["string"], string_keys)
+            if len(todo):
+                jobs.append(FeatureJob("string", "strings", string_keys[todo], "pooled", self.spec.max_string_tokens,
+                                       texts=_strings([strings[i] for i in todo])))
+            todo = self._todo(tables["image"], keys.image, keys.has_image)
+            if len(todo):
+                jobs.append(FeatureJob("image", "images", keys.image[todo], "grid", image_rows=todo,
+                                       images_path=build.path / "images.npy"))
+            self._run(jobs, tables, device, batch_size, progress, log, engine, address, workers)
+
+        title_rows = tables["title"].rows_of(keys.title)
+        image_rows = tables["image"].rows_of(keys.image)
+        pair_rows = tables["pair"].rows_of(pair_keys)
+        if ((title_rows < 0) & keys.has_title).any() or ((image_rows < 0) & keys.has_image).any() or (pair_rows < 0).any():
+            raise RuntimeError(f"{self.path}: rows still missing after computing them (a concurrent repair?); run again")
+        string_vectors = self._vectors(tables["string"], string_keys)
+        where = {s: i for i, s in enumerate(strings)}
         return BuildFeatures(
             path=self.path,
             spec=self.spec,
             title_rows=title_rows,
             image_rows=image_rows,
             pair_codes=pairs[:, 0] * num_values + pairs[:, 1],
-            pair_rows=self.table("pair").rows_of([text_key("pair", t) for t in pair_texts]),
+            pair_rows=pair_rows,
             property_vectors=string_vectors[[where[p] for p in build.properties]],
             value_vectors=string_vectors[[where[v] for v in build.values]],
             num_values=num_values,
+            verified={name: self._verified_blocks(table) for name, table in tables.items() if table.exists},
         )
 
     def pooled_texts(self, texts: list[str], max_tokens: int = 128, device: str = "auto", progress: bool = True,
-                     log: Callable[[str], None] | None = None) -> np.ndarray:
+                     log: Callable[[str], None] | None = None, verify: str = "auto") -> np.ndarray:
         """float32 [N, H] mean-pooled features of longer texts (computed where the cache lacks them)."""
-        from encoders.frozen import FrozenText
-
-        keys = [text_key(f"text{max_tokens}", t) for t in texts]
+        log = log or _log
+        keys = text_keys(f"text{max_tokens}", texts)
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            todo = self._missing("text", keys)
-            if todo:
-                model = FrozenText(self.spec.text, _device(device))
-                self._compute("text", "texts", [keys[i] for i in todo], [texts[i] for i in todo], progress, log or _log,
-                              lambda chunk: model.pooled(chunk, max_tokens).astype(np.float16))
-        table = self.table("text")
-        return np.asarray(table.array("data"), dtype=np.float32)[table.rows_of(keys)]
+        with cache_lock(self.path / ".lock", log):
+            table = self._checked("text", verify, log)
+            todo = self._todo(table, keys)
+            if len(todo):
+                job = FeatureJob("text", "texts", keys[todo], "pooled", max_tokens, texts=_strings([texts[i] for i in todo]))
+                self._run([job], {"text": table}, device, 256, progress, log, "local", None, None)
+        return self._vectors(table, keys)
 
-    def _missing(self, table: str, keys: list[Optional[bytes]]) -> list[int]:
-        """Positions of the keys the table lacks (first occurrence of each; None = nothing to encode)."""
-        rows = self.table(table).rows_of([k if k is not None else b"" for k in keys])
-        seen, todo = set(), []
-        for i, (k, r) in enumerate(zip(keys, rows)):
-            if k is not None and r < 0 and k not in seen:
-                seen.add(k)
-                todo.append(i)
-        return todo
+    # -- helpers -----------------------------------------------------------------------------
+    def _write_spec(self) -> None:
+        text = json.dumps(asdict(self.spec), indent=2) + "\n"
+        path = self.path / "spec.json"
+        if not path.is_file() or path.read_text() != text:
+            tmp = path.with_name(f".spec.json.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
 
-    def _rows(self, table: str, keys: list[Optional[bytes]]) -> np.ndarray:
-        rows = self.table(table).rows_of([k if k is not None else b"" for k in keys])
-        return np.where([k is not None for k in keys], rows, -1).astype(np.int64)
-
-    def _compute(self, table: str, what: str, keys: list[bytes], inputs: list, progress: bool, log, encode,
-                 chunk: int = 2048, save_every: int = 16384) -> None:
-        """Encode ``inputs`` in chunks; what is done is saved every ``save_every`` inputs, so an
-        interrupted extraction resumes where it stopped."""
-        from tqdm import tqdm
-
+    def _checked(self, name: str, verify: str, log) -> Table:
+        """The table, checked and repaired (under the lock): damaged rows dropped, so they are
+        missing and computed again."""
+        table = self.table(name)
+        notes = table.noted_damage()
+        try:
+            size = table.data_bytes()
+        except TableDamaged:
+            size = 0  # unreadable: inspect says why, repair drops it
+        full = verify == "full" or (verify == "auto" and size <= EAGER_VERIFY_BYTES)
         started = time.perf_counter()
-        out: list = []
-        saved = 0
-        with tqdm(total=len(inputs), unit=what[:-1], desc=f"features: {what}", disable=not progress, file=sys.stderr) as bar:
-            for lo in range(0, len(inputs), chunk):
-                part = encode(inputs[lo : lo + chunk])
-                out.extend(part) if table == "title" else out.append(part)
-                bar.update(len(inputs[lo : lo + chunk]))
-                done = min(lo + chunk, len(inputs))
-                if done - saved >= save_every or done == len(inputs):
-                    rows = out if table == "title" else np.concatenate(out)
-                    self.table(table).append(keys[saved:done], rows)
-                    out, saved = [], done
+        damage = table.inspect("all" if full else "none")
         seconds = time.perf_counter() - started
-        log(f"{len(inputs)} {what} encoded in {seconds:.1f}s ({len(inputs) / max(seconds, 1e-9):.0f}/s) -> {self.path.name}/{table}")
+        if full and seconds >= 2:
+            log(f"checked {size / 2**20:.0f} MB of {self.path.name}/{name} in {seconds:.1f}s")
+        if notes and damage.unusable is None:
+            damage.bad_blocks = {**table.noted(), **damage.bad_blocks}
+            if damage.keep_rows is not None:
+                damage.bad_blocks = {b: w for b, w in damage.bad_blocks.items() if b * BLOCK_ROWS < damage.keep_rows}
+        if damage or notes:
+            table.repair(damage, log)
+        return table
+
+    @staticmethod
+    def _todo(table: Table, keys: np.ndarray, present: Optional[np.ndarray] = None) -> np.ndarray:
+        """Positions of the keys the table lacks (first occurrence of each), ascending."""
+        candidates = np.arange(len(keys)) if present is None else np.flatnonzero(present)
+        missing = candidates[table.rows_of(keys[candidates]) < 0]
+        return missing[_first_of_each(keys[missing])]
+
+    @staticmethod
+    def _verified_blocks(table: Table) -> np.ndarray:
+        committed = table.committed()
+        path = str(table.path)
+        return np.array([b for b, digests in enumerate(committed.blocks) if (path, b, *digests) in _VERIFIED], np.int64)
+
+    @staticmethod
+    def _vectors(table: Table, keys: np.ndarray) -> np.ndarray:
+        rows = table.rows_of(keys)
+        if (rows < 0).any():
+            raise RuntimeError(f"{table.path}: rows still missing after computing them; run again")
+        reader = TableReader(table.path, table.ragged)
+        return np.asarray(reader.fixed_rows(rows), dtype=np.float32)
+
+    def _run(self, jobs: list[FeatureJob], tables: dict[str, Table], device: str, batch_size: int, progress: bool,
+             log, engine: str, address: Optional[str], workers: Optional[int]) -> None:
+        if not jobs:
+            return
+        if engine == "ray":
+            from encoders.ray_features import run_on_ray
+
+            run_on_ray(jobs, self.encoder_settings(batch_size, threads=1), {j.table: tables[j.table].append for j in jobs},
+                       progress, log, self.path.name, address=address, workers=workers)
+            return
+        encoders = Encoders(self.encoder_settings(batch_size), _device(device))
+        for job in jobs:
+            run_local(job, encoders, tables[job.table].append, progress, log, f"{self.path.name}/{job.table}")
+
+
+def _column(build, name: str):
+    """One column of items.parquet as an Arrow array (its strings stay in Arrow buffers)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(build.path / "items.parquet", columns=[name]).column(name).combine_chunks()
+
+
+def _strings(texts: list[str]):
+    import pyarrow as pa
+
+    return pa.array(texts, pa.string())

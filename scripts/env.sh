@@ -12,7 +12,7 @@ fi
 if [ "$(cat "$VENV/.k3m-stamp" 2>/dev/null)" != "$stamp_want" ]; then
   echo "[k3m] installing the project and pinned dependencies (constraints.txt)" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-  "$VENV/bin/python" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT[dev,eval]" >&2
+  "$VENV/bin/python" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT[dev,eval,scale]" >&2
   echo "$stamp_want" > "$VENV/.k3m-stamp"
 fi
 export PATH="$VENV/bin:$PATH"

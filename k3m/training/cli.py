@@ -6,6 +6,7 @@
     torchrun --nproc_per_node N -m k3m.pretrain --config configs/pretrain_gpu.yaml ...   (DistributedDataParallel)
     python -m k3m.pretrain --config configs/pretrain_cpu.yaml --stats      (what the knowledge caps drop)
     python -m k3m.pretrain --config configs/pretrain_cpu.yaml --features   (fill the feature cache, then stop)
+    k3m pretrain --config configs/pretrain_cpu.yaml --features --engine ray [--address HOST:PORT]   (on Ray Data)
 
 See docs/pretrain.md for the run directory layout.
 """
@@ -19,9 +20,11 @@ from pathlib import Path
 
 import torch
 
+from encoders.cache import ENGINES, FeatureCache
 from etl.catalog_build import CatalogBuild
 from etl.errors import InvalidValue
-from k3m.data import CatalogIndex, cap_report, index_for
+from k3m.data import CatalogIndex, cap_report
+from k3m.data.index import FEATURES_DIR_ENV, feature_spec
 from k3m.model.checkpoint import find_checkpoint
 from k3m.training.checkpointing import TRAIN_CONFIG
 from k3m.training.config import TrainConfig
@@ -43,7 +46,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats", action="store_true",
                    help="print how many train pairs the max_pairs / max_knowledge_tokens caps drop, and exit")
     p.add_argument("--features", action="store_true",
-                   help="frozen encoders: compute what the feature cache lacks for the build, and exit")
+                   help="frozen encoders: check the feature cache's tables for the build, compute what they lack "
+                   "(and any damaged rows), and exit")
+    p.add_argument("--engine", choices=ENGINES, default=None,
+                   help="with --features: compute in this process (local, the default) or with Ray Data (ray; "
+                   "docs/scale.md)")
+    p.add_argument("--address", default=None, metavar="HOST:PORT",
+                   help="with --engine ray: the Ray cluster (default $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with --engine ray: encoder actors of a local Ray (default 2; a cluster's GPUs set it there)")
     p.set_defaults(func=run)
 
 
@@ -73,7 +84,17 @@ def stats(cfg: TrainConfig) -> dict:
         return cap_report(build, tokenizer, model_cfg.text.max_pairs, model_cfg.text.max_knowledge_tokens)
 
 
+def check_engine_options(args) -> None:
+    if not args.features and (args.engine or args.address or args.workers is not None):
+        raise ValueError("--engine, --address and --workers go with --features")
+    if args.address and args.engine != "ray":
+        raise ValueError("--address needs --engine ray")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+
+
 def run(args) -> int:
+    check_engine_options(args)
     cfg, resume = load_config(args)
     if args.stats:
         print(json.dumps(stats(cfg), indent=2))
@@ -82,8 +103,10 @@ def run(args) -> int:
         model_cfg = resolve_text_dir(cfg.model)
         if not model_cfg.frozen:
             raise InvalidValue(f"--features: the model of {args.config} has trainable encoders (no feature cache)")
-        index = index_for(cfg.build, model_cfg)
-        print(f"features of {cfg.build}: {index.features.path}")
+        cache = FeatureCache(feature_spec(model_cfg), os.environ.get(FEATURES_DIR_ENV))
+        features = cache.for_build(CatalogBuild.open(cfg.build), verify="full", engine=args.engine or "local",
+                                   address=args.address, workers=args.workers)
+        print(f"features of {cfg.build}: {features.path}")
         return 0
     summary = train(cfg, resume)
     if int(os.environ.get("RANK", "0")) == 0:

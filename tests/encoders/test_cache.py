@@ -83,13 +83,13 @@ def test_a_catalog_without_images_reads_absent_grids(k3m_sample_build, tmp_path)
     assert grid.shape == (5, FeatureSpec(image_size=64).num_image_tokens, view.image_dim) and not grid.any()
 
 
-def test_tables_grow_in_place_and_a_crash_leaves_only_rows_no_key_points_to(slice_build, tmp_path):
-    """An update adds a few rows to tables of a GB: appended in place, keys last. Rows a
-    crash wrote past the keys are never read and are cut off by the next append."""
-    from encoders.cache import KEY_BYTES, Table, _append_in_place
+def test_tables_grow_in_place_and_a_crash_leaves_only_rows_no_manifest_commits(slice_build, tmp_path):
+    """An update adds a few rows to tables of a GB: appended in place, the manifest last. Rows a
+    crash wrote past the committed ones are never read and are cut off by the next append."""
+    from encoders.feature_table import KEY_BYTES, Table, _append_in_place
 
     pixels = np.asarray(slice_build.images[:12], dtype=np.uint8)  # real rows of real shapes
-    keys = [bytes([k]) * KEY_BYTES for k in range(12)]
+    keys = np.array([[k + 1] * KEY_BYTES for k in range(12)], np.uint8)
     grid, ragged = Table(tmp_path / "grid"), Table(tmp_path / "ragged", ragged=True)
     grid.append(keys[:5], pixels[:5])
     ragged.append(keys[:5], [pixels[k, :k + 1, 0] for k in range(5)])
@@ -97,12 +97,37 @@ def test_tables_grow_in_place_and_a_crash_leaves_only_rows_no_key_points_to(slic
     grid.append(keys[5:8], pixels[5:8])
     ragged.append(keys[5:8], [pixels[k, :k + 1, 0] for k in range(5, 8)])
     assert (tmp_path / "grid" / "data.npy").stat().st_ino == inode  # in place, not rewritten
-    # a crash after the data was appended and before the keys were replaced
+    # a crash after the data was appended and before the manifest was replaced
     assert _append_in_place(tmp_path / "grid" / "data.npy", 8, np.full_like(pixels[8:10], 99))
-    assert len(grid.keys()) == 8 and grid.rows_of([keys[8]]).tolist() == [-1]
+    grid = Table(tmp_path / "grid")
+    assert grid.rows == 8 and grid.rows_of(keys[8:9]).tolist() == [-1] and not grid.inspect("all")
     grid.append(keys[8:12], pixels[8:12])
     ragged.append(keys[8:12], [pixels[k, :k + 1, 0] for k in range(8, 12)])
     assert np.array_equal(grid.array("data"), pixels) and grid.rows_of(keys).tolist() == list(range(12))
     offsets = ragged.array("offsets")
     for k in range(12):
         assert np.array_equal(ragged.array("data")[offsets[k]:offsets[k + 1]], pixels[k, :k + 1, 0])
+    assert not grid.inspect("all") and not ragged.inspect("all")
+
+
+def test_title_vectors_are_the_mean_of_each_titles_tokens(frozen_slice_index, slice_build):
+    f = frozen_slice_index.features
+    rows = np.array([3, -1, 0, 599, 3, 42])
+    expected = np.stack([np.asarray(f.title_tokens(r), np.float32).mean(0) if r >= 0 and len(f.title_tokens(r))
+                         else np.zeros(f.text_dim, np.float32) for r in rows])
+    np.testing.assert_allclose(f.title_vectors(rows), expected, rtol=1e-5, atol=1e-6)
+    assert f.title_vectors(np.array([], np.int64)).shape == (0, f.text_dim)
+
+
+def test_key_lookup_finds_keys_sharing_their_first_eight_bytes(tmp_path):
+    """Lookups search sorted 8-byte prefixes; two keys may share one (p ~ n^2/2^65): the full
+    key decides."""
+    from encoders.feature_table import Table
+
+    keys = np.zeros((6, 16), np.uint8)
+    keys[:, :8] = 7  # one prefix for all
+    keys[:, 8:] = np.arange(1, 7)[:, None]
+    table = Table(tmp_path / "t")
+    table.append(keys[[4, 1, 5, 0]], np.arange(4, dtype=np.float16)[:, None])
+    assert table.rows_of(keys).tolist() == [3, 1, -1, -1, 0, 2]
+    assert table.rows_of(np.zeros((1, 16), np.uint8)).tolist() == [-1]  # zeros: a dropped row, never a key
