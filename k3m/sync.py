@@ -134,42 +134,53 @@ def _sync(sources, mapping, build_path: Path, images, workers, checkpoints, data
         with connect(database=database) as db:
             report["graph"] = _timed(lambda: {**load_graph(build, db, progress=progress_printer("graph items written")).as_dict(),
                                               "database": db.database})
-            report["embed"] = [_embed(checkpoint, build_path, settings, db) for checkpoint, settings in jobs]
+            report["embed"] = [_embed(run, build_path, settings, db) for run, settings in jobs]
     else:
-        report["embed"] = [_embed(checkpoint, build_path, settings, None) for checkpoint, settings in jobs]
+        report["embed"] = [_embed(run, build_path, settings, None) for run, settings in jobs]
     report["seconds"] = round(time.perf_counter() - started, 3)
     return report
 
 
 def _embedding_jobs(build_path: Path, checkpoints, skipped: list[str]) -> list:
-    """(checkpoint, EmbedSettings) for every store of the build that can be brought up to date,
-    and for each extra checkpoint."""
-    from k3m.embedding.embed import EmbedSettings, weights_sha256
+    """(ResolvedRun, EmbedSettings) for every store of the build that can be brought up to
+    date, and for each extra checkpoint: each checkpoint resolved and its weights hashed once."""
+    from k3m.embedding.embed import EmbedSettings
     from k3m.embedding.store import EmbeddingStore
     from k3m.model import WEIGHTS_NAME
+    from k3m.model.checkpoint import CheckpointError
+    from k3m.model.run import ResolvedRun
 
     jobs, seen = [], set()
     for model_id in EmbeddingStore.available(build_path):
         meta = EmbeddingStore(EmbeddingStore.root(build_path) / model_id).meta
         checkpoint = Path(meta.get("checkpoint", ""))
-        if not (checkpoint / WEIGHTS_NAME).is_file() or not weights_sha256(checkpoint).startswith(
-                meta.get("weights_sha256", model_id.rsplit("-", 1)[-1])):
+        run = None
+        if (checkpoint / WEIGHTS_NAME).is_file():
+            try:
+                run = ResolvedRun.resolve(checkpoint)
+            except (CheckpointError, FileNotFoundError):
+                run = None
+        if run is None or not run.weights_sha256.startswith(meta.get("weights_sha256", model_id.rsplit("-", 1)[-1])):
             skipped.append(f"embeddings {model_id}: its checkpoint {checkpoint} is gone or holds other weights; the "
                            f"store stays stale (never served) until `k3m embed --checkpoint CKPT {build_path}`")
             continue
-        jobs.append((checkpoint, EmbedSettings(model_id=model_id, facts=meta.get("facts", "train"),
-                                               dtype=meta.get("dtype", "float32"))))
-        seen.add(checkpoint.resolve())
-    jobs += [(Path(c), EmbedSettings()) for c in checkpoints if Path(c).resolve() not in seen]
+        jobs.append((run, EmbedSettings(model_id=model_id, facts=meta.get("facts", "train"),
+                                        dtype=meta.get("dtype", "float32"))))
+        seen.add(run.path.resolve())
+    for checkpoint in checkpoints:
+        run = ResolvedRun.resolve(checkpoint)
+        if run.path.resolve() not in seen:
+            jobs.append((run, EmbedSettings()))
+            seen.add(run.path.resolve())
     return jobs
 
 
-def _embed(checkpoint: Path, build_path: Path, settings, db) -> dict:
+def _embed(run, build_path: Path, settings, db) -> dict:
     from k3m.embedding.embed import embed_build
     from k3m.embedding.writeback import ensure_native_index, write_back
 
     started = time.perf_counter()
-    store, report = embed_build(checkpoint, build_path, settings, progress=progress_printer("embedded"))
+    store, report = embed_build(run, build_path, settings, progress=progress_printer("embedded"))
     out = report.as_dict()
     ann = store.ann_index()  # written with the store: updated for the changed rows, not rebuilt
     out["index"] = ann.describe() if ann is not None else {"kind": "exact"}

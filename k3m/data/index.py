@@ -19,6 +19,7 @@ from encoders.cache import BuildFeatures, FeatureCache, FeatureSpec, distinct_pa
 from encoders.image.region_file import RegionFeatureFile
 from etl.catalog_build import CatalogBuild
 from etl.errors import InvalidValue
+from etl.string_arrays import strings
 from k3m.data.knowledge import knowledge_text
 from k3m.data.negatives import triple_codes
 
@@ -31,7 +32,7 @@ class CatalogIndex:
     path: Path
     properties: list[str]
     values: list[str]
-    titles: list[Optional[str]]  # None = missing (null or blank in the build)
+    titles: np.ndarray  # StringDType [N] (numpy strings, not Python objects); None = missing (null or blank)
     category: np.ndarray  # int64 [N], -1 = none
     has_image: np.ndarray  # bool [N]
     pair_offsets: np.ndarray  # int64 [N+1]: train pairs of row i are pair_table[off[i]:off[i+1]]
@@ -41,7 +42,7 @@ class CatalogIndex:
     true_codes: np.ndarray  # int64, sorted codes of the triples (negatives.triple_codes)
 
     property_order: list[str]  # property names, the order an item's pairs follow
-    item_ids: Optional[np.ndarray] = None  # object [N], the build's item ids
+    item_ids: Optional[np.ndarray] = None  # StringDType [N], the build's item ids
     # rows of a precomputed image-feature file per build row (-1: none); set by index_for for
     # models that read image features instead of pixels (image.kind "region")
     image_feature_rows: Optional[np.ndarray] = None
@@ -76,21 +77,21 @@ class CatalogIndex:
         rank[ordered] = np.arange(num_props)
         train = train[np.lexsort((train[:, 2], rank[train[:, 1]], train[:, 0]))]
         pv = distinct_pairs(train[:, 1:], num_values)
-        items = build.items
+        items = _item_columns(build)
         return cls(
             path=build.path,
             properties=build.properties,
             values=build.values,
-            titles=[t if isinstance(t, str) and t.strip() else None for t in items["title"].tolist()],
-            category=items["category_index"].to_numpy(dtype=np.int64),
-            has_image=np.array(build.has_image, dtype=bool),
+            titles=items["title"],
+            category=items["category_index"],
+            has_image=items["has_image"],
             pair_offsets=np.concatenate([[0], np.cumsum(np.bincount(train[:, 0], minlength=n))]).astype(np.int64),
             pair_table=np.ascontiguousarray(train[:, 1:]),
             prop_offsets=np.concatenate([[0], np.cumsum(np.bincount(pv[:, 0], minlength=num_props))]).astype(np.int64),
             prop_values=pv[:, 1].copy(),
             true_codes=np.sort(triple_codes(train[:, 0], train[:, 1], train[:, 2], num_props, num_values)),
             property_order=[build.properties[i] for i in ordered.tolist()],
-            item_ids=items["item_id"].to_numpy(dtype=object),
+            item_ids=items["item_id"],
         )
 
     def with_image_feature_rows(self, rows: np.ndarray) -> "CatalogIndex":
@@ -111,6 +112,23 @@ class CatalogIndex:
 
     def pair_strings(self, pairs: np.ndarray) -> list[tuple[str, str]]:
         return [(self.properties[p], self.values[v]) for p, v in pairs.tolist()]
+
+
+def _item_columns(build: CatalogBuild) -> dict[str, np.ndarray]:
+    """The columns of items.parquet the index keeps, read with pyarrow (not the build's pandas
+    frame of every column): titles and ids as numpy strings, a blank title as missing."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(build.path / "items.parquet").read(columns=["item_id", "title", "category_index", "has_image"])
+    title = table.column("title").combine_chunks()
+    blank = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(title)), 0), True)
+    return {
+        "title": strings(pc.if_else(blank, None, title), optional=True),
+        "item_id": strings(table.column("item_id")),
+        "category_index": table.column("category_index").to_numpy().astype(np.int64),
+        "has_image": table.column("has_image").to_numpy().astype(bool),
+    }
 
 
 def feature_spec(model_config) -> FeatureSpec:

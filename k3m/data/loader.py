@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
@@ -51,11 +52,30 @@ class EpochBatchSampler(Sampler[list]):
     def __len__(self) -> int:
         return self.batches_per_epoch() - self.start_batch
 
+    def positions(self) -> np.ndarray:
+        """int64 positions into ``rows`` of this rank's shard for the epoch: exactly
+        ``DistributedSampler``'s order (a torch permutation per seed + epoch, padded or cut to
+        equal shards, every ``num_replicas``-th from ``rank``), kept as one array instead of
+        its list of Python ints."""
+        s = self.shard
+        n = len(self.rows)
+        if s.shuffle:
+            g = torch.Generator()
+            g.manual_seed(s.seed + s.epoch)
+            order = torch.randperm(n, generator=g).numpy()
+        else:
+            order = np.arange(n, dtype=np.int64)
+        if s.drop_last:
+            order = order[: s.total_size]
+        elif s.total_size > n:
+            order = np.resize(order, s.total_size)  # repeats from the start, as DistributedSampler pads
+        return order[s.rank : s.total_size : s.num_replicas]
+
     def __iter__(self) -> Iterator[list]:
-        positions = list(self.shard)
+        rows = self.rows[self.positions()]
         for b in range(self.start_batch, self.batches_per_epoch()):
-            chunk = positions[b * self.batch_size : (b + 1) * self.batch_size]
-            yield [(self.epoch, int(self.rows[p])) for p in chunk]
+            chunk = rows[b * self.batch_size : (b + 1) * self.batch_size].tolist()
+            yield [(self.epoch, r) for r in chunk]
 
 
 def make_loader(

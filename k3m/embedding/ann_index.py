@@ -255,14 +255,14 @@ def update_index(previous: AnnIndex, old_keys: np.ndarray, matrix: np.ndarray, n
     ``matrix`` (keys ``new_keys``). A key says which vector a row holds, (item id, created):
     equal keys are the same vector, kept with its label; the others are removed and added.
     Rebuilt instead when the tombstones (HNSW) or the growth (IVF) say so."""
-    import pandas as pd
+    from etl.string_arrays import RowOf
 
     settings = settings or previous.settings
     kind = previous.kind
     labels = previous.label_row
     live = np.flatnonzero(labels >= 0)
     # where each live label's vector is in the new store (-1: removed or recomputed)
-    now_at = pd.Index(new_keys).get_indexer(old_keys[labels[live]]) if len(live) else np.empty(0, np.int64)
+    now_at = RowOf(new_keys).find(old_keys[labels[live]]) if len(live) else np.empty(0, np.int64)
     gone = live[now_at < 0]
     kept_rows = now_at[now_at >= 0]
     added = np.setdiff1d(np.arange(len(matrix), dtype=np.int64), kept_rows, assume_unique=False)
@@ -320,8 +320,12 @@ def write_files(ann: AnnIndex, directory: Path) -> None:
 
 
 def row_keys(ids, created) -> np.ndarray:
-    """What identifies the vector of each row: (item id, when the row was computed)."""
-    return np.array([f"{i}\x1f{c}" for i, c in zip(ids, created)], dtype=object)
+    """What identifies the vector of each row: (item id, when the row was computed), as one
+    numpy string per row (StringDType, vectorised: no Python object per row)."""
+    from etl.string_arrays import STRINGS
+
+    ids, created = np.asarray(ids, dtype=STRINGS), np.asarray(created, dtype=STRINGS)
+    return np.strings.add(np.strings.add(ids, "\x1f"), created)
 
 
 def index_for_write(previous_store, matrix: np.ndarray, ids, created, meta: dict,

@@ -65,7 +65,7 @@ def run(args) -> int:
         if args.data_dir is not None:
             os.environ[DATA_DIR_ENV] = str(args.data_dir.resolve())
         with connect(database=args.database or loaded_into.database_of(args.build), create=True) as db:
-            wb_report = write_back(db, store, wb, progress=progress_printer("written to the graph") if sys.stderr.isatty() else None)
+            wb_report = write_back(db, store, wb, progress=progress_printer("store rows brought to the graph") if sys.stderr.isatty() else None)
             native = ensure_native_index(db, report.dim)
             out["graph"] = {**wb_report.as_dict(), "server": db.capabilities.agent, "native_vector_index": native}
         if wb_report.missing_in_graph == wb_report.items:

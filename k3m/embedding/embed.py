@@ -19,25 +19,26 @@ skips it too). The model is inductive: nothing else of an item's c* depends on t
 """
 from __future__ import annotations
 
-import hashlib
-import re
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
 from etl.catalog_build import CatalogBuild
 from etl.errors import InvalidValue
+from etl.string_arrays import OPTIONAL_STRINGS, STRINGS, missing, parquet_strings
 from etl.sync import manifest_sha256
 from k3m.data import FACTS, index_for
 from k3m.embedding.encoder import ItemEncoder
-from k3m.embedding.store import EmbeddingStore, NonFiniteVectors, check_model_id, non_finite_rows, write_store
-from k3m.model import WEIGHTS_NAME
-from k3m.model.checkpoint import find_checkpoint, load_checkpoint
+from k3m.embedding.store import EmbeddingStore, NonFiniteVectors, StoreWriter, check_model_id, non_finite_rows
+from k3m.model.run import ResolvedRun
+
+ENGINES = ("local", "ray")  # where the items run: this process, or Ray Data (k3m.embedding.ray_embed)
 
 
 @dataclass(frozen=True)
@@ -76,35 +77,13 @@ class EmbedReport:
         return {**asdict(self), "items_per_s": round(self.items_per_s, 1)}
 
 
-def weights_sha256(checkpoint: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(find_checkpoint(checkpoint) / WEIGHTS_NAME, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def weights_sha256(checkpoint) -> str:
+    return ResolvedRun.resolve(checkpoint).weights_sha256
 
 
-def model_id_for(checkpoint: str | Path, weights: str | None = None) -> str:
-    """``<run>-<step>-<sha256 of the weights, 10 hex>``: readable and exact (two runs that
-    share a name never share an id)."""
-    ckpt = find_checkpoint(checkpoint)
-    run = ckpt.parent.parent.name if ckpt.parent.name == "checkpoints" else ckpt.parent.name
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{run}-{ckpt.name}").strip("._-") or "k3m"
-    return f"{name[:100]}-{(weights or weights_sha256(ckpt))[:10]}"
-
-
-def _check_finite(ckpt: Path, build, ids, embeddings, todo, props, values) -> None:
-    """No NaN or inf vector reaches the store or the graph: the items (and property or value
-    names) whose vectors are not finite are named, and nothing is written."""
-    where = (f"nothing was written; the weights of {ckpt} or the inputs the model read (the feature cache) "
-             f"hold NaN or inf")
-    bad = non_finite_rows(embeddings, todo)
-    if len(bad):
-        raise NonFiniteVectors.of("item", ids[todo[bad]], len(todo), where)
-    for what, vectors, names in (("property", props, build.properties), ("value", values, build.values)):
-        bad = non_finite_rows(vectors)
-        if len(bad):
-            raise NonFiniteVectors.of(what, [names[k] for k in bad.tolist()], len(vectors), where)
+def model_id_for(checkpoint) -> str:
+    """``<run>-<step>-<sha256 of the weights, 10 hex>`` (:attr:`ResolvedRun.model_id`)."""
+    return ResolvedRun.resolve(checkpoint).model_id
 
 
 def resolve_device(device: str) -> torch.device:
@@ -113,79 +92,151 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def embed_build(checkpoint: str | Path, build_path: str | Path, settings: EmbedSettings = EmbedSettings(),
-                progress=None):
-    """Compute (or reuse, or bring up to date) the build's embeddings; returns (EmbeddingStore, EmbedReport)."""
-    started = time.perf_counter()
-    build = CatalogBuild.open(build_path)
-    ckpt = find_checkpoint(checkpoint)
-    weights = weights_sha256(ckpt)
-    model_id = check_model_id(settings.model_id or model_id_for(ckpt, weights))
-    manifest_sha = manifest_sha256(build.path)
-    device = resolve_device(settings.device)
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
-    existing = EmbeddingStore(EmbeddingStore.root(build.path) / model_id)
-    previous = None  # this model's store of an earlier version of the build
+
+@dataclass
+class EmbedPlan:
+    """What an embed of a build has to do, worked out before any vector is computed (and
+    shared by the engines: this process, or Ray Data, k3m.embedding.ray_embed)."""
+
+    run: ResolvedRun
+    build: CatalogBuild
+    model_id: str
+    settings: EmbedSettings
+    weights: str
+    manifest_sha: str
+    ids: np.ndarray  # StringDType [N]
+    reuse: Optional[EmbeddingStore] = None  # the store already holds exactly these embeddings
+    previous: Optional[EmbeddingStore] = None  # this model's store of an earlier version of the build
+
+    @property
+    def existing(self) -> EmbeddingStore:
+        return EmbeddingStore(EmbeddingStore.root(self.build.path) / self.model_id)
+
+
+def plan_embed(checkpoint, build_path, settings: EmbedSettings) -> EmbedPlan:
+    build = CatalogBuild.open(build_path)
+    run = ResolvedRun.resolve(checkpoint)
+    weights = run.weights_sha256
+    model_id = check_model_id(settings.model_id or run.model_id)
+    plan = EmbedPlan(run, build, model_id, settings, weights, manifest_sha256(build.path),
+                     parquet_strings(build.path / "items.parquet", "item_id"))
+    existing = plan.existing
     if not settings.recompute and (existing.path / "meta.json").is_file():
         meta = existing.meta
         if (meta.get("facts"), meta.get("dtype"), meta.get("weights_sha256", weights)) == (settings.facts, settings.dtype, weights):
-            if meta.get("build_manifest_sha256") == manifest_sha:
+            if meta.get("build_manifest_sha256") == plan.manifest_sha:
                 existing.check_build(build)
-                return existing, EmbedReport(model_id, str(existing.path), meta["items"], meta["dim"], str(device), True,
-                                             time.perf_counter() - started)
-            previous = existing
+                plan.reuse = existing
+            else:
+                plan.previous = existing
+    return plan
 
-    loaded = load_checkpoint(ckpt)
-    model = loaded.model.to(device).eval()
-    index = index_for(build, model.config, facts=settings.facts, property_order=loaded.property_order)
-    encoder = ItemEncoder(model, loaded.tokenizer, index, batch_size=settings.batch_size)
-    ids = build.items["item_id"].to_numpy(dtype=object)
-    file_digests = build.items["image_digest"].to_numpy(dtype=object) if "image_digest" in build.items else None
+
+def carried_rows(previous: EmbeddingStore | None, ids: np.ndarray, digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, previous rows) of the items whose input digest is the one ``previous`` stored:
+    their vectors are copied, bit for bit, with their ``created``."""
+    if previous is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    old = previous.row_index.find(ids)
+    known = old >= 0
+    old_digests = np.full(len(ids), None, dtype=OPTIONAL_STRINGS)
+    old_digests[known] = previous.input_digests[old[known]]
+    have = known & ~missing(digests) & ~missing(old_digests)
+    same = np.zeros(len(ids), bool)
+    same[have] = digests[have] == old_digests[have]
+    rows = np.flatnonzero(same)
+    return rows, old[rows]
+
+
+def embed_build(checkpoint, build_path: str | Path, settings: EmbedSettings = EmbedSettings(), progress=None,
+                engine: str = "local", address: str | None = None, workers: int | None = None):
+    """Compute (or reuse, or bring up to date) the build's embeddings; returns (EmbeddingStore,
+    EmbedReport). ``checkpoint``: a checkpoint or run directory, or a :class:`ResolvedRun`.
+
+    Memory is bounded by the chunk, not the catalog: vectors go straight into the store's
+    memory-mapped files (:class:`StoreWriter`), ids, times and digests are numpy string
+    arrays. ``engine="ray"``: the items run on Ray Data (an actor pool of encoders; ``address``
+    of a cluster, else $RAY_ADDRESS, else a local Ray of ``workers`` actors); the store is
+    the same."""
+    started = time.perf_counter()
+    if engine not in ENGINES:
+        raise InvalidValue(f"engine must be one of {ENGINES}, got {engine!r}")
+    plan = plan_embed(checkpoint, build_path, settings)
+    build, run, ids = plan.build, plan.run, plan.ids
+    device = resolve_device(settings.device)
+    if plan.reuse is not None:
+        meta = plan.reuse.meta
+        return plan.reuse, EmbedReport(plan.model_id, str(plan.reuse.path), meta["items"], meta["dim"], str(device), True,
+                                       time.perf_counter() - started)
+
+    model = run.load_model().to(device).eval()
+    index = index_for(build, model.config, facts=settings.facts, property_order=run.property_order)
+    encoder = ItemEncoder(model, run.tokenizer, index, batch_size=settings.batch_size)
+    file_digests = (parquet_strings(build.path / "items.parquet", "image_digest", optional=True)
+                    if "image_digest" in _columns(build) else None)
     digests = encoder.input_digests(np.arange(build.num_items), build.images, file_digests)
-    embeddings = np.zeros((build.num_items, model.config.embedding_size), np.float32)
+    carried, old_rows = carried_rows(plan.previous, ids, digests)
+    todo = np.setdiff1d(np.arange(build.num_items, dtype=np.int64), carried)
     # c* beside the item vector when they differ (a kept path): what completion's LPM scores
     kept = model.config.embedding_size != model.config.hidden_size
-    item_repr = np.zeros((build.num_items, model.config.hidden_size), np.float32) if kept else None
-    created = np.full(build.num_items, datetime.now(timezone.utc).isoformat(timespec="microseconds"), dtype=object)
-    todo = np.arange(build.num_items, dtype=np.int64)
-    if previous is not None:
-        old_row, old_digests = previous.row_of, previous.input_digests
-        pairs = [(row, old_row[item_id]) for row, item_id in enumerate(ids.tolist())
-                 if digests[row] is not None and item_id in old_row and old_digests[old_row[item_id]] == digests[row]]
-        if pairs:
-            rows, old = (np.array(x, dtype=np.int64) for x in zip(*pairs))
-            embeddings[rows] = np.asarray(previous.matrix[old], dtype=np.float32)  # float16 -> 32 -> 16 is exact
-            if kept:
-                item_repr[rows] = np.asarray(previous.item_repr[old], dtype=np.float32)
-            created[rows] = previous.created[old]
-            todo = np.setdiff1d(todo, rows)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    with torch.inference_mode(), autocast:
-        for start in range(0, len(todo), settings.chunk):
-            part = todo[start:start + settings.chunk]
-            vectors, reprs = encoder.encode_both(part)
-            embeddings[part] = vectors.numpy()
-            if kept:
-                item_repr[part] = reprs.numpy()
-            if progress:
-                progress(min(start + settings.chunk, len(todo)), len(todo))
-        props = encoder.property_vectors().numpy()
-        values = encoder.value_vectors().numpy()
-    _check_finite(ckpt, build, ids, embeddings, todo, props, values)
-    seconds = time.perf_counter() - started
-    meta = {
-        "checkpoint": str(ckpt.resolve()),
-        "weights_sha256": weights,
-        "created": created[todo[0]] if len(todo) else datetime.now(timezone.utc).isoformat(timespec="microseconds"),
-        "facts": settings.facts,
-        "lpm_norm": int(model.config.lpm.norm),
-        "build_manifest_sha256": manifest_sha,
-        "computed": int(len(todo)),
-        "reused": int(build.num_items - len(todo)),
-        "device": str(device),
-        "seconds": round(seconds, 3),
-    }
-    store = write_store(build.path, model_id, ids, embeddings, props, values, meta, settings.dtype,
-                        created=created, input_digests=np.array(digests, dtype=object), item_repr=item_repr)
-    return store, EmbedReport(model_id, str(store.path), build.num_items, int(embeddings.shape[1]), str(device), False,
-                              seconds, computed=int(len(todo)))
+    now = _now()
+    created = np.full(build.num_items, now, dtype=STRINGS)
+    if len(carried):
+        created[carried] = plan.previous.created[old_rows]
+    with StoreWriter(build.path, plan.model_id, ids, model.config.embedding_size, settings.dtype,
+                     model.config.hidden_size if kept else None) as writer:
+        if len(carried):
+            writer.copy(carried, plan.previous, old_rows)
+        if engine == "ray":
+            from k3m.embedding.ray_embed import embed_on_ray
+
+            embed_on_ray(run, build, settings, todo, writer, kept, progress, address=address, workers=workers)
+        else:
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+            with torch.inference_mode(), autocast:
+                for start in range(0, len(todo), settings.chunk):
+                    part = todo[start:start + settings.chunk]
+                    vectors, reprs = encoder.encode_both(part)
+                    writer.write(part, vectors.numpy(), reprs.numpy() if kept else None)
+                    if progress:
+                        progress(min(start + settings.chunk, len(todo)), len(todo))
+        with torch.inference_mode():
+            props = encoder.property_vectors().numpy()
+            values = encoder.value_vectors().numpy()
+        _check_finite(run.path, build, props, values)
+        seconds = time.perf_counter() - started
+        meta = {
+            "checkpoint": str(run.path.resolve()),
+            "weights_sha256": plan.weights,
+            "created": now if len(todo) else _now(),
+            "facts": settings.facts,
+            "lpm_norm": int(model.config.lpm.norm),
+            "build_manifest_sha256": plan.manifest_sha,
+            "computed": int(len(todo)),
+            "reused": int(build.num_items - len(todo)),
+            "device": str(device) if engine == "local" else "ray",
+            "seconds": round(seconds, 3),
+        }
+        store = writer.finish(created, digests, props, values, meta)
+    return store, EmbedReport(plan.model_id, str(store.path), build.num_items, int(model.config.embedding_size),
+                              meta["device"], False, seconds, computed=int(len(todo)))
+
+
+def _columns(build) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(build.path / "items.parquet").schema_arrow.names
+
+
+def _check_finite(ckpt: Path, build, props, values) -> None:
+    """No NaN or inf property or value vector reaches the store (item vectors are checked as
+    they are written, :class:`StoreWriter`)."""
+    where = (f"nothing was written; the weights of {ckpt} or the inputs the model read (the feature cache) "
+             f"hold NaN or inf")
+    for what, vectors, names in (("property", props, build.properties), ("value", values, build.values)):
+        bad = non_finite_rows(vectors)
+        if len(bad):
+            raise NonFiniteVectors.of(what, [names[k] for k in bad.tolist()], len(vectors), where)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from etl.errors import InvalidValue
+from etl.string_arrays import OPTIONAL_STRINGS
 from k3m.data import CatalogIndex, Corruption, K3MDataset, make_collator
 
 
@@ -55,23 +56,24 @@ class ItemEncoder:
         for start in range(0, len(rows), self.batch_size):
             yield collate([dataset[int(r)] for r in rows[start : start + self.batch_size]]).to(device)
 
-    def input_digests(self, rows: np.ndarray, images, image_digests=None) -> list[str | None]:
+    def input_digests(self, rows: np.ndarray, images, image_digests=None) -> np.ndarray:
         """Per row, a digest of everything the model reads of the item (the title shown, the
         pairs in the order given, the image): equal digests under the same weights mean equal
         c*. The image counts by its file digest where the build has one (its pixels are
         decoded from those bytes once, and an update copies them when the bytes are the
-        same), else by its pixels. None where that is not known (region feature files)."""
+        same), else by its pixels. None where that is not known (region feature files).
+        A StringDType array (hex), filled row by row: no Python object per item is kept."""
+        out = np.full(len(rows), None, dtype=OPTIONAL_STRINGS)
         if self.config.use_image and self.config.image.kind == "region":
-            return [None] * len(rows)
+            return out
         dataset = self.dataset(rows)
-        out = []
-        for row in rows:
-            record = dataset[int(row)]
+        for n, row in enumerate(np.asarray(rows).tolist()):
+            record = dataset[row]
             digest = hashlib.blake2b(repr((record.title, self.index.pair_strings(record.pairs))).encode(), digest_size=16)
             if record.image_row >= 0:
                 known = image_digests[record.image_row] if image_digests is not None else None
                 digest.update(known.encode() if isinstance(known, str) else np.ascontiguousarray(images[record.image_row]).tobytes())
-            out.append(digest.hexdigest())
+            out[n] = digest.hexdigest()
         return out
 
     @torch.no_grad()

@@ -43,6 +43,7 @@ import numpy as np
 
 from etl.atomic import writing_directory
 from etl.errors import InvalidValue, NotFound, UserError
+from etl.string_arrays import OPTIONAL_STRINGS, STRINGS, RowOf, arrow_strings, parquet_strings
 from etl.sync import manifest_sha256
 
 EMBEDDINGS_DIR = "embeddings"
@@ -147,32 +148,39 @@ class EmbeddingStore:
         return np.load(path, mmap_mode="r") if path.is_file() else self.matrix
 
     @cached_property
-    def _rows(self) -> dict[str, np.ndarray]:
-        """ids.parquet's columns, read once (stores written before a column existed lack it)."""
+    def ids(self) -> np.ndarray:
+        """StringDType [N]: the item id of each row (numpy strings, not Python objects)."""
+        return parquet_strings(self.path / "ids.parquet", "item_id")
+
+    def _column(self, name: str) -> np.ndarray | None:
         import pyarrow.parquet as pq
 
-        # ParquetFile, not read_table: read_table goes through pyarrow.dataset, which imports
-        # pandas (0.3-0.8 s of a `k3m query` call's start)
-        table = pq.ParquetFile(self.path / "ids.parquet").read()
-        # to_pylist, not to_numpy: a string column's to_numpy goes through pandas
-        return {name: np.array(table.column(name).to_pylist(), dtype=object) for name in table.column_names}
-
-    @cached_property
-    def ids(self) -> np.ndarray:
-        return self._rows["item_id"]
+        if name not in pq.ParquetFile(self.path / "ids.parquet").schema_arrow.names:
+            return None  # a store written before the column existed
+        return parquet_strings(self.path / "ids.parquet", name, optional=True)
 
     @cached_property
     def created(self) -> np.ndarray:
-        """object [N]: when each row was computed (the graph write-back's version of an item)."""
-        return self._rows.get("created", np.full(len(self.ids), self.meta["created"], dtype=object))
+        """StringDType [N]: when each row was computed (the graph write-back's version of an item)."""
+        found = self._column("created")
+        return found if found is not None else np.full(len(self.ids), self.meta["created"], dtype=STRINGS)
 
     @cached_property
     def input_digests(self) -> np.ndarray:
-        """object [N]: digest of what the model read for each row (None: unknown)."""
-        return self._rows.get("input_digest", np.full(len(self.ids), None, dtype=object))
+        """StringDType [N]: digest of what the model read for each row (None: unknown)."""
+        found = self._column("input_digest")
+        return found if found is not None else np.full(len(self.ids), None, dtype=OPTIONAL_STRINGS)
+
+    @cached_property
+    def row_index(self) -> RowOf:
+        """id -> row by binary search over the sorted ids: many ids at once (``find``),
+        memory of two arrays (the batch stages: embed, write-back, completion)."""
+        return RowOf(self.ids)
 
     @cached_property
     def row_of(self) -> dict[str, int]:
+        """id -> row as a dict: the fastest single lookups, for long-running processes (the
+        query service); about 120 bytes per item, so the batch stages use ``row_index``."""
         return {item_id: row for row, item_id in enumerate(self.ids.tolist())}
 
     @cached_property
@@ -197,19 +205,128 @@ class EmbeddingStore:
         return AnnIndex.open(self)
 
     def rows(self, item_ids) -> np.ndarray:
-        """Rows of the given ids (KeyError names the first unknown one)."""
-        row_of = self.row_of
-        try:
-            return np.fromiter((row_of[i] for i in item_ids), dtype=np.int64)
-        except KeyError as exc:
-            raise NotFound(f"item {exc.args[0]!r} has no embedding in {self.path}") from None
+        """Rows of the given ids (NotFound names the first unknown one)."""
+        item_ids = item_ids if isinstance(item_ids, np.ndarray) else np.asarray(list(item_ids), dtype=STRINGS)
+        rows = self.row_index.find(item_ids)
+        if (rows < 0).any():
+            raise NotFound(f"item {str(item_ids[int(np.argmax(rows < 0))])!r} has no embedding in {self.path}")
+        return rows
 
     def check_build(self, build) -> None:
         """Fail loudly when the build's items are not the rows these embeddings describe."""
-        if len(self.ids) != build.num_items or not np.array_equal(self.ids, build.items["item_id"].to_numpy(dtype=object)):
+        if len(self.ids) != build.num_items or not np.array_equal(self.ids, parquet_strings(build.path / "items.parquet", "item_id")):
             raise EmbeddingStoreError(f"{self.path} was computed for another item list than {build.path}")
         if not self.is_current(build.path):
             raise EmbeddingStoreError(f"{self.path} was computed for an earlier version of {build.path}; run `k3m embed`")
+
+
+class StoreWriter:
+    """Writes ``BUILD/embeddings/<model_id>/`` a chunk of rows at a time, so memory is bounded
+    by the chunk, not the catalog: the matrices are ``.npy`` files opened as memory maps
+    (``np.lib.format.open_memmap``) in the directory written aside, filled by :meth:`write`
+    (vectors computed now) and :meth:`copy` (rows of an earlier store, carried over), and
+    the rest (ids, per-row times and digests, LPM vectors, meta, the nearest-neighbour
+    index) by :meth:`finish`, which then swaps the directory in. A chunk holding a NaN or inf
+    (after the cast to the stored dtype: float16 overflows) raises NonFiniteVectors naming
+    its items, and nothing is written; so does leaving the block before ``finish``.
+
+        with StoreWriter(build, model_id, ids, dim=E, dtype="float32", repr_dim=H) as writer:
+            writer.write(rows, vectors, reprs)       # any order; every row once
+            writer.finish(created, digests, props, values, meta)
+    """
+
+    WHERE = "nothing was written; the checkpoint's weights or the model's inputs (the feature cache) hold NaN or inf"
+
+    def __init__(self, build_path: str | Path, model_id: str, ids: np.ndarray, dim: int, dtype: str = "float32",
+                 repr_dim: int | None = None, index_settings=None):
+        check_model_id(model_id)
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        self.build_path, self.model_id, self.ids = Path(build_path), model_id, ids
+        self.dim, self.dtype, self.repr_dim, self.index_settings = int(dim), dtype, repr_dim, index_settings
+        self.store: EmbeddingStore | None = None
+
+    def __enter__(self) -> "StoreWriter":
+        root = EmbeddingStore.root(self.build_path)
+        root.mkdir(exist_ok=True)
+        self.final = root / self.model_id
+        self.previous = EmbeddingStore(self.final) if (self.final / "meta.json").is_file() else None
+        self._directory = writing_directory(self.final)
+        self.tmp = self._directory.__enter__()
+        rows = len(self.ids)
+        self.matrix = np.lib.format.open_memmap(self.tmp / "embeddings.npy", "w+", np.dtype(self.dtype), (rows, self.dim))
+        self.reprs = (np.lib.format.open_memmap(self.tmp / ITEM_REPR, "w+", np.float32, (rows, self.repr_dim))
+                      if self.repr_dim is not None else None)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.matrix = self.reprs = None  # unmapped before the directory is swapped in or removed
+        if exc[0] is None and self.store is None:
+            exc = (RuntimeError, RuntimeError("StoreWriter left without finish(): nothing written"), None)
+            self._directory.__exit__(*exc)
+            raise exc[1]
+        return bool(self._directory.__exit__(*exc))
+
+    def write(self, rows: np.ndarray, vectors: np.ndarray, reprs: np.ndarray | None = None) -> None:
+        """Rows ``rows`` of the store hold ``vectors`` (and c* ``reprs`` where the store keeps it)."""
+        rows = np.asarray(rows, np.int64)
+        stored = np.asarray(vectors).astype(self.dtype, copy=False)
+        bad = non_finite_rows(stored)
+        if len(bad):
+            raise NonFiniteVectors.of("item", self.ids[rows[bad]], len(self.ids), self.WHERE)
+        self.matrix[rows] = stored
+        if self.reprs is not None:
+            if reprs is None:
+                raise ValueError("this store keeps c* beside the item vectors: pass reprs")
+            self.reprs[rows] = np.asarray(reprs, np.float32)
+
+    def copy(self, rows: np.ndarray, previous: "EmbeddingStore", old_rows: np.ndarray, chunk: int = 8192) -> None:
+        """Rows ``rows`` are ``previous``'s rows ``old_rows`` (an incremental update), copied in chunks."""
+        rows, old_rows = np.asarray(rows, np.int64), np.asarray(old_rows, np.int64)
+        for lo in range(0, len(rows), chunk):
+            old = old_rows[lo:lo + chunk]
+            # float16 -> 32 -> 16 is exact
+            reprs = np.asarray(previous.item_repr[old], np.float32) if self.reprs is not None else None
+            self.write(rows[lo:lo + chunk], np.asarray(previous.matrix[old], np.float32), reprs)
+
+    def finish(self, created: np.ndarray, input_digests: np.ndarray | None, property_vectors: np.ndarray,
+               value_vectors: np.ndarray, meta: dict) -> "EmbeddingStore":
+        """Write the rest and swap the directory in; returns the store (usable after the block)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from k3m.embedding.ann_index import AnnSettings, index_for_write, write_files
+
+        for what, vectors in (("property", property_vectors), ("value", value_vectors)):
+            bad = non_finite_rows(vectors)
+            if len(bad):
+                raise NonFiniteVectors.of(what, bad.tolist(), len(vectors), self.WHERE)
+        self.matrix.flush()
+        if self.reprs is not None:
+            self.reprs.flush()
+        tmp, rows = self.tmp, len(self.ids)
+        np.save(tmp / "properties.npy", np.ascontiguousarray(property_vectors, dtype=np.float32))
+        np.save(tmp / "values.npy", np.ascontiguousarray(value_vectors, dtype=np.float32))
+        schema = pa.schema([("item_id", pa.string()), ("created", pa.string()), ("input_digest", pa.string())])
+        digests = input_digests if input_digests is not None else np.full(rows, None, dtype=OPTIONAL_STRINGS)
+        with pq.ParquetWriter(tmp / "ids.parquet", schema) as out:
+            for lo in range(0, max(rows, 1), PARQUET_ROWS):
+                part = slice(lo, lo + PARQUET_ROWS)
+                out.write_table(pa.table([arrow_strings(self.ids[part]), arrow_strings(created[part]),
+                                          arrow_strings(digests[part])], schema=schema))
+        full_meta = {**meta, "model_id": self.model_id, "dtype": self.dtype, "dim": self.dim, "items": int(rows)}
+        (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2) + "\n")
+        matrix = np.load(tmp / "embeddings.npy", mmap_mode="r")
+        ann = index_for_write(self.previous, matrix, self.ids, created, full_meta, self.index_settings or AnnSettings())
+        del matrix
+        if ann is not None:
+            (tmp / "ann").mkdir()
+            write_files(ann, tmp / "ann")
+        self.store = EmbeddingStore(self.final)
+        return self.store
+
+
+PARQUET_ROWS = 65536  # rows per row group of ids.parquet (what is converted to Arrow at once)
 
 
 def write_store(
@@ -225,54 +342,24 @@ def write_store(
     input_digests: np.ndarray | None = None,
     index_settings=None,
     item_repr: np.ndarray | None = None,
+    chunk: int = 65536,
 ) -> EmbeddingStore:
-    """Write (or replace) ``BUILD/embeddings/<model_id>/`` atomically. ``created`` per row
-    defaults to ``meta["created"]``; ``item_repr``: c* where the item vector is wider (a kept
-    path), what the LPM scores.
+    """Write (or replace) ``BUILD/embeddings/<model_id>/`` atomically from whole arrays (a
+    :class:`StoreWriter` fed in chunks). ``created`` per row defaults to ``meta["created"]``;
+    ``item_repr``: c* where the item vector is wider (a kept path), what the LPM scores.
 
     The nearest-neighbour index is written in the same directory: the replaced store's index
     updated for the rows that changed (k3m.embedding.ann_index), else a new one when the
     catalog is large enough for one (``index_settings``: an ``AnnSettings``, default auto)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from k3m.embedding.ann_index import AnnSettings, index_for_write, write_files
-
-    check_model_id(model_id)
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    ids = ids if isinstance(ids, np.ndarray) and ids.dtype == STRINGS else np.asarray([str(i) for i in ids], dtype=STRINGS)
     if len(ids) != len(embeddings):
         raise ValueError(f"{len(ids)} ids for {len(embeddings)} embedding rows")
-    stored = np.ascontiguousarray(embeddings, dtype=dtype)  # float16 overflows to inf
-    where = "nothing was written; the checkpoint's weights or the model's inputs (the feature cache) hold NaN or inf"
-    bad = non_finite_rows(stored)
-    if len(bad):
-        raise NonFiniteVectors.of("item", np.asarray(ids, dtype=object)[bad], len(ids), where)
-    for what, vectors in (("property", property_vectors), ("value", value_vectors)):
-        bad = non_finite_rows(vectors)
-        if len(bad):
-            raise NonFiniteVectors.of(what, bad.tolist(), len(vectors), where)
-    root = EmbeddingStore.root(build_path)
-    root.mkdir(exist_ok=True)
-    final = root / model_id
-    previous = EmbeddingStore(final) if (final / "meta.json").is_file() else None
-    created = np.asarray(list(created) if created is not None else [meta["created"]] * len(ids), dtype=object)
-    with writing_directory(final) as tmp:
-        np.save(tmp / "embeddings.npy", stored)
-        if item_repr is not None:
-            np.save(tmp / ITEM_REPR, np.ascontiguousarray(item_repr, dtype=np.float32))
-        np.save(tmp / "properties.npy", np.ascontiguousarray(property_vectors, dtype=np.float32))
-        np.save(tmp / "values.npy", np.ascontiguousarray(value_vectors, dtype=np.float32))
-        rows = len(ids)
-        pq.write_table(pa.table({
-            "item_id": pa.array([str(i) for i in ids], pa.string()),
-            "created": pa.array(created.tolist(), pa.string()),
-            "input_digest": pa.array(list(input_digests) if input_digests is not None else [None] * rows, pa.string()),
-        }), tmp / "ids.parquet")
-        full_meta = {**meta, "model_id": model_id, "dtype": dtype, "dim": int(embeddings.shape[1]), "items": int(len(ids))}
-        (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2) + "\n")
-        ann = index_for_write(previous, stored, ids, created, full_meta, index_settings or AnnSettings())
-        if ann is not None:
-            (tmp / "ann").mkdir()
-            write_files(ann, tmp / "ann")
-    return EmbeddingStore(final)
+    created = (np.full(len(ids), meta["created"], dtype=STRINGS) if created is None
+               else np.asarray(created, dtype=STRINGS))
+    digests = None if input_digests is None else np.asarray(input_digests, dtype=OPTIONAL_STRINGS)
+    repr_dim = None if item_repr is None else int(item_repr.shape[1])
+    with StoreWriter(build_path, model_id, ids, int(embeddings.shape[1]), dtype, repr_dim, index_settings) as writer:
+        for lo in range(0, len(ids), chunk):
+            rows = np.arange(lo, min(lo + chunk, len(ids)))
+            writer.write(rows, embeddings[lo:lo + chunk], None if item_repr is None else item_repr[lo:lo + chunk])
+        return writer.finish(created, digests, property_vectors, value_vectors, meta)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from etl.errors import InvalidValue
+from etl.string_arrays import STRINGS
 from k3m.embedding.store import EmbeddingStore, NonFiniteVectors, non_finite_rows
 
 INDEX_NAME = "k3m_item_embedding"  # the native vector index, where the server has them (Neo4j 5)
@@ -33,8 +34,13 @@ MATCH (i:Item {id: r.id})
 SET i.embedding = r.vec, i.embedding_model = $model, i.embedding_created = r.created
 RETURN count(i) AS n
 """
-# one collected row: streaming one record per item costs ~10x more over Bolt
-CURRENT = "MATCH (i:Item) RETURN collect([i.id, i.embedding_model, i.embedding_created]) AS items"
+# the graph's version of a slice of the store's items, one collected row (streaming one record
+# per item costs ~10x more over Bolt): [position in $ids, model, created] of those in the graph
+CURRENT = """
+UNWIND range(0, size($ids) - 1) AS k
+MATCH (i:Item {id: $ids[k]})
+RETURN collect([k, i.embedding_model, i.embedding_created]) AS items
+"""
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,10 @@ class WritebackSettings:
     batch_size: int = 500  # items per transaction (~0.5 MB of Bolt message at H=128)
     workers: int = 2  # concurrent batches: overlaps client packing with server work
     force: bool = False  # rewrite items that already carry this store's version
+    scan: int = 20000  # store rows whose graph version is read at once (memory: this slice, not the catalog)
 
     def __post_init__(self):
-        if self.batch_size < 1 or self.workers < 1:
+        if self.batch_size < 1 or self.workers < 1 or self.scan < 1:
             raise InvalidValue(f"the write-back's batch size and workers must be positive, got {self.batch_size} "
                                f"and {self.workers}")
 
@@ -67,33 +74,42 @@ class WritebackReport:
 
 
 def write_back(db, store: EmbeddingStore, settings: WritebackSettings = WritebackSettings(), progress=None) -> WritebackReport:
-    """Set ``embedding``/``embedding_model``/``embedding_created`` on the graph's items."""
+    """Set ``embedding``/``embedding_model``/``embedding_created`` on the graph's items.
+
+    The store is walked a slice of ``settings.scan`` rows at a time: the graph's version of
+    the slice's items is read (by id, through the id index), the rows it lacks are sent in
+    batches, then the next slice; memory is bounded by the slice, not the catalog. Every row
+    is checked for NaN or inf before anything is sent."""
     started = time.perf_counter()
-    model, created = store.model_id, store.created
-    in_graph = {item_id: (m, c) for item_id, m, c in db.run(CURRENT)[0]["items"]}
-    ids = store.ids
-    todo = [row for row, item_id in enumerate(ids.tolist())
-            if item_id in in_graph and (settings.force or in_graph[item_id] != (model, created[row]))]
-    missing = sum(1 for item_id in ids.tolist() if item_id not in in_graph)
-    matrix = store.matrix
-    bad = non_finite_rows(matrix, todo)  # a store written before stores were checked
+    model, ids, created, matrix = store.model_id, store.ids, store.created, store.matrix
+    bad = non_finite_rows(matrix)  # a store written before stores were checked
     if len(bad):
-        raise NonFiniteVectors.of("item", ids[np.asarray(todo)[bad]], len(todo),
+        raise NonFiniteVectors.of("item", ids[bad], len(ids),
                                   f"nothing was written to the graph; recompute {store.path} (k3m embed --recompute)")
 
-    def send(rows: list[int]) -> int:
+    def send(rows: np.ndarray) -> int:
         vectors = np.asarray(matrix[rows], dtype=np.float32).tolist()  # exact float32 values as doubles
-        batch = [{"id": ids[row], "vec": vec, "created": created[row]} for row, vec in zip(rows, vectors)]
+        batch = [{"id": i, "vec": vec, "created": c} for i, c, vec in zip(ids[rows].tolist(), created[rows].tolist(), vectors)]
         return _count(db, batch, model)
 
-    batches = [todo[a:a + settings.batch_size] for a in range(0, len(todo), settings.batch_size)]
-    written = 0
+    written = missing = current = 0
     with ThreadPoolExecutor(max_workers=settings.workers) as pool:
-        for n in pool.map(send, batches):
-            written += n
+        for lo in range(0, len(ids), settings.scan):
+            part = ids[lo:lo + settings.scan]
+            found = db.run(CURRENT, ids=part.tolist())[0]["items"]
+            where = np.fromiter((k for k, _, _ in found), np.int64, len(found))
+            stale = np.ones(len(found), bool)
+            if not settings.force and len(found):
+                versions = np.array([f"{m}\x1f{c}" for _, m, c in found], dtype=STRINGS)
+                stale = versions != np.strings.add(f"{model}\x1f", created[lo + where])
+            todo = lo + np.sort(where[stale])
+            missing += len(part) - len(found)
+            current += len(found) - len(todo)
+            batches = [todo[a:a + settings.batch_size] for a in range(0, len(todo), settings.batch_size)]
+            written += sum(pool.map(send, batches))
             if progress:
-                progress(written, len(todo))
-    return WritebackReport(model, len(ids), written, len(ids) - len(todo) - missing, missing, time.perf_counter() - started)
+                progress(min(lo + settings.scan, len(ids)), len(ids))
+    return WritebackReport(model, len(ids), written, current, missing, time.perf_counter() - started)
 
 
 def _count(db, batch: list[dict], model: str) -> int:

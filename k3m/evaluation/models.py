@@ -32,7 +32,7 @@ from pathlib import Path
 
 from etl.errors import InvalidValue
 from k3m.evaluation.baselines import BASELINES
-from k3m.model.checkpoint import find_checkpoint, load_checkpoint
+from k3m.model.run import ResolvedRun
 from k3m.training import TrainConfig, train
 from k3m.training.checkpointing import TRAIN_CONFIG
 
@@ -101,21 +101,22 @@ def _pretrain_locked(spec: ModelSpec, budget, build: str, seed: int, run_dir: Pa
     if saved.is_file() and TrainConfig.load(saved).to_dict() != cfg.to_dict():
         raise InvalidValue(f"{run_dir} was pretrained with another config; use another out_dir or remove it")
     try:
-        checkpoint = find_checkpoint(run_dir)
+        checkpoint = ResolvedRun.resolve(run_dir)
     except FileNotFoundError:
         checkpoint = None
     summary = run_dir / "summary.json"
     if checkpoint is not None and summary.is_file():
         return PretrainResult(run_dir, float(json.loads(summary.read_text()).get("wall_seconds", 0.0)), True)
     start = time.perf_counter()
-    train(cfg, resume=run_dir if checkpoint is not None else None)  # an interrupted run continues
+    train(cfg, resume=checkpoint)  # an interrupted run continues
     return PretrainResult(run_dir, time.perf_counter() - start, False)
 
 
-def load_model(spec: ModelSpec, path: str | Path, device: str = "cpu"):
-    """(model in eval mode, tokenizer) of a checkpoint dir or a pretraining run dir, refused
-    when its modality switches are not the ones ``spec`` names (a mislabelled baseline)."""
-    loaded = load_checkpoint(path)
+def load_model(spec: ModelSpec, path: "str | Path | ResolvedRun", device: str = "cpu"):
+    """(model in eval mode, tokenizer) of a checkpoint dir, a pretraining run dir or a
+    :class:`ResolvedRun`, refused when its modality switches are not the ones ``spec`` names
+    (a mislabelled baseline)."""
+    loaded = ResolvedRun.resolve(path).load()
     model, tokenizer, train_config = loaded.model, loaded.tokenizer, TrainConfig.load(loaded.path / TRAIN_CONFIG)
     wanted = {"use_title": True, "use_image": True, "use_knowledge": True, **spec.switches}
     found = {key: getattr(model.config, key) for key in wanted}

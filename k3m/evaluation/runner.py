@@ -32,7 +32,7 @@ from k3m.evaluation.corruption import SETTINGS, CorruptionPlan, plan_corruption,
 from k3m.embedding.encoder import ItemEncoder
 from k3m.evaluation.finetune import finetune_and_measure
 from k3m.evaluation.models import MODELS, load_model, pretrain_model
-from k3m.model.checkpoint import load_property_order
+from k3m.model.run import ResolvedRun
 from k3m.evaluation.pools import make_pools
 from k3m.evaluation.probe import gather, train_probe
 from k3m.evaluation.report import write_report
@@ -141,11 +141,11 @@ class EvaluationRun:
             self.store.add_timing("pretrain", name, result.seconds, run_dir=str(result.run_dir), elsewhere=True)
         return result.run_dir
 
-    def model_index(self, checkpoint: Path, model_config) -> CatalogIndex:
+    def model_index(self, checkpoint: "Path | ResolvedRun", model_config) -> CatalogIndex:
         """The build's index as the model reads it: pairs in the order ``checkpoint`` was
         trained with, images from its region file if it reads regions (usually the shared
         index: models pretrained on this build with pixels)."""
-        order = load_property_order(checkpoint)
+        order = ResolvedRun.resolve(checkpoint).property_order
         same_order = order is None or order == self.index.property_order
         if same_order and not model_config.frozen and not (model_config.use_image and model_config.image.kind == "region"):
             return self.index
@@ -171,7 +171,7 @@ class EvaluationRun:
                 self.store.add_timing("features", name, time.perf_counter() - t0)
                 self.run_model(name, encoder)
                 continue
-            checkpoint = self.checkpoint(name)
+            checkpoint = ResolvedRun.resolve(self.checkpoint(name))  # once: the model and its pair order agree
             if self.cfg.threads:  # after pretraining, which sets its own thread count
                 torch.set_num_threads(self.cfg.threads)
             model, tokenizer = load_model(MODELS[name], checkpoint, self.cfg.device)

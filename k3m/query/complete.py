@@ -34,6 +34,21 @@ HELDOUT_SPLITS = {"valid": (1,), "test": (2,), "all": (1, 2)}
 # bulk reads return one collected row: a record per item costs ~10x more over Bolt
 HAVING = "MATCH (i:Item)-[:HAS {property: $property}]->(:Value) RETURN collect(DISTINCT i.id) AS ids"
 ITEMS = "MATCH (i:Item) RETURN collect([i.id, i.category]) AS items"
+# per category: items, and items having the property (a few hundred rows, whatever the catalog)
+CATEGORY_ITEMS = "MATCH (i:Item) RETURN i.category AS category, count(i) AS n"
+CATEGORY_HAVING = ("MATCH (i:Item)-[:HAS {property: $property}]->(:Value) WITH DISTINCT i "
+                   "RETURN i.category AS category, count(i) AS n")
+# of a slice of the store's ids: the positions of those the graph has, in a category where the
+# property applies, without a fact of it
+LACKING = """
+UNWIND range(0, size($ids) - 1) AS k
+MATCH (i:Item {id: $ids[k]})
+WHERE i.category IN $categories
+OPTIONAL MATCH (i)-[h:HAS {property: $property}]->()
+WITH k, count(h) AS observed
+WHERE observed = 0
+RETURN collect(k) AS found
+"""
 WRITE = """
 UNWIND $rows AS r
 MATCH (i:Item {id: r.id})
@@ -59,6 +74,7 @@ class CompletionSettings:
     write_batch: int = 1000  # items per transaction
     heldout: str = "test"  # held-out facts measured: valid | test | all
     score_chunk: int = 2048  # items scored at once (memory: chunk x values x H floats)
+    scan: int = 20000  # store ids looked up in the graph at once (memory: this slice, not the catalog)
 
 
 @dataclass
@@ -174,15 +190,18 @@ class Completer:
         facts = facts[np.isin(facts[:, 2], self.values)]  # values never seen in training cannot be ranked
         if not len(facts):
             return 0, None, None, None
-        truth: dict[int, set] = {}
-        for item, _, value in facts.tolist():
-            truth.setdefault(item, set()).add(value)
-        items = np.array(sorted(truth), dtype=np.int64)
+        items, item_of_fact = np.unique(facts[:, 0], return_inverse=True)
         top, _ = self.rank(items, k, chunk)
-        hit1 = np.mean([top[n, 0] in truth[i] for n, i in enumerate(items.tolist())])
-        hitk = np.mean([bool(truth[i] & set(top[n].tolist())) for n, i in enumerate(items.tolist())])
+        # per held-out fact: is its value the item's first / among its k suggestions; an item
+        # counts once, hit when any of its held-out values is
+        first = np.zeros(len(items), bool)
+        anywhere = np.zeros(len(items), bool)
+        first[item_of_fact[top[item_of_fact, 0] == facts[:, 2]]] = True
+        anywhere[item_of_fact[(top[item_of_fact] == facts[:, 2, None]).any(1)]] = True
         majority = self.values[np.argmax(self.counts)]
-        base = np.mean([majority in truth[i] for i in items.tolist()])
+        has_majority = np.zeros(len(items), bool)
+        has_majority[item_of_fact[facts[:, 2] == majority]] = True
+        hit1, hitk, base = first.mean(), anywhere.mean(), has_majority.mean()
         return len(facts), float(hit1), float(hitk), float(base)
 
 
@@ -196,7 +215,8 @@ def lpm_distance(shifted: np.ndarray, values: np.ndarray, norm: int = 2) -> np.n
 
 def lacking_items(db, property_name: str, min_share: float) -> list[tuple[str, str | None]]:
     """(id, category) of graph items without a ``property_name`` fact, in categories where
-    at least ``min_share`` of the items have one; sorted by id."""
+    at least ``min_share`` of the items have one; sorted by id. Reads the whole graph into
+    Python lists: for small graphs and checks (``complete_attributes`` streams)."""
     return _coverage(db, property_name, min_share)[0]
 
 
@@ -213,42 +233,68 @@ def _coverage(db, property_name: str, min_share: float) -> tuple[list[tuple[str,
     return lacking, len(having), len(items)
 
 
+def applicable_categories(db, property_name: str, min_share: float) -> tuple[list[str], int, int]:
+    """(categories where ``property_name`` applies: at least ``min_share`` of their items have
+    it, items having it, items in the graph), from per-category counts."""
+    total = {r["category"]: r["n"] for r in db.run(CATEGORY_ITEMS)}
+    with_p = {r["category"]: r["n"] for r in db.run(CATEGORY_HAVING, property=property_name)}
+    applies = sorted(c for c, n in total.items() if c is not None and with_p.get(c, 0) >= min_share * n and with_p.get(c, 0) > 0)
+    return applies, sum(with_p.values()), sum(total.values())
+
+
+def lacking_rows(db, store: EmbeddingStore, property_name: str, categories: list[str], scan: int = 20000) -> np.ndarray:
+    """int64 store rows of the graph's items lacking ``property_name`` in ``categories``, in
+    id order; the store's ids are looked up a slice at a time (memory: the slice and the
+    answer's rows, not the catalog)."""
+    found = []
+    for lo in range(0, len(store.ids), scan):
+        part = store.ids[lo:lo + scan].tolist()
+        at = db.run(LACKING, ids=part, categories=categories, property=property_name)[0]["found"]
+        found.append(lo + np.asarray(at, np.int64))
+    rows = np.concatenate(found) if found else np.zeros(0, np.int64)
+    return rows[np.argsort(store.ids[rows], kind="stable")]
+
+
 def complete_attributes(db, store: EmbeddingStore, build, property_name: str,
                         settings: CompletionSettings = CompletionSettings(), examples: int = 5) -> CompletionReport:
-    """Rank, write (unless dry run) and measure suggestions of ``property_name``."""
+    """Rank, write (unless dry run) and measure suggestions of ``property_name``. The items
+    lacking it are ranked and written a chunk (``score_chunk``) at a time."""
     if settings.heldout not in HELDOUT_SPLITS:
         raise InvalidValue(f"heldout must be one of {sorted(HELDOUT_SPLITS)}, got {settings.heldout!r}")
     started = time.perf_counter()
     completer = Completer(store, build, property_name)
-    lacking, having, in_graph = _coverage(db, property_name, settings.min_category_share)
-    lacking = [(i, c) for i, c in lacking if i in store.row_of]
+    categories, having, in_graph = applicable_categories(db, property_name, settings.min_category_share)
+    lacking = lacking_rows(db, store, property_name, categories, settings.scan) if categories else np.zeros(0, np.int64)
     todo = lacking[: settings.limit] if settings.limit is not None else lacking
-    rows = store.rows([i for i, _ in todo])
-    top, dists = completer.rank(rows, settings.top_k, settings.score_chunk)
     values = build.values
-    suggestions = [(item_id, [(values[v], float(d)) for v, d in zip(top[n], dists[n])]) for n, (item_id, _) in enumerate(todo)]
-
-    written = 0
-    if settings.write and suggestions:
-        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        payload = [{"id": item_id, "s": [{"value": v, "score": d, "rank": r} for r, (v, d) in enumerate(vals, 1)]}
-                   for item_id, vals in suggestions]
-        for a in range(0, len(payload), settings.write_batch):
-            batch = payload[a:a + settings.write_batch]
-            written += db.write_transaction(lambda tx, b=batch: tx.run(
-                WRITE, rows=b, property=property_name, model=store.model_id, created=created).single()["n"])
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    written, first = 0, []
+    for lo in range(0, len(todo), settings.score_chunk):
+        rows = todo[lo:lo + settings.score_chunk]
+        top, dists = completer.rank(rows, settings.top_k, settings.score_chunk)
+        suggestions = [(item_id, [(values[v], float(d)) for v, d in zip(top_n, dists_n)])
+                       for item_id, top_n, dists_n in zip(store.ids[rows].tolist(), top.tolist(), dists.tolist())]
+        if not first:
+            first = suggestions[:examples]
+        if settings.write:
+            payload = [{"id": item_id, "s": [{"value": v, "score": d, "rank": r} for r, (v, d) in enumerate(vals, 1)]}
+                       for item_id, vals in suggestions]
+            for a in range(0, len(payload), settings.write_batch):
+                batch = payload[a:a + settings.write_batch]
+                written += db.write_transaction(lambda tx, b=batch: tx.run(
+                    WRITE, rows=b, property=property_name, model=store.model_id, created=created).single()["n"])
 
     n_facts, p1, hk, base = completer.heldout(HELDOUT_SPLITS[settings.heldout], settings.top_k, settings.score_chunk)
     shown = []
-    if examples and suggestions:
+    if examples and first:
         details = {r["id"]: r for r in db.run("UNWIND $ids AS id MATCH (i:Item {id: id}) RETURN i.id AS id, i.title AS title, "
-                                              "i.category AS category", ids=[s[0] for s in suggestions[:examples]])}
+                                              "i.category AS category", ids=[s[0] for s in first])}
         shown = [Suggestion(i, details.get(i, {}).get("title"), details.get(i, {}).get("category"), vals)
-                 for i, vals in suggestions[:examples]]
+                 for i, vals in first]
     return CompletionReport(
         property=property_name, model_id=store.model_id, candidate_values=len(completer.values),
         items_lacking=len(lacking), items_having=having, items_in_graph=in_graph,
-        items_suggested=len(suggestions), suggestions_written=written,
+        items_suggested=len(todo), suggestions_written=written,
         heldout_facts=n_facts, precision_at_1=p1, hits_at_k=hk, majority_precision_at_1=base,
         heldout_seen_by_model=store.meta.get("facts") == "all", seconds=time.perf_counter() - started, examples=shown,
     )

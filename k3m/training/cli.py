@@ -25,7 +25,7 @@ from etl.catalog_build import CatalogBuild
 from etl.errors import InvalidValue
 from k3m.data import CatalogIndex, cap_report
 from k3m.data.index import FEATURES_DIR_ENV, feature_spec
-from k3m.model.checkpoint import find_checkpoint
+from k3m.model.run import ResolvedRun
 from k3m.training.checkpointing import TRAIN_CONFIG
 from k3m.training.config import TrainConfig
 from k3m.training.distributed import Dist
@@ -62,7 +62,7 @@ def add_parser(subparsers) -> None:
     configure(subparsers.add_parser("pretrain", help="pretrain K3M on a catalog build", description=DESCRIPTION))
 
 
-def load_config(args) -> tuple[TrainConfig, str | None]:
+def load_config(args) -> tuple[TrainConfig, "str | ResolvedRun | None"]:
     if args.resume is None:
         return TrainConfig.load(args.config or None, args.overrides), None
     base = TrainConfig.load(args.config, args.overrides) if args.config else None
@@ -70,8 +70,9 @@ def load_config(args) -> tuple[TrainConfig, str | None]:
     if not resume:
         raise InvalidValue("--resume needs a PATH or a --config naming the run_dir")
     if base is None:  # the checkpoint's own config, writing on in the checkpoint's run dir
-        ckpt = find_checkpoint(resume)
-        base = TrainConfig.load(ckpt / TRAIN_CONFIG, [f"run_dir={ckpt.parent.parent}"] + args.overrides)
+        run = ResolvedRun.resolve(resume)  # once: train() continues from this very checkpoint
+        base = TrainConfig.load(run.path / TRAIN_CONFIG, [f"run_dir={run.path.parent.parent}"] + args.overrides)
+        return base, run
     return base, resume
 
 
@@ -86,11 +87,11 @@ def stats(cfg: TrainConfig) -> dict:
 
 def check_engine_options(args) -> None:
     if not args.features and (args.engine or args.address or args.workers is not None):
-        raise ValueError("--engine, --address and --workers go with --features")
+        raise InvalidValue("--engine, --address and --workers go with --features")
     if args.address and args.engine != "ray":
-        raise ValueError("--address needs --engine ray")
+        raise InvalidValue("--address needs --engine ray")
     if args.workers is not None and args.workers < 1:
-        raise ValueError("--workers must be at least 1")
+        raise InvalidValue("--workers must be at least 1")
 
 
 def run(args) -> int:

@@ -20,12 +20,11 @@ import torch
 
 from etl.catalog_build import CatalogBuild
 from etl.errors import InvalidValue, UserError
-from encoders.text import load_tokenizer
 from k3m.data import index_for
 from k3m.model import K3MModel
 from k3m.model.configuration import LossConfig
 from k3m.model.heads.task_weighting import task_names
-from k3m.model.checkpoint import find_checkpoint, load_model, load_property_order
+from k3m.model.run import ResolvedRun
 from k3m.training.checkpointing import Position, restore_training_state, save_training_checkpoint
 from k3m.training.config import TrainConfig
 from k3m.training.distributed import Dist, mean_over_ranks, seed_everything, setup
@@ -99,12 +98,14 @@ def validate(model, loader, dist: Dist, autocast) -> dict:
     return {k: t / n for k, t, n in zip(KEYS, totals, counts) if n}
 
 
-def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
-    """Pretrain; returns a summary (steps, last losses, validation, items/s, memory)."""
+def train(cfg: TrainConfig, resume: "str | Path | ResolvedRun | None" = None) -> dict:
+    """Pretrain; returns a summary (steps, last losses, validation, items/s, memory).
+    ``resume``: a run or checkpoint directory (its latest complete checkpoint), or a
+    :class:`ResolvedRun` resolved by the caller."""
     wall_start = time.perf_counter()
     dist = setup(cfg)
     run_dir = Path(cfg.run_dir)
-    ckpt = find_checkpoint(resume) if resume is not None else None
+    ckpt = ResolvedRun.resolve(resume) if resume is not None else None
     seed_everything(cfg.seed + dist.rank)
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -115,8 +116,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
     build = CatalogBuild.open(cfg.build)
     train_rows, valid_rows = split_rows(build, "train", cfg.train_items), split_rows(build, "valid", cfg.valid_items)
     if ckpt is not None:
-        tokenizer, model = load_tokenizer(ckpt), load_model(ckpt)
-        index = index_for(build, model.config, property_order=load_property_order(ckpt))
+        tokenizer, model = ckpt.tokenizer, ckpt.load_model()
+        index = index_for(build, model.config, property_order=ckpt.property_order)
     else:
         model_cfg = resolve_text_dir(cfg.model)
         index = index_for(build, model_cfg)
@@ -131,7 +132,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> dict:
     steps_per_epoch = sampler.batches_per_epoch() // cfg.grad_accum
     total_steps = cfg.max_steps or max(cfg.epochs * steps_per_epoch, cfg.min_steps)
     optimizer, scheduler = make_optimizer(cfg, model, total_steps, dist.device)
-    pos = restore_training_state(ckpt, dist, optimizer, scheduler) if ckpt is not None else Position()
+    pos = restore_training_state(ckpt.path, dist, optimizer, scheduler) if ckpt is not None else Position()
     raw_model = model
     if dist.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from encoders.text import load_tokenizer, minilm_dir, train_wordpiece_tokenizer
@@ -37,7 +38,15 @@ def prepare_tokenizer(cfg, model_cfg, index, train_rows, run_dir: Path, dist: Di
 
 
 def split_rows(build, split: str, limit):
-    rows = build.item_indices(split)
+    """Build rows of ``split`` (the first ``limit``), read from the split column alone (not
+    the build's frame of every column)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if split not in ("train", "valid", "test"):
+        raise ValueError(f"split must be train, valid or test, got {split!r}")
+    column = pq.ParquetFile(build.path / "items.parquet").read(columns=["split"]).column("split")
+    rows = np.flatnonzero(pc.fill_null(pc.equal(column, split), False).to_numpy(zero_copy_only=False))
     return rows if limit is None else rows[:limit]
 
 
