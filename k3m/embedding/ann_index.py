@@ -350,7 +350,8 @@ def ensure_index(store, settings: AnnSettings = AnnSettings(), rebuild: bool = F
     if kind == "exact":
         remove_index(store.path)
         return None
-    ann = build_index(store.matrix, store_version(store.meta), settings, kind)
+    with store.matrix_file() as matrix:  # read in chunks, not mapped: the pass touches every row
+        ann = build_index(matrix, store_version(store.meta), settings, kind)
     save_index(ann, store.path)
     return ann
 

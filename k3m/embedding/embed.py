@@ -157,8 +157,7 @@ def embed_build(checkpoint, build_path: str | Path, settings: EmbedSettings = Em
     EmbedReport). ``checkpoint``: a checkpoint or run directory, or a :class:`ResolvedRun`.
 
     Memory is bounded by the chunk, not the catalog: vectors go straight into the store's
-    memory-mapped files (:class:`StoreWriter`), ids, times and digests are numpy string
-    arrays. ``engine="ray"``: the items run on Ray Data (an actor pool of encoders; ``address``
+    files (:class:`StoreWriter`), ids, times and digests are numpy string arrays. ``engine="ray"``: the items run on Ray Data (an actor pool of encoders; ``address``
     of a cluster, else $RAY_ADDRESS, else a local Ray of ``workers`` actors); the store is
     the same."""
     started = time.perf_counter()

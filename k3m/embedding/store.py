@@ -45,6 +45,7 @@ from etl.atomic import writing_directory
 from etl.errors import InvalidValue, NotFound, UserError
 from etl.string_arrays import OPTIONAL_STRINGS, STRINGS, RowOf, arrow_strings, parquet_strings
 from etl.sync import manifest_sha256
+from k3m.embedding.npy_rows import NpyRows
 
 EMBEDDINGS_DIR = "embeddings"
 ITEM_REPR = "item_repr.npy"  # c*, beside item vectors that are wider (a kept path)
@@ -191,6 +192,15 @@ class EmbeddingStore:
     def value_vectors(self) -> np.ndarray:
         return np.load(self.path / "values.npy", mmap_mode="r")
 
+    def matrix_file(self, name: str = "embeddings.npy"):
+        """The item vectors (or ``item_repr.npy``'s c*) read with positioned file I/O
+        (:class:`k3m.embedding.npy_rows.NpyRows`): for passes over every row, which a memory
+        map would leave resident in the process."""
+        from k3m.embedding.npy_rows import NpyRows
+
+        path = self.path / name
+        return NpyRows(path if path.is_file() else self.path / "embeddings.npy")
+
     def resident(self) -> "EmbeddingStore":
         """This store with its matrix read into memory instead of mapped (a long-running
         service: a query item's row is never a page fault on a file the page cache dropped)."""
@@ -222,8 +232,9 @@ class EmbeddingStore:
 
 class StoreWriter:
     """Writes ``BUILD/embeddings/<model_id>/`` a chunk of rows at a time, so memory is bounded
-    by the chunk, not the catalog: the matrices are ``.npy`` files opened as memory maps
-    (``np.lib.format.open_memmap``) in the directory written aside, filled by :meth:`write`
+    by the chunk, not the catalog: the matrices are ``.npy`` files in the directory written
+    aside, written with positioned file I/O (:class:`NpyRows`: a memory map would keep every
+    page written resident in this process), filled by :meth:`write`
     (vectors computed now) and :meth:`copy` (rows of an earlier store, carried over), and
     the rest (ids, per-row times and digests, LPM vectors, meta, the nearest-neighbour
     index) by :meth:`finish`, which then swaps the directory in. A chunk holding a NaN or inf
@@ -254,13 +265,18 @@ class StoreWriter:
         self._directory = writing_directory(self.final)
         self.tmp = self._directory.__enter__()
         rows = len(self.ids)
-        self.matrix = np.lib.format.open_memmap(self.tmp / "embeddings.npy", "w+", np.dtype(self.dtype), (rows, self.dim))
-        self.reprs = (np.lib.format.open_memmap(self.tmp / ITEM_REPR, "w+", np.float32, (rows, self.repr_dim))
-                      if self.repr_dim is not None else None)
+        self.matrix = NpyRows.create(self.tmp / "embeddings.npy", (rows, self.dim), self.dtype)
+        self.reprs = NpyRows.create(self.tmp / ITEM_REPR, (rows, self.repr_dim), np.float32) if self.repr_dim is not None else None
         return self
 
+    def _close(self) -> None:
+        for rows in (self.matrix, self.reprs):
+            if rows is not None:
+                rows.close()
+        self.matrix = self.reprs = None
+
     def __exit__(self, *exc) -> bool:
-        self.matrix = self.reprs = None  # unmapped before the directory is swapped in or removed
+        self._close()  # closed before the directory is swapped in or removed
         if exc[0] is None and self.store is None:
             exc = (RuntimeError, RuntimeError("StoreWriter left without finish(): nothing written"), None)
             self._directory.__exit__(*exc)
@@ -274,20 +290,21 @@ class StoreWriter:
         bad = non_finite_rows(stored)
         if len(bad):
             raise NonFiniteVectors.of("item", self.ids[rows[bad]], len(self.ids), self.WHERE)
-        self.matrix[rows] = stored
+        self.matrix.write(rows, stored)
         if self.reprs is not None:
             if reprs is None:
                 raise ValueError("this store keeps c* beside the item vectors: pass reprs")
-            self.reprs[rows] = np.asarray(reprs, np.float32)
+            self.reprs.write(rows, np.asarray(reprs, np.float32))
 
     def copy(self, rows: np.ndarray, previous: "EmbeddingStore", old_rows: np.ndarray, chunk: int = 8192) -> None:
         """Rows ``rows`` are ``previous``'s rows ``old_rows`` (an incremental update), copied in chunks."""
         rows, old_rows = np.asarray(rows, np.int64), np.asarray(old_rows, np.int64)
-        for lo in range(0, len(rows), chunk):
-            old = old_rows[lo:lo + chunk]
-            # float16 -> 32 -> 16 is exact
-            reprs = np.asarray(previous.item_repr[old], np.float32) if self.reprs is not None else None
-            self.write(rows[lo:lo + chunk], np.asarray(previous.matrix[old], np.float32), reprs)
+        with previous.matrix_file() as matrix, previous.matrix_file(ITEM_REPR) as item_repr:
+            for lo in range(0, len(rows), chunk):
+                old = old_rows[lo:lo + chunk]
+                # float16 -> 32 -> 16 is exact
+                reprs = np.asarray(item_repr.take(old), np.float32) if self.reprs is not None else None
+                self.write(rows[lo:lo + chunk], np.asarray(matrix.take(old), np.float32), reprs)
 
     def finish(self, created: np.ndarray, input_digests: np.ndarray | None, property_vectors: np.ndarray,
                value_vectors: np.ndarray, meta: dict) -> "EmbeddingStore":
@@ -301,9 +318,7 @@ class StoreWriter:
             bad = non_finite_rows(vectors)
             if len(bad):
                 raise NonFiniteVectors.of(what, bad.tolist(), len(vectors), self.WHERE)
-        self.matrix.flush()
-        if self.reprs is not None:
-            self.reprs.flush()
+        self._close()
         tmp, rows = self.tmp, len(self.ids)
         np.save(tmp / "properties.npy", np.ascontiguousarray(property_vectors, dtype=np.float32))
         np.save(tmp / "values.npy", np.ascontiguousarray(value_vectors, dtype=np.float32))
@@ -316,9 +331,8 @@ class StoreWriter:
                                           arrow_strings(digests[part])], schema=schema))
         full_meta = {**meta, "model_id": self.model_id, "dtype": self.dtype, "dim": self.dim, "items": int(rows)}
         (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2) + "\n")
-        matrix = np.load(tmp / "embeddings.npy", mmap_mode="r")
-        ann = index_for_write(self.previous, matrix, self.ids, created, full_meta, self.index_settings or AnnSettings())
-        del matrix
+        with NpyRows(tmp / "embeddings.npy") as matrix:
+            ann = index_for_write(self.previous, matrix, self.ids, created, full_meta, self.index_settings or AnnSettings())
         if ann is not None:
             (tmp / "ann").mkdir()
             write_files(ann, tmp / "ann")

@@ -81,7 +81,12 @@ def write_back(db, store: EmbeddingStore, settings: WritebackSettings = Writebac
     batches, then the next slice; memory is bounded by the slice, not the catalog. Every row
     is checked for NaN or inf before anything is sent."""
     started = time.perf_counter()
-    model, ids, created, matrix = store.model_id, store.ids, store.created, store.matrix
+    with store.matrix_file() as matrix:  # read with file I/O: a memory map would keep every row resident
+        return _write_back(db, store, matrix, settings, progress, started)
+
+
+def _write_back(db, store: EmbeddingStore, matrix, settings: WritebackSettings, progress, started: float) -> WritebackReport:
+    model, ids, created = store.model_id, store.ids, store.created
     bad = non_finite_rows(matrix)  # a store written before stores were checked
     if len(bad):
         raise NonFiniteVectors.of("item", ids[bad], len(ids),
