@@ -44,6 +44,7 @@ import numpy as np
 
 ANN_DIR = "ann"
 KINDS = ("auto", "exact", "hnsw", "ivf")
+CODECS = ("auto", "flat", "sq8")
 
 
 class AnnIndexError(RuntimeError):
@@ -71,6 +72,20 @@ class AnnSettings:
     ivf_regrow: float = 4.0  # ivf: retrain once the rows exceed this x the trained rows
     widen_limit: int = 64  # filtered search widens ef/nprobe up to this x the default, then exact
     seed: int = 0
+    # how the index stores the vectors: flat (float32), sq8 (a byte per dimension: a quarter of
+    # the memory), or auto: sq8 once the flat vectors would exceed flat_limit_bytes (at 1M items
+    # of 1408 dims, flat is 5.6 GB in the index and in the service that holds it)
+    codec: str = "auto"
+    flat_limit_bytes: int = 1 << 30
+    rerank: int = 4  # sq8: this x k candidates rescored exactly from the store's rows (when given)
+    train_bytes: int = 512 << 20  # ivf and sq8: the training sample's float32 size at most
+
+    def codec_for(self, rows: int, dim: int) -> str:
+        if self.codec not in CODECS:
+            raise ValueError(f"index codec must be one of {CODECS}, got {self.codec!r}")
+        if self.codec != "auto":
+            return self.codec
+        return "sq8" if rows * dim * 4 > self.flat_limit_bytes else "flat"
 
     def kind_for(self, rows: int) -> str:
         if self.kind not in KINDS:
@@ -103,8 +118,10 @@ def store_version(meta: dict) -> dict:
 class AnnIndex:
     """A FAISS index over a store's rows, with the label -> row map; read-only once made."""
 
-    def __init__(self, index, label_row: np.ndarray, meta: dict, settings: AnnSettings = AnnSettings()):
+    def __init__(self, index, label_row: np.ndarray, meta: dict, settings: AnnSettings = AnnSettings(), vectors=None):
         self.index = index
+        # the store's rows (a memory map): a compressed index's candidates are rescored on them
+        self.vectors = vectors
         self.label_row = np.asarray(label_row, dtype=np.int64)
         self.meta = meta
         self.settings = settings
@@ -150,10 +167,15 @@ class AnnIndex:
         index = cls.read(store.path, settings)
         if index is None or index.meta["version"] != store_version(store.meta):
             return None
+        index.vectors = store.matrix
         return index
 
+    @property
+    def codec(self) -> str:
+        return self.meta.get("codec", "flat")
+
     def describe(self) -> dict:
-        return {"kind": self.kind, "live": self.live, "dead": self.dead, "params": self.meta["params"],
+        return {"kind": self.kind, "codec": self.codec, "live": self.live, "dead": self.dead, "params": self.meta["params"],
                 "last_update": self.meta.get("last_update")}
 
     # -- searching -----------------------------------------------------------------------
@@ -183,6 +205,9 @@ class AnnIndex:
             wanted = min(k, self.live - (exclude is not None))
             bitmap = self._live_bits
         fetch = k + (exclude is not None)
+        rescore = self.codec != "flat" and self.vectors is not None
+        if rescore:  # approximate scores: more candidates, ranked on the exact vectors
+            fetch = self.settings.rerank * k + (exclude is not None)
         widen = 1
         if rows is not None and len(rows):
             # the index meets candidates at their share of the catalog: look at 1/share times
@@ -197,12 +222,25 @@ class AnnIndex:
             if exclude is not None:
                 mask = found_rows != exclude
                 found_rows, found_scores = found_rows[mask], found_scores[mask]
+            if rescore:
+                found_rows, found_scores = self._rescore(q[0], found_rows)
             if len(found_rows) >= wanted:
                 return found_rows[:k], found_scores[:k]
             if widen >= self.settings.widen_limit:
                 break
             widen = min(widen * 4, self.settings.widen_limit)
         return found_rows[:k], found_scores[:k]
+
+    def _rescore(self, query: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``rows`` ranked by their exact cosine with the (unit) query, best first (ties: lower row)."""
+        if not len(rows):
+            return rows, np.zeros(0, np.float32)
+        order = np.argsort(rows)
+        vectors = unit_rows(self.vectors[rows[order]])
+        scores = np.empty(len(rows), np.float32)
+        scores[order] = vectors @ query
+        best = np.lexsort((rows, -scores))
+        return rows[best], scores[best]
 
     def _params(self, widen: int, sel):
         faiss = _faiss()
@@ -224,26 +262,39 @@ def build_index(matrix: np.ndarray, version: dict, settings: AnnSettings = AnnSe
         return None
     faiss = _faiss()
     dim = int(matrix.shape[1])
+    codec = settings.codec_for(rows, dim)
+    sq8 = faiss.ScalarQuantizer.QT_8bit
+    # the training sample (IVF's lists, SQ8's ranges) is at most train_bytes of float32
+    most = max(1, settings.train_bytes // (4 * dim))
     if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        if codec == "sq8":
+            index = faiss.IndexHNSWSQ(dim, sq8, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = settings.hnsw_ef_construction
         params = {"M": settings.hnsw_m, "efConstruction": settings.hnsw_ef_construction}
+        sample_rows = min(rows, most) if codec == "sq8" else 0
     elif kind == "ivf":
-        nlist = max(1, min(rows // 39 or 1, int(round(settings.ivf_lists_per_sqrt * math.sqrt(max(rows, 1))))))
+        nlist = int(round(settings.ivf_lists_per_sqrt * math.sqrt(max(rows, 1))))
+        nlist = max(1, min(rows // 39 or 1, most // 39 or 1, nlist))  # FAISS wants >= 39 training rows per list
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        if codec == "sq8":
+            index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, sq8, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.own_fields = True
         quantizer.this.disown()
         index.cp.niter = settings.ivf_train_iterations
-        sample = np.random.default_rng(settings.seed).choice(rows, min(rows, nlist * settings.ivf_train_per_list),
-                                                             replace=False)
-        index.train(unit_rows(matrix[np.sort(sample)]))
+        sample_rows = min(rows, nlist * settings.ivf_train_per_list, most)
         params = {"nlist": nlist, "trained_rows": rows}
     else:
         raise ValueError(f"index kind must be one of {KINDS}, got {kind!r}")
+    if sample_rows:
+        sample = np.random.default_rng(settings.seed).choice(rows, sample_rows, replace=False)
+        index.train(unit_rows(matrix[np.sort(sample)]))
     label_row = np.arange(rows, dtype=np.int64)
     _add(index, kind, matrix, label_row)
-    meta = {"kind": kind, "params": params, "settings": asdict(settings), "version": version,
+    meta = {"kind": kind, "codec": codec, "params": params, "settings": asdict(settings), "version": version,
             "faiss": faiss.__version__, "last_update": {"mode": "built", "added": rows, "removed": 0,
                                                          "at": _now()}}
     return AnnIndex(index, label_row, meta, settings)

@@ -2,6 +2,7 @@
 
     k3m embed --checkpoint runs/tiny BUILD               # store in BUILD/embeddings/<model>/ + graph
     k3m embed --checkpoint runs/tiny BUILD --float16 --no-graph
+    k3m embed --checkpoint runs/cpu BUILD --engine ray [--address HOST:6379 | --workers 4]   # on Ray Data
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from k3m.data import FACTS
 from k3m.embedding.ann_index import KINDS, AnnSettings, ensure_index
-from k3m.embedding.embed import EmbedSettings, embed_build
+from k3m.embedding.embed import ENGINES, EmbedSettings, embed_build
 from kg.output import progress_printer
 
 
@@ -28,6 +29,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=EmbedSettings.batch_size)
     p.add_argument("--device", default=EmbedSettings.device, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--model-id", help="name of these embeddings (default: <run>-<step>-<weights hash>)")
+    p.add_argument("--engine", choices=ENGINES, default="local",
+                   help="where the items run: this process (local, the default) or Ray Data (ray; docs/scale.md)")
+    p.add_argument("--address", default=None, metavar="HOST:PORT",
+                   help="with --engine ray: the Ray cluster (default $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with --engine ray: encoder actors of a local Ray (default 2; a cluster's GPUs set it there)")
     p.add_argument("--recompute", action="store_true", help="recompute even if the build holds this model's embeddings")
     p.add_argument("--index", choices=KINDS, default="auto",
                    help="nearest-neighbour index beside the store: auto (default: none below 50k items, HNSW below "
@@ -43,10 +50,15 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from etl.errors import InvalidValue
     from kg import loaded_into
     from kg.graph_db import connect
     from kg.paths import DATA_DIR_ENV
 
+    if args.engine != "ray" and (args.address or args.workers is not None):
+        raise InvalidValue("--address and --workers go with --engine ray")
+    if args.workers is not None and args.workers < 1:
+        raise InvalidValue("--workers must be at least 1")
     settings = EmbedSettings(
         batch_size=args.batch_size, device=args.device, dtype="float16" if args.float16 else "float32",
         facts=args.facts, model_id=args.model_id, recompute=args.recompute,
@@ -55,7 +67,8 @@ def run(args) -> int:
         from k3m.embedding.writeback import WritebackSettings
 
         wb = WritebackSettings(force=args.force, **({"batch_size": args.write_batch} if args.write_batch is not None else {}))
-    store, report = embed_build(args.checkpoint, args.build, settings, progress=progress_printer("embedded"))
+    store, report = embed_build(args.checkpoint, args.build, settings, progress=progress_printer("embedded"),
+                                engine=args.engine, address=args.address, workers=args.workers)
     out = {"embed": report.as_dict()}
     ann = ensure_index(store, AnnSettings(kind=args.index), rebuild=args.rebuild_index)
     out["index"] = ann.describe() if ann is not None else {"kind": "exact"}

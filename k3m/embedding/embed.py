@@ -192,7 +192,7 @@ def embed_build(checkpoint, build_path: str | Path, settings: EmbedSettings = Em
         if engine == "ray":
             from k3m.embedding.ray_embed import embed_on_ray
 
-            embed_on_ray(run, build, settings, todo, writer, kept, progress, address=address, workers=workers)
+            embed_on_ray(run, index, settings, todo, writer, kept, progress, address=address, workers=workers)
         else:
             autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
             with torch.inference_mode(), autocast:

@@ -37,7 +37,8 @@ class ServiceSettings:
     database: str | None = None  # default: the one the build was loaded into
     strategy: str = "auto"  # vector search strategy (k3m/query/vector_search.py)
     max_k: int = 1000  # largest k a request may ask for
-    resident: bool = True  # the matrix in memory, not mapped (measured at 1M items: 6.9 -> 3.4 ms p50)
+    resident: bool = True  # the matrix in memory, not mapped (measured at 1M items: 6.9 -> 3.4 ms p50) ...
+    resident_limit_bytes: int = 2 << 30  # ... when it is at most this large (1M items x 1408 float32 are 5.6 GB: mapped)
 
 
 SIMILAR_ITEM_FIELDS = tuple(SimilarItem.__dataclass_fields__)  # what a hit holds, as in `k3m query similar --json`
@@ -53,7 +54,7 @@ class QueryService:
         started = time.perf_counter()
         self.settings = settings
         self.store = EmbeddingStore.open(settings.build, settings.model_id)
-        if settings.resident:
+        if settings.resident and self.store.matrix.nbytes <= settings.resident_limit_bytes:
             self.store.resident()
         build = CatalogBuild.open(settings.build)
         self.store.check_build(build)
