@@ -1,0 +1,54 @@
+"""Per-item strings as numpy StringDType arrays and the id -> row map over them, on the real
+fashion44k ids (a million of them derived as the scale benchmark does: ID~k)."""
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from etl import string_arrays
+from etl.string_arrays import OPTIONAL_STRINGS, STRINGS, RowOf, arrow_strings, missing, strings
+
+
+@pytest.fixture(scope="module")
+def ids(fashion_dir) -> np.ndarray:
+    with gzip.open(fashion_dir / "styles.jsonl.gz", "rt", encoding="utf-8") as stream:
+        base = [str(json.loads(line)["id"]) for line in itertools.islice(stream, 5000)]
+    return np.array(base + [f"{i}~{k}" for k in range(1, 20) for i in base], dtype=STRINGS)  # 100k ids
+
+
+def test_row_of_finds_every_id_and_only_those(ids):
+    row_of = RowOf(ids)
+    order = np.random.default_rng(0).permutation(len(ids))
+    np.testing.assert_array_equal(row_of.find(ids[order]), order)
+    assert row_of.find(["no such id", str(ids[7]), "15970~99"]).tolist() == [-1, 7, -1]
+    assert row_of.find(np.array([], dtype=STRINGS)).tolist() == []
+    assert row_of.get(str(ids[123])) == 123 and row_of.get("missing") is None and row_of.get(5) is None
+    assert str(ids[5]) in row_of and "missing" not in row_of and row_of[str(ids[9])] == 9
+    with pytest.raises(KeyError):
+        row_of["missing"]
+
+
+def test_row_of_survives_equal_hashes(ids, monkeypatch):
+    """Every id hashed alike: the map still answers by comparing the ids themselves."""
+    monkeypatch.setattr(string_arrays, "string_hashes", lambda values: np.zeros(len(values), np.int64))
+    few = ids[:300]
+    row_of = RowOf(few)
+    order = np.random.default_rng(1).permutation(len(few))
+    np.testing.assert_array_equal(row_of.find(few[order]), order)
+    assert row_of.find(["missing"]).tolist() == [-1]
+
+
+def test_arrow_round_trip_keeps_nulls_and_no_python_objects():
+    values = pa.array(["a", None, "Ünïcode ✓", "", "x" * 100])
+    optional = strings(values, optional=True)
+    assert optional.dtype == OPTIONAL_STRINGS and optional.tolist() == ["a", None, "Ünïcode ✓", "", "x" * 100]
+    assert missing(optional).tolist() == [False, True, False, False, False]
+    assert arrow_strings(optional).to_pylist() == values.to_pylist()
+    plain = strings(pa.chunked_array([["b", "c"], ["d"]]))
+    assert plain.dtype == STRINGS and plain.tolist() == ["b", "c", "d"]
+    assert plain.dtype != np.dtype(object)
