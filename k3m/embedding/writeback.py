@@ -35,11 +35,12 @@ SET i.embedding = r.vec, i.embedding_model = $model, i.embedding_created = r.cre
 RETURN count(i) AS n
 """
 # the graph's version of a slice of the store's items, one collected row (streaming one record
-# per item costs ~10x more over Bolt): [position in $ids, model, created] of those in the graph
+# per item costs ~10x more over Bolt): [id, model, created] of those in the graph (looked up by
+# id, as the write does: the id index)
 CURRENT = """
-UNWIND range(0, size($ids) - 1) AS k
-MATCH (i:Item {id: $ids[k]})
-RETURN collect([k, i.embedding_model, i.embedding_created]) AS items
+UNWIND $ids AS id
+MATCH (i:Item {id: id})
+RETURN collect([id, i.embedding_model, i.embedding_created]) AS items
 """
 
 
@@ -101,8 +102,10 @@ def _write_back(db, store: EmbeddingStore, matrix, settings: WritebackSettings, 
     with ThreadPoolExecutor(max_workers=settings.workers) as pool:
         for lo in range(0, len(ids), settings.scan):
             part = ids[lo:lo + settings.scan]
-            found = db.run(CURRENT, ids=part.tolist())[0]["items"]
-            where = np.fromiter((k for k, _, _ in found), np.int64, len(found))
+            names = part.tolist()
+            found = db.run(CURRENT, ids=names)[0]["items"]
+            position = {item_id: k for k, item_id in enumerate(names)}  # this slice's ids only
+            where = np.fromiter((position[i] for i, _, _ in found), np.int64, len(found))
             stale = np.ones(len(found), bool)
             if not settings.force and len(found):
                 versions = np.array([f"{m}\x1f{c}" for _, m, c in found], dtype=STRINGS)

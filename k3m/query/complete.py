@@ -41,13 +41,13 @@ CATEGORY_HAVING = ("MATCH (i:Item)-[:HAS {property: $property}]->(:Value) WITH D
 # of a slice of the store's ids: the positions of those the graph has, in a category where the
 # property applies, without a fact of it
 LACKING = """
-UNWIND range(0, size($ids) - 1) AS k
-MATCH (i:Item {id: $ids[k]})
+UNWIND $ids AS id
+MATCH (i:Item {id: id})
 WHERE i.category IN $categories
 OPTIONAL MATCH (i)-[h:HAS {property: $property}]->()
-WITH k, count(h) AS observed
+WITH id, count(h) AS observed
 WHERE observed = 0
-RETURN collect(k) AS found
+RETURN collect(id) AS found
 """
 WRITE = """
 UNWIND $rows AS r
@@ -249,8 +249,9 @@ def lacking_rows(db, store: EmbeddingStore, property_name: str, categories: list
     found = []
     for lo in range(0, len(store.ids), scan):
         part = store.ids[lo:lo + scan].tolist()
+        position = {item_id: k for k, item_id in enumerate(part)}  # this slice's ids only
         at = db.run(LACKING, ids=part, categories=categories, property=property_name)[0]["found"]
-        found.append(lo + np.asarray(at, np.int64))
+        found.append(lo + np.fromiter((position[i] for i in at), np.int64, len(at)))
     rows = np.concatenate(found) if found else np.zeros(0, np.int64)
     return rows[np.argsort(store.ids[rows], kind="stable")]
 
