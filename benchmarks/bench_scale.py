@@ -159,7 +159,7 @@ class Watch:
 
 
 def run_stage(name: str, command: list[str], env: dict, server_pid: int | None = None, timeout: float = 7200) -> dict:
-    log(name, " ".join(command))
+    log(name, " ".join(command) if "-c" not in command else f"{command[0]} -c SCRIPT {' '.join(command[3:])}")
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watch = Watch(process.pid, server_pid)
@@ -332,8 +332,7 @@ def run_size(n: int, args, env: dict) -> dict:
                                       "--set", f"log_every={max(1, args.steps // 5)}", "--set", "valid_items=256"), env)
         summary = json.loads((run_dir / "summary.json").read_text())
         stages["pretrain"] = {**public(s), "steps": summary["steps"], "batch_size": 256,
-                              "items_per_s": round(summary["items_per_s"], 1),
-                              "train_seconds": None}
+                              "items_per_s": round(summary["items_per_s"], 1)}
 
         s = run_stage("embed", k3m("embed", str(build), "--checkpoint", str(run_dir), "--no-graph", "--index", "exact",
                                    "--json"), env)

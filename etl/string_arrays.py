@@ -28,10 +28,12 @@ def strings(values, optional: bool = False) -> np.ndarray:
     dtype = OPTIONAL_STRINGS if optional else STRINGS
     if hasattr(values, "combine_chunks"):  # pyarrow ChunkedArray
         values = values.combine_chunks()
-    if hasattr(values, "to_numpy") and hasattr(values, "slice"):  # pyarrow Array: a chunk of Python strings at a time
+    if hasattr(values, "to_pylist") and hasattr(values, "slice"):  # pyarrow Array: a chunk of Python strings at a time
         out = np.empty(len(values), dtype=dtype)
         for lo in range(0, len(values), CHUNK):
-            out[lo:lo + CHUNK] = values.slice(lo, CHUNK).to_numpy(zero_copy_only=False)
+            # to_pylist, not to_numpy: a string array's to_numpy goes through pandas (a query
+            # command would import it)
+            out[lo:lo + CHUNK] = values.slice(lo, CHUNK).to_pylist()
         return out
     return np.asarray(values, dtype=dtype)
 

@@ -9,8 +9,9 @@
 
 Kinds, chosen by catalog size when ``kind="auto"`` (the choice then stays with the store):
 
-``exact``  fewer than ``exact_below`` rows: no index; numpy's exact search (the reference,
-           k3m.query.vector_search.ExactIndex) takes about a millisecond at 44k x 128.
+``exact``  fewer than ``exact_below`` rows (of 128 floats: wider rows count for more): no
+           index; numpy's exact search (the reference, k3m.query.vector_search.ExactIndex)
+           takes about a millisecond at 44k x 128, ~25 ms at 44k x 1,408.
 ``hnsw``   up to ``ivf_from`` rows: ``IndexHNSWFlat`` (M links per node). FAISS's HNSW
            cannot delete: a removed or changed item's label becomes a tombstone (its row is
            -1, searches skip it through an ``IDSelectorBitmap`` of the live labels), and the
@@ -87,12 +88,16 @@ class AnnSettings:
             return self.codec
         return "sq8" if rows * dim * 4 > self.flat_limit_bytes else "flat"
 
-    def kind_for(self, rows: int) -> str:
+    def kind_for(self, rows: int, dim: int = 128) -> str:
+        """``exact_below`` counts rows of 128 floats: exact search costs rows x dim, so wider
+        vectors get an index sooner (44k items of 1,408 floats: ~25 ms a query exact)."""
         if self.kind not in KINDS:
             raise ValueError(f"index kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind != "auto":
             return self.kind
-        return "exact" if rows < self.exact_below else "hnsw" if rows < self.ivf_from else "ivf"
+        if rows * max(dim, 128) < self.exact_below * 128:
+            return "exact"
+        return "hnsw" if rows < self.ivf_from else "ivf"
 
 
 def _faiss():
@@ -149,22 +154,25 @@ class AnnIndex:
         return Path(store_path) / ANN_DIR
 
     @classmethod
-    def read(cls, store_path: str | Path, settings: AnnSettings | None = None) -> "AnnIndex | None":
-        """The index in a store directory, or None when there is none."""
+    def read(cls, store_path: str | Path, settings: AnnSettings | None = None, mapped: bool = False) -> "AnnIndex | None":
+        """The index in a store directory, or None when there is none; ``mapped``: memory-
+        mapped and read-only (searches only: an update needs it read into memory)."""
         directory = cls.directory(store_path)
         if not (directory / "meta.json").is_file():
             return None
         meta = json.loads((directory / "meta.json").read_text())
-        index = _faiss().read_index(str(directory / "index.faiss"))
+        faiss = _faiss()
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mapped else 0
+        index = faiss.read_index(str(directory / "index.faiss"), flags)
         settings = settings or AnnSettings(**{k: v for k, v in meta.get("settings", {}).items()
                                              if k in AnnSettings.__dataclass_fields__})
         return cls(index, np.load(directory / "labels.npy"), meta, settings)
 
     @classmethod
-    def open(cls, store, settings: AnnSettings | None = None) -> "AnnIndex | None":
+    def open(cls, store, settings: AnnSettings | None = None, mapped: bool = False) -> "AnnIndex | None":
         """The index of an :class:`~k3m.embedding.store.EmbeddingStore` when it describes the
         store as it is (None when there is none or it describes another version)."""
-        index = cls.read(store.path, settings)
+        index = cls.read(store.path, settings, mapped)
         if index is None or index.meta["version"] != store_version(store.meta):
             return None
         index.vectors = store.matrix
@@ -257,7 +265,7 @@ def build_index(matrix: np.ndarray, version: dict, settings: AnnSettings = AnnSe
                 kind: str | None = None) -> AnnIndex | None:
     """A fresh index over every row of ``matrix`` (None for kind ``exact``)."""
     rows = len(matrix)
-    kind = kind or settings.kind_for(rows)
+    kind = kind or settings.kind_for(rows, int(matrix.shape[1]))
     if kind == "exact":
         return None
     faiss = _faiss()
@@ -397,7 +405,7 @@ def ensure_index(store, settings: AnnSettings = AnnSettings(), rebuild: bool = F
     current = None if rebuild else AnnIndex.open(store)
     if current is not None and settings.kind in ("auto", current.kind):
         return current
-    kind = settings.kind_for(len(store.ids))
+    kind = settings.kind_for(len(store.ids), int(store.meta["dim"]))
     if kind == "exact":
         remove_index(store.path)
         return None

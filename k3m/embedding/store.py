@@ -207,12 +207,14 @@ class EmbeddingStore:
         self.__dict__["matrix"] = np.load(self.path / "embeddings.npy")  # where cached_property keeps it
         return self
 
-    def ann_index(self):
+    def ann_index(self, mapped: bool = False):
         """The store's nearest-neighbour index (:class:`k3m.embedding.ann_index.AnnIndex`),
-        read into memory; None when the store has none (small catalogs: exact search)."""
+        read into memory (``mapped``: memory-mapped, read-only: a query command opens a large
+        index in a millisecond and reads only the pages it searches); None when the store has
+        none (small catalogs: exact search)."""
         from k3m.embedding.ann_index import AnnIndex
 
-        return AnnIndex.open(self)
+        return AnnIndex.open(self, mapped=mapped)
 
     def rows(self, item_ids) -> np.ndarray:
         """Rows of the given ids (NotFound names the first unknown one)."""

@@ -90,8 +90,13 @@ class ExactIndex:
 
     @cached_property
     def inv_norms(self) -> np.ndarray:
-        m = self.matrix
-        norms = np.concatenate([np.linalg.norm(m[a:a + _NORM_CHUNK], axis=1) for a in range(0, len(m), _NORM_CHUNK)])
+        if isinstance(self.store.matrix, np.memmap):  # one pass read from the file: a mapped pass would stay resident
+            with self.store.matrix_file() as m:
+                norms = np.concatenate([np.linalg.norm(np.asarray(c, np.float32), axis=1) for _, c in m.chunks(_NORM_CHUNK)]
+                                       or [np.zeros(0, np.float32)])
+        else:
+            m = self.matrix
+            norms = np.concatenate([np.linalg.norm(m[a:a + _NORM_CHUNK], axis=1) for a in range(0, len(m), _NORM_CHUNK)])
         return np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(np.float32)
 
     def search(self, query: np.ndarray, k: int, rows: np.ndarray | None = None, exclude: int | None = None):
@@ -108,15 +113,17 @@ class VectorSearch:
     """Similar items of an item id under an :class:`ItemFilter`, by the chosen strategy."""
 
     def __init__(self, db, store: EmbeddingStore | None = None, strategy: str = "auto", ann=None,
-                 exact_candidates: int = EXACT_CANDIDATES):
-        """``ann``: the store's :class:`~k3m.embedding.ann_index.AnnIndex` when already read
-        (a service keeps it warm); read from the store when the strategy needs it."""
+                 exact_candidates: int = EXACT_CANDIDATES, mapped: bool = True):
+        """``ann``: the store's :class:`~k3m.embedding.ann_index.AnnIndex` when already read;
+        read from the store when the strategy needs it: memory-mapped (``mapped``, a query
+        command: a large index opens at once and only the pages searched are read) or into
+        memory (a service keeps it warm)."""
         if strategy not in STRATEGIES:
             raise InvalidValue(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         self.db = db
         self.store = store
         self.exact_candidates = exact_candidates
-        self.ann = ann if ann is not None else (store.ann_index() if store is not None and strategy in ("auto", "ann")
+        self.ann = ann if ann is not None else (store.ann_index(mapped) if store is not None and strategy in ("auto", "ann")
                                                 and not db.capabilities.native_vector_index else None)
         self.strategy = self._resolve(strategy)
         self.index = ExactIndex(store) if store is not None else None

@@ -67,7 +67,7 @@ class QueryService:
             db = open_graph(settings.database, settings.build)
         self.db = db
         try:
-            self.search = VectorSearch(db, self.store, settings.strategy)
+            self.search = VectorSearch(db, self.store, settings.strategy, mapped=False)  # the index warm, in memory
             # warm: the id map, and the exact norms (one pass over the matrix: small
             # constraints are ranked exactly even when the index serves the rest)
             _ = self.store.row_of

@@ -54,3 +54,10 @@ def test_auto_chooses_sq8_past_the_memory_budget(query_store, tmp_path):
     assert made.codec == opened.codec == "sq8" and opened.vectors is not None
     save_index(made, copy.path)
     assert EmbeddingStore(copy.path).ann_index().describe()["codec"] == "sq8"
+
+
+def test_wide_vectors_get_an_index_sooner():
+    settings = AnnSettings()
+    assert settings.kind_for(44_441, 128) == "exact" and settings.kind_for(44_441) == "exact"
+    assert settings.kind_for(44_441, 1408) == "hnsw"  # exact: ~25 ms a query at 1,408 floats
+    assert settings.kind_for(4_000, 1408) == "exact" and settings.kind_for(1_000_000, 1408) == "ivf"
