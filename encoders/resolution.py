@@ -7,8 +7,8 @@ probe at 76.3% at 224 px against 70.9% at 64 px (DESIGN §4). The cost grows wit
 of the side (per 10k images on 2 CPU cores: about 4 min at 96 px, 9 at 160, 17 at 224;
 docs/model.md). So on a GPU the features are computed at 224 px; on a CPU at the largest of
 224, 192, 160, 128, 96 px whose computation for the build's images fits the time budget,
-from the images/s this machine gives on a few of the build's own images (measured, never
-assumed); 96 px when none fits (a very large catalog: the budget is then exceeded, and said).
+from the images/s this machine gives on a few of the build's own images (measured as CPU
+time, never assumed); 96 px when none fits (a very large catalog: the budget is then exceeded, and said).
 """
 from __future__ import annotations
 
@@ -36,14 +36,20 @@ class ResolutionChoice:
 
 
 def measure_rate(images: np.ndarray, size: int, variant: str = "lite0") -> float:
-    """Images/s of the frozen EfficientNet at ``size`` px on ``images`` (one warm-up pass)."""
+    """Images/s of the frozen EfficientNet at ``size`` px on ``images`` (one warm-up pass), on
+    this machine's cores as if it were otherwise idle: the process's CPU time over its torch
+    threads, not the wall time, which other jobs on a shared machine would inflate (the same
+    build then gets the same choice whatever else runs)."""
+    import torch
+
     from encoders.frozen import FrozenImage
 
     model = FrozenImage(variant, size, "cpu", batch_size=len(images))
     model.grid(images[:2])
-    started = time.perf_counter()
+    started = time.process_time()
     model.grid(images)
-    return len(images) / max(time.perf_counter() - started, 1e-9)
+    cpu_seconds = time.process_time() - started
+    return len(images) / max(cpu_seconds / max(torch.get_num_threads(), 1), 1e-9)
 
 
 def choose_resolution(build, budget_minutes: float, device: str = "cpu", variant: str = "lite0",

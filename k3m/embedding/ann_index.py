@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from etl.errors import InvalidValue
+
 ANN_DIR = "ann"
 KINDS = ("auto", "exact", "hnsw", "ivf")
 
@@ -74,7 +76,7 @@ class AnnSettings:
 
     def kind_for(self, rows: int) -> str:
         if self.kind not in KINDS:
-            raise ValueError(f"index kind must be one of {KINDS}, got {self.kind!r}")
+            raise InvalidValue(f"index kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind != "auto":
             return self.kind
         return "exact" if rows < self.exact_below else "hnsw" if rows < self.ivf_from else "ivf"
@@ -240,7 +242,7 @@ def build_index(matrix: np.ndarray, version: dict, settings: AnnSettings = AnnSe
         index.train(unit_rows(matrix[np.sort(sample)]))
         params = {"nlist": nlist, "trained_rows": rows}
     else:
-        raise ValueError(f"index kind must be one of {KINDS}, got {kind!r}")
+        raise InvalidValue(f"index kind must be one of {KINDS}, got {kind!r}")
     label_row = np.arange(rows, dtype=np.int64)
     _add(index, kind, matrix, label_row)
     meta = {"kind": kind, "params": params, "settings": asdict(settings), "version": version,
