@@ -86,11 +86,11 @@ def stats(cfg: TrainConfig) -> dict:
 
 def check_engine_options(args) -> None:
     if not args.features and (args.engine or args.address or args.workers is not None):
-        raise ValueError("--engine, --address and --workers go with --features")
+        raise InvalidValue("--engine, --address and --workers go with --features")
     if args.address and args.engine != "ray":
-        raise ValueError("--address needs --engine ray")
+        raise InvalidValue("--address needs --engine ray")
     if args.workers is not None and args.workers < 1:
-        raise ValueError("--workers must be at least 1")
+        raise InvalidValue("--workers must be at least 1")
 
 
 def run(args) -> int:
