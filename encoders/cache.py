@@ -79,6 +79,7 @@ class FeatureSpec:
     text: str = "minilm"  # a local Hugging Face BERT directory; "minilm" = all-MiniLM-L6-v2
     image: str = "efficientnet-lite0"  # efficientnet-lite0 | efficientnet-lite2
     image_size: int = 96  # EfficientNet input side (the stored images are resized to it)
+    grid_cells: int = 3  # the grid kept per side (a larger map is average-pooled to it: encoders.frozen.FrozenImage)
     max_title_tokens: int = 36
     max_string_tokens: int = 32  # pairs, property names, values
 
@@ -90,7 +91,7 @@ class FeatureSpec:
 
     @property
     def grid(self) -> int:
-        return self.image_size // 32
+        return min(self.image_size // 32, self.grid_cells)
 
     @property
     def num_image_tokens(self) -> int:
@@ -236,7 +237,8 @@ class FeatureCache:
 
     def encoder_settings(self, batch_size: int = 256, threads: Optional[int] = None) -> EncoderSettings:
         return EncoderSettings(text=self.spec.text, image_variant=self.spec.image.removeprefix("efficientnet-"),
-                               image_size=self.spec.image_size, batch_size=batch_size, threads=threads)
+                               image_size=self.spec.image_size, grid_cells=self.spec.grid_cells, batch_size=batch_size,
+                               threads=threads)
 
     def for_build(self, build, device: str = "auto", progress: bool = True, batch_size: int = 256,
                   log: Callable[[str], None] | None = None, rows: Optional[np.ndarray] = None, verify: str = "auto",

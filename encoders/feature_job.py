@@ -50,6 +50,7 @@ class EncoderSettings:
     text: str = "minilm"
     image_variant: str = "lite0"
     image_size: int = 96
+    grid_cells: int = 3
     batch_size: int = 256
     threads: Optional[int] = None  # torch threads of a worker process (None: leave as is)
 
@@ -77,7 +78,7 @@ class Encoders:
             from encoders.frozen import FrozenImage
 
             self._image = FrozenImage(self.settings.image_variant, self.settings.image_size, self.device,
-                                      max(self.settings.batch_size // 2, 1))
+                                      max(self.settings.batch_size // 2, 1), self.settings.grid_cells)
         return self._image
 
     def __call__(self, kind: str, max_tokens: int, inputs):

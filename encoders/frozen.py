@@ -79,13 +79,20 @@ class FrozenText:
 
 
 class FrozenImage:
-    def __init__(self, variant: str = "lite0", input_size: int = 96, device: str | torch.device = "cpu", batch_size: int = 128):
+    """``cells``: the grid kept per side. EfficientNet's map is ``input_size / 32`` cells a
+    side; a larger one (7 x 7 at 224 px) is average-pooled to ``cells`` x ``cells``
+    (``adaptive_avg_pool2d``), so what the cache stores and what pretraining reads per image
+    stay the same size whatever resolution the catalog's photos called for."""
+
+    def __init__(self, variant: str = "lite0", input_size: int = 96, device: str | torch.device = "cpu", batch_size: int = 128,
+                 cells: int = 3):
         self.model = EfficientNetGrid(variant, input_size).to(device).eval()
         self.device, self.batch_size = torch.device(device), batch_size
+        self.cells = min(cells, self.model.grid)
 
     @property
     def num_tokens(self) -> int:
-        return self.model.num_tokens
+        return self.cells * self.cells
 
     @torch.inference_mode()
     def grid(self, images: np.ndarray) -> np.ndarray:
@@ -95,5 +102,10 @@ class FrozenImage:
         out = np.empty((len(images), self.num_tokens, self.model.net.num_features), dtype=np.float16)
         for lo in range(0, len(images), self.batch_size):
             batch = np.ascontiguousarray(images[lo : lo + self.batch_size].transpose(0, 3, 1, 2))
-            out[lo : lo + len(batch)] = self.model(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+            grid = self.model(torch.from_numpy(batch).to(self.device)).float()  # [b, g*g, F]
+            if self.cells != self.model.grid:
+                g = self.model.grid
+                grid = torch.nn.functional.adaptive_avg_pool2d(grid.transpose(1, 2).reshape(len(batch), -1, g, g), self.cells)
+                grid = grid.flatten(2).transpose(1, 2)
+            out[lo : lo + len(batch)] = grid.cpu().numpy()
         return out

@@ -216,7 +216,7 @@ class _Import:
         """The stored size from the headers of the first photos the catalog references
         (etl.image_size); a pass over the first rows that reads only what it needs."""
         sides, tries = [], 0
-        counts: dict = {}
+        counts: Counter = Counter()
         for source in self.sources:
             root = self._root(source)
             for row in read_rows(source, self.mapping, counts):

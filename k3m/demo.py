@@ -141,7 +141,10 @@ def main(argv=None) -> int:
              "ORDER BY items DESC LIMIT 5", "--param", f"p={picks['show']}", *db],
         )
 
-        config = [*k3m, "pretrain", "--config", str(REPO / "configs" / "pretrain_cpu.yaml"), "--set", f"build={build}"]
+        # the demo's own time budget: image features of at most 2 minutes (96 px for 10k items on
+        # 2 cores); --epochs is what it trains, also for a small catalog (no min_steps)
+        config = [*k3m, "pretrain", "--config", str(REPO / "configs" / "pretrain_cpu.yaml"), "--set", f"build={build}",
+                  "--set", "model.image.feature_budget_minutes=2"]
         from etl.catalog_build import CatalogBuild
 
         train_items = len(CatalogBuild.open(build).item_indices("train"))
@@ -151,7 +154,8 @@ def main(argv=None) -> int:
         if args.fresh or not (run_dir / "checkpoints" / "latest").is_file():
             story.run(
                 f"pretrain K3M (cpu preset: frozen encoders, {args.epochs} epochs)",
-                [*config, "--set", f"run_dir={run_dir}", "--set", f"epochs={args.epochs}", "--set", f"batch_size={batch}",
+                [*config, "--set", f"run_dir={run_dir}", "--set", f"epochs={args.epochs}", "--set", "min_steps=0",
+                 "--set", f"batch_size={batch}",
                  "--set", "eval_every=0",
                  "--set", "checkpoint_every=100000", "--set", "progress=false", "--set", "log_every=10"],
             )

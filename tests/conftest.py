@@ -178,7 +178,7 @@ def slice_tokenizer(slice_build, slice_index, tmp_path_factory):
 
 
 # the cpu preset (frozen encoders) made narrow: a few steps take seconds on 2 CPU cores
-MICRO_FROZEN = {"text": {"hidden_size": 32, "num_heads": 2}, "image": {"hidden_size": 32, "intermediate_size": 64, "num_heads": 2},
+MICRO_FROZEN = {"text": {"hidden_size": 32, "num_heads": 2}, "image": {"hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "image_size": 96},
                 "co_attention": {"hidden_size": 32, "intermediate_size": 64, "num_heads": 2}, "structure": {"heads": 2}}
 
 

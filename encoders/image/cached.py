@@ -19,7 +19,7 @@ class CachedGridEncoder(ImageEncoder):
 
     def __init__(self, image_config):
         super().__init__(GRID_FEATURES, image_config.hidden_size, image_config.dropout)
-        self.num_tokens = image_config.num_visual_tokens
+        self.num_tokens = image_config.cached_grid ** 2  # the cache's grid, pooled to at most feature_grid a side
         self.positions = nn.Parameter(torch.zeros(1, self.num_tokens, image_config.hidden_size))
         nn.init.normal_(self.positions, std=0.02)
 

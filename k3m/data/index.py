@@ -134,8 +134,11 @@ def _item_columns(build: CatalogBuild) -> dict[str, np.ndarray]:
 def feature_spec(model_config) -> FeatureSpec:
     """The feature cache's spec of a model with frozen encoders."""
     text, image = model_config.text, model_config.image
+    if image.image_size == 0:
+        raise InvalidValue("image.image_size 0 (chosen for the catalog) is resolved when pretraining starts "
+                           "(encoders.resolution.resolve_feature_resolution); this model config was never resolved")
     return FeatureSpec(text=text.pretrained_text_dir, image=f"efficientnet-{image.efficientnet}",
-                       image_size=image.image_size, max_title_tokens=text.max_title_tokens)
+                       image_size=image.image_size, grid_cells=image.feature_grid, max_title_tokens=text.max_title_tokens)
 
 
 def index_for(build: CatalogBuild | str | Path, model_config, facts: str = "train",

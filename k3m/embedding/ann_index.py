@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from etl.errors import InvalidValue
+
 ANN_DIR = "ann"
 KINDS = ("auto", "exact", "hnsw", "ivf")
 CODECS = ("auto", "flat", "sq8")
@@ -83,7 +85,7 @@ class AnnSettings:
 
     def codec_for(self, rows: int, dim: int) -> str:
         if self.codec not in CODECS:
-            raise ValueError(f"index codec must be one of {CODECS}, got {self.codec!r}")
+            raise InvalidValue(f"index codec must be one of {CODECS}, got {self.codec!r}")
         if self.codec != "auto":
             return self.codec
         return "sq8" if rows * dim * 4 > self.flat_limit_bytes else "flat"
@@ -92,7 +94,7 @@ class AnnSettings:
         """``exact_below`` counts rows of 128 floats: exact search costs rows x dim, so wider
         vectors get an index sooner (44k items of 1,408 floats: ~25 ms a query exact)."""
         if self.kind not in KINDS:
-            raise ValueError(f"index kind must be one of {KINDS}, got {self.kind!r}")
+            raise InvalidValue(f"index kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind != "auto":
             return self.kind
         if rows * max(dim, 128) < self.exact_below * 128:
@@ -296,7 +298,7 @@ def build_index(matrix: np.ndarray, version: dict, settings: AnnSettings = AnnSe
         sample_rows = min(rows, nlist * settings.ivf_train_per_list, most)
         params = {"nlist": nlist, "trained_rows": rows}
     else:
-        raise ValueError(f"index kind must be one of {KINDS}, got {kind!r}")
+        raise InvalidValue(f"index kind must be one of {KINDS}, got {kind!r}")
     if sample_rows:
         sample = np.random.default_rng(settings.seed).choice(rows, sample_rows, replace=False)
         index.train(unit_rows(matrix[np.sort(sample)]))

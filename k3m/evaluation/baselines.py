@@ -23,6 +23,8 @@ Corruption reaches them as it reaches K3M: a missing title or image is an all-ze
 item's train pairs (``p1 : v1 ; p2 : v2 ...``, most frequent properties first, up to
 ``knowledge_max_tokens``); held-out facts never reach it. The frozen encoders are the ones
 K3M's feature cache uses (the same package weights), at ``image_size`` px for the image
+(default: the resolution K3M's features were chosen at for this catalog, so both read the same
+image features)
 (default 224, EfficientNet's own resolution, so the baseline is not handicapped by K3M's
 smaller CPU setting); features are computed for the evaluated items only, and cached.
 """
@@ -45,7 +47,9 @@ class BaselineConfig:
 
     text: str = "minilm"  # a local Hugging Face BERT directory; minilm = all-MiniLM-L6-v2
     image: str = "efficientnet-lite0"
-    image_size: int = 224
+    # EfficientNet's input side; 0 = what K3M reads on this catalog (encoders.resolution, the
+    # choice recorded in the build): the baselines and K3M read the same image features
+    image_size: int = 0
     max_title_tokens: int = 36
     knowledge_max_tokens: int = 128
     # TF-IDF as a user sets it up: every word 1-2-gram in at least tfidf_min_df train titles

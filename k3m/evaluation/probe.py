@@ -35,7 +35,7 @@ PROBE_KINDS = ("auto", "logistic", "head")
 class ProbeConfig:
     kind: str = "auto"  # auto | logistic | head (see the module docstring)
     # logistic regression: C candidates (on standardised features), the validation share
-    c_grid: list[float] = field(default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0])
+    c_grid: list[float] = field(default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0])  # tried ascending
     validation_fraction: float = 0.2
     max_iter: int = 3000
     # the task's own head (Adam)
@@ -122,29 +122,37 @@ def train_probe(task: HeadTask, train_vectors: torch.Tensor, pool_vectors: torch
 def _fit_logistic(task, scale, features, target, config: ProbeConfig, seed: int, groups) -> Probe:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
+    from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    def fit(c, rows):
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=config.max_iter,
-                                                                   class_weight=task.class_weight))
+    scaler = StandardScaler().fit(features)
+    x = scaler.transform(features)
+    converged = True
+
+    def fit(model, rows):
+        nonlocal converged
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            model.fit(features[rows], target[rows])
-        return model, not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+            model.fit(x[rows], target[rows])
+        converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        return model
 
     fit_rows, valid_rows = _validation_split(target, groups, config.validation_fraction, seed)
-    best_c = config.c_grid[0]
-    if len(valid_rows) and len(np.unique(target[fit_rows])) > 1:
+    grid = sorted(config.c_grid)
+    best_c, start = grid[0], None
+    if len(valid_rows) and len(np.unique(target[fit_rows])) > 1 and len(grid) > 1:
+        # the path from the strongest regularisation up, each fit starting where the last
+        # one ended (scikit-learn's warm start): the same optimum, a fraction of the iterations
+        model = LogisticRegression(max_iter=config.max_iter, class_weight=task.class_weight, warm_start=True)
         scores = []
-        for c in config.c_grid:
-            model, _ = fit(c, fit_rows)
-            decision = model.decision_function(features[valid_rows])
-            valid = task.train.subset(valid_rows)
-            scores.append(task.validation_score(task.logits_from_decision(decision, model.classes_), valid))
-        best_c = config.c_grid[int(np.argmax(scores))]  # the first (strongest regularisation) among ties
-    model, converged = fit(best_c, np.arange(len(target)))
-    return Probe(scale, model=model, classes=model.classes_, c=float(best_c), converged=converged)
+        for c in grid:
+            fit(model.set_params(C=c), fit_rows)
+            decision = model.decision_function(x[valid_rows])
+            scores.append(task.validation_score(task.logits_from_decision(decision, model.classes_), task.train.subset(valid_rows)))
+        best_c = grid[int(np.argmax(scores))]  # the strongest regularisation among ties
+    model = fit(LogisticRegression(C=best_c, max_iter=config.max_iter, class_weight=task.class_weight), np.arange(len(target)))
+    pipeline = Pipeline([("scale", scaler), ("logistic", model)])
+    return Probe(scale, model=pipeline, classes=model.classes_, c=float(best_c), converged=converged)
 
 
 def _validation_split(target: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int):

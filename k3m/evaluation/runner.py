@@ -151,6 +151,28 @@ class EvaluationRun:
             return self.index
         return index_for(self.build, model_config, property_order=order)
 
+    def baseline_config(self):
+        """The baselines' settings, their image resolution resolved: 0 = the one K3M's
+        features are chosen at on this catalog (the pretraining budget's model config, the
+        choice recorded in the build), so both read the same image features."""
+        config = self.cfg.baselines
+        if config.image_size:
+            return config
+        from dataclasses import replace
+
+        from encoders.resolution import resolution_for_build
+        from k3m.training import TrainConfig
+
+        train_config = TrainConfig.load(self.cfg.pretrain.config, list(self.cfg.pretrain.overrides))
+        model = train_config.model
+        if model.frozen and model.image.image_size:
+            size = model.image.image_size
+        else:  # as pretraining chooses it (k3m.training.prepare.resolve_feature_resolution)
+            device = "cuda" if torch.cuda.is_available() and train_config.device != "cpu" else "cpu"
+            size = resolution_for_build(self.build, model.image.feature_budget_minutes, device,
+                                        model.image.efficientnet).size
+        return replace(config, image_size=size)
+
     # -- the grid ------------------------------------------------------------------------
     def run(self) -> None:
         start = time.perf_counter()
@@ -167,7 +189,7 @@ class EvaluationRun:
                     continue
                 t0 = time.perf_counter()
                 encoder = BaselineEncoder(BASELINES[name], self.build, self.index,
-                                          np.union1d(self.finetune_rows, self.test_rows), self.cfg.baselines)
+                                          np.union1d(self.finetune_rows, self.test_rows), self.baseline_config())
                 self.store.add_timing("features", name, time.perf_counter() - t0)
                 self.run_model(name, encoder)
                 continue

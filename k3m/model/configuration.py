@@ -73,11 +73,24 @@ class ImageConfig:
     # efficientnet: ImageNet EfficientNet-Lite (local weights) at image_size px, its final
     # 1280-channel map as a grid of (image_size/32)^2 tokens
     efficientnet: str = "lite0"  # lite0 | lite2
+    # frozen encoders: the cached grid keeps at most feature_grid cells a side (a larger map is
+    # average-pooled), so pretraining reads the same tokens per image at any resolution;
+    # image_size 0 = chosen for the catalog when pretraining starts (encoders.resolution: the
+    # largest of 96..224 px whose features for the catalog's images fit feature_budget_minutes
+    # on this machine; 224 on a GPU) and saved with the model
+    feature_grid: int = 3
+    feature_budget_minutes: float = 15.0
     # region: precomputed detector output in the original K3M layout
     num_regions: int = 36
     region_feature_dim: int = 2048
     num_region_classes: int = 1601
     region_feature_file: Optional[str] = None
+
+    @property
+    def cached_grid(self) -> int:
+        """Cells per side of the cached EfficientNet grid (frozen encoders): the map at
+        ``image_size`` average-pooled to at most ``feature_grid`` (encoders.frozen.FrozenImage)."""
+        return min(self.image_size // 32, self.feature_grid)
 
     @property
     def num_visual_tokens(self) -> int:
@@ -235,6 +248,8 @@ class K3MConfig(Config):
 
     @property
     def num_visual_tokens(self) -> int:
+        if self.frozen and self.image.kind == "efficientnet":
+            return self.image.cached_grid ** 2
         return self.image.num_visual_tokens
 
     @property
@@ -265,6 +280,10 @@ class K3MConfig(Config):
                 raise ConfigError("encoders: frozen reads cached EfficientNet features: set image.kind: efficientnet")
         if self.image.kind == "efficientnet" and self.image.image_size % 32:
             raise ConfigError("image.image_size must be a multiple of 32 for image.kind efficientnet")
+        if self.image.image_size == 0 and not self.frozen:
+            raise ConfigError("image.image_size 0 (chosen for the catalog) is for frozen encoders; set a size")
+        if self.image.image_size < 0 or self.image.feature_grid < 1 or self.image.feature_budget_minutes <= 0:
+            raise ConfigError("image.image_size must be >= 0, image.feature_grid >= 1, image.feature_budget_minutes > 0")
         if self.image.kind not in IMAGE_KINDS:
             raise ConfigError(f"image.kind must be one of {IMAGE_KINDS}, got {self.image.kind!r}")
         if self.fusion.iifm not in IIFM_MODES:

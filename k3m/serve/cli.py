@@ -16,6 +16,8 @@ import signal
 import sys
 from pathlib import Path
 
+from etl.errors import InvalidValue
+
 TOKEN_ENV = "K3M_API_TOKEN"
 LOOPBACK_NAMES = ("localhost",)
 
@@ -51,7 +53,7 @@ def resolve_token(host: str, token: str | None) -> str | None:
     """The token in force; a ValueError when the address is reachable from elsewhere without one."""
     token = token or os.environ.get(TOKEN_ENV) or None
     if token is None and not is_loopback(host):
-        raise ValueError(f"--host {host} listens beyond this machine: give a token (--token or ${TOKEN_ENV}); "
+        raise InvalidValue(f"--host {host} listens beyond this machine: give a token (--token or ${TOKEN_ENV}); "
                          f"requests then need 'Authorization: Bearer TOKEN'")
     return token
 
@@ -65,7 +67,7 @@ def run(args) -> int:
 
     token = resolve_token(args.host, args.token)
     if not 0 <= args.port <= 65535:
-        raise ValueError(f"--port must be 0-65535, got {args.port}")
+        raise InvalidValue(f"--port must be 0-65535, got {args.port}")
     apply_data_dir(args.data_dir)
     service = QueryService(ServiceSettings(build=args.build, model_id=args.model_id, database=args.database,
                                            strategy=args.strategy))

@@ -30,7 +30,7 @@ from k3m.training.checkpointing import TRAIN_CONFIG
 from k3m.training.config import TrainConfig
 from k3m.training.distributed import Dist
 from k3m.training.loop import train
-from k3m.training.prepare import prepare_tokenizer, resolve_text_dir, split_rows
+from k3m.training.prepare import prepare_tokenizer, resolve_feature_resolution, resolve_text_dir, split_rows
 
 DESCRIPTION = "Pretrain K3M (MLM title, MLM knowledge, MOM, LPM) on a catalog build. See docs/pretrain.md."
 
@@ -104,8 +104,10 @@ def run(args) -> int:
         model_cfg = resolve_text_dir(cfg.model)
         if not model_cfg.frozen:
             raise InvalidValue(f"--features: the model of {args.config} has trainable encoders (no feature cache)")
+        build = CatalogBuild.open(cfg.build)
+        model_cfg = resolve_feature_resolution(model_cfg, build)  # the resolution pretraining will read
         cache = FeatureCache(feature_spec(model_cfg), os.environ.get(FEATURES_DIR_ENV))
-        features = cache.for_build(CatalogBuild.open(cfg.build), verify="full", engine=args.engine or "local",
+        features = cache.for_build(build, verify="full", engine=args.engine or "local",
                                    address=args.address, workers=args.workers)
         print(f"features of {cfg.build}: {features.path}")
         return 0

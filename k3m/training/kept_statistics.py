@@ -4,6 +4,7 @@ features, accumulated in chunks over a seeded sample of at most ``keep.fit_items
 (memory bounded by the chunk, not the catalog)."""
 from __future__ import annotations
 
+import sys
 import zlib
 
 import numpy as np
@@ -54,9 +55,10 @@ def fit_kept_features(model, index, rows: np.ndarray, seed: int) -> bool:
             total = x.sum(0) if total is None else total + x.sum(0)
             outer = x.T @ x if outer is None else outer + x.T @ x
             count += len(x)
-        if count < 2:
-            raise ValueError(f"the kept {name} block needs train items with a {name}: {count} found "
-                             f"(set model.keep.{name}=0)")
+        if count < 2:  # a catalog without images (K3M's own sample): the block stays empty (zeros)
+            print(f"[k3m pretrain] the kept {name} block stays empty: {count} train items have a {name}",
+                  file=sys.stderr, flush=True)
+            continue
         mean = total / count
         covariance = outer / count - np.outer(mean, mean)
         statistics[name] = (torch.from_numpy(mean).float(), torch.from_numpy(covariance))

@@ -29,7 +29,8 @@ from k3m.training.checkpointing import Position, restore_training_state, save_tr
 from k3m.training.config import TrainConfig
 from k3m.training.distributed import Dist, mean_over_ranks, seed_everything, setup
 from k3m.training.kept_statistics import fit_kept_features
-from k3m.training.prepare import make_loaders, make_optimizer, prepare_tokenizer, resolve_text_dir, split_rows
+from k3m.training.prepare import (make_loaders, make_optimizer, prepare_tokenizer, resolve_feature_resolution,
+                                  resolve_text_dir, split_rows)
 from k3m.training.tracking import Metrics, Progress, peak_memory_mb
 
 TASKS = task_names(LossConfig(matching=1.0))  # every task a loss line may carry
@@ -119,7 +120,7 @@ def train(cfg: TrainConfig, resume: "str | Path | ResolvedRun | None" = None) ->
         tokenizer, model = ckpt.tokenizer, ckpt.load_model()
         index = index_for(build, model.config, property_order=ckpt.property_order)
     else:
-        model_cfg = resolve_text_dir(cfg.model)
+        model_cfg = resolve_feature_resolution(resolve_text_dir(cfg.model), build, dist, run_dir)
         index = index_for(build, model_cfg)
         tokenizer = prepare_tokenizer(cfg, model_cfg, index, train_rows, run_dir, dist)
         model = K3MModel(model_cfg.with_tokenizer(tokenizer))

@@ -2,6 +2,7 @@
 loaders and the optimizer with its schedule."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,31 @@ def resolve_text_dir(model_cfg):
     if text_dir == "minilm":
         text_dir = minilm_dir()
     return model_cfg.with_pretrained_text(text_dir)
+
+
+def resolve_feature_resolution(model_cfg, build, dist: Dist | None = None, run_dir: Path | None = None):
+    """A frozen-encoder config whose ``image.image_size`` is 0 with the resolution chosen for
+    ``build`` on this machine (encoders.resolution); decided once, on rank 0, and sent to
+    the others, so every rank reads the same features. Other configs come back unchanged."""
+    if not (model_cfg.frozen and model_cfg.use_image and model_cfg.image.image_size == 0):
+        return model_cfg
+    from dataclasses import replace
+
+    from encoders.resolution import resolution_for_build
+
+    device = dist.device.type if dist is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    choice = None
+    if dist is None or dist.main:
+        choice = resolution_for_build(build, model_cfg.image.feature_budget_minutes, device, model_cfg.image.efficientnet)
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "feature_resolution.json").write_text(json.dumps(choice.as_dict(), indent=2) + "\n")
+    size = choice.size if choice is not None else 0
+    if dist is not None and dist.world > 1:
+        shared = [size]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        size = shared[0]
+    return replace(model_cfg, image=replace(model_cfg.image, image_size=size))
 
 
 def prepare_tokenizer(cfg, model_cfg, index, train_rows, run_dir: Path, dist: Dist):

@@ -10,12 +10,13 @@ from etl.images import NO_IMAGE, OK, UNREADABLE, ImageLimits
 
 def test_rows_written_out_of_order_read_back_memory_mapped(fashion_slice_build, tmp_path):
     source = np.load(fashion_slice_build / "images.npy", mmap_mode="r")
-    writer = ImageStoreWriter(tmp_path / "images.npy", 64)
+    size = source.shape[1]
+    writer = ImageStoreWriter(tmp_path / "images.npy", size)
     writer.write_rows(7, np.asarray(source[7:20]))
     writer.write_rows(0, np.asarray(source[:5]))  # rows 5, 6 never written: zeros
     writer.finish(22)
     back = np.load(tmp_path / "images.npy", mmap_mode="r")
-    assert back.shape == (22, 64, 64, 3) and back.dtype == np.uint8 and back.offset % 64 == 0
+    assert back.shape == (22, size, size, 3) and back.dtype == np.uint8 and back.offset % 64 == 0
     assert (back[:5] == source[:5]).all() and (back[7:20] == source[7:20]).all()
     assert not back[5:7].any() and not back[20:].any()
 

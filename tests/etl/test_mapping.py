@@ -96,7 +96,7 @@ def test_yaml_syntax_error_names_the_file(tmp_path):
 
 
 def test_unknown_name_lists_builtins():
-    with pytest.raises(MappingError, match="not a built-in mapping .*fashion44k, k3m-tsv"):
+    with pytest.raises(MappingError, match="not a built-in mapping .*fashion44k, homegoods3k, k3m-tsv"):
         load_mapping("fashion45k")
 
 

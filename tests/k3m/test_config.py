@@ -68,7 +68,7 @@ def test_cli_reports_a_bad_value_in_one_line(capsys):
 def test_a_key_given_twice_in_a_config_file_is_an_error(tmp_path, capsys):
     """The real tiny config with a second `lr:` appended (YAML used to keep the last one
     silently, while the mapping loader refused duplicates): one loader for both now."""
-    text = (CONFIGS / "tiny.yaml").read_text()
+    text = (CONFIGS / "pretrain_tiny.yaml").read_text()
     assert "\nlr:" in text
     lines = text.splitlines()
     first = next(n for n, line in enumerate(lines, 1) if line.startswith("lr:"))
@@ -84,4 +84,4 @@ def test_a_key_given_twice_in_a_config_file_is_an_error(tmp_path, capsys):
     with pytest.raises(ConfigError, match="lr: given twice"):
         TrainConfig.load(as_json)
     with pytest.raises(ConfigError, match="given twice"):
-        TrainConfig.load(CONFIGS / "tiny.yaml", ["model.text={hidden_size: 32, hidden_size: 64}"])
+        TrainConfig.load(CONFIGS / "pretrain_tiny.yaml", ["model.text={hidden_size: 32, hidden_size: 64}"])

@@ -35,10 +35,13 @@ class KeptFeatures(nn.Module):
     @torch.no_grad()
     def fit(self, statistics: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
         """``statistics[name] = (mean [F], covariance [F, F])`` of the unit-length features of
-        the train items that have the modality: the components are the covariance's top
+        the train items that have the modality (a modality no train item has is left out: its
+        block stays zeros): the components are the covariance's top
         eigenvectors (signs fixed so each one's largest entry is positive: a refit of the same
         data gives the same map)."""
         for name, k in self.dims.items():
+            if name not in statistics:  # no train item has the modality: the block stays zeros
+                continue
             mean, covariance = statistics[name]
             values, vectors = torch.linalg.eigh(covariance.double())
             top = vectors[:, torch.argsort(values, descending=True)[:k]].T  # [k, F]

@@ -1,6 +1,8 @@
 """K3MConfig: presets, plain-file round trips, strictness."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from encoders.text import minilm_dir
@@ -17,7 +19,11 @@ def test_presets():
     assert base.co_attention.knowledge_image_layers == 6 and base.structure.heads == 8
     # cpu (the CPU default): frozen MiniLM / EfficientNet features, 96 px (3 x 3 grid)
     assert cpu.frozen and cpu.text.pretrained_text_dir == "minilm" and cpu.text.feature_size == 384
-    assert (cpu.image.kind, cpu.image.image_size, cpu.num_visual_tokens) == ("efficientnet", 96, 9)
+    # the cpu preset's image resolution is chosen for the catalog when pretraining starts (0 until then);
+    # whatever it is, the cached grid is pooled to 3 x 3 tokens
+    assert (cpu.image.kind, cpu.image.image_size, cpu.image.feature_grid) == ("efficientnet", 0, 3)
+    for size in (96, 160, 224):
+        assert dataclasses.replace(cpu, image=dataclasses.replace(cpu.image, image_size=size)).num_visual_tokens == 9
     assert (tiny.text.max_title_tokens, tiny.text.max_knowledge_tokens, tiny.text.max_pairs) == (36, 48, 10)
     assert tiny.preset == "tiny" and K3MConfig().preset is None
     assert K3MConfig.from_preset("tiny", image={"kind": "cnn"}).num_visual_tokens == 4

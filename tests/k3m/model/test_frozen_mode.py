@@ -12,7 +12,7 @@ from k3m.model.stems import FeatureStem
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 PRESENCE = [(t, i, k) for t in (True, False) for i in (True, False) for k in (True, False)]
-TASKS = {"mlm_title", "mlm_knowledge", "mom", "lpm", "loss"}
+TASKS = {"mlm_title", "mlm_knowledge", "mom", "lpm", "matching", "loss"}
 
 
 def batch_of(index, config, rows, presence=None, targets=True):
@@ -42,7 +42,8 @@ def test_every_presence_combination(frozen_slice_index, frozen_config, slice_bui
     out.losses["loss"].backward()
     grads = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     for part in ("stem.title_in", "stem.knowledge_in", "stem.property_in", "stem.value_in", "stem.image_encoder",
-                 "core.co_attention", "core.fusion", "core.structure", "heads.mlm_title", "heads.mom", "heads.mlm_knowledge"):
+                 "core.co_attention", "core.fusion", "core.structure", "heads.mlm_title", "heads.mom", "heads.mlm_knowledge",
+                 "heads.matching"):
         assert any(n.startswith(part) for n in grads), part
 
 

@@ -15,7 +15,7 @@ def test_features_fills_and_checks_the_cache_with_either_engine(fashion_slice_bu
     # the session cache already holds the slice (frozen_slice_index): nothing to compute, all checked
     for engine in (["--engine", "local"], ["--engine", "ray", "--workers", "2"]):
         assert main(["pretrain", "--config", str(REPO / "configs" / "pretrain_cpu.yaml"), "--set", f"build={fashion_slice_build}",
-                     "--features", *engine]) == 0
+                     "--set", "model.image.image_size=96", "--features", *engine]) == 0
         assert capsys.readouterr().out.strip() == f"features of {fashion_slice_build}: {frozen_slice_index.features.path}"
 
 

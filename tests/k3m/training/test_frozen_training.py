@@ -12,7 +12,8 @@ from k3m.training import TrainConfig, train
 REPO = Path(__file__).resolve().parents[3]
 MICRO = ["model.text.hidden_size=32", "model.text.num_heads=2", "model.image.hidden_size=32", "model.image.num_heads=2",
          "model.image.intermediate_size=64", "model.co_attention.hidden_size=32", "model.co_attention.num_heads=2",
-         "model.co_attention.intermediate_size=64", "model.structure.heads=2", "batch_size=32", "valid_items=32",
+         "model.co_attention.intermediate_size=64", "model.structure.heads=2", "model.image.image_size=96",
+         "batch_size=32", "valid_items=32",
          "progress=false", "num_workers=0", "lr=3e-3"]
 
 

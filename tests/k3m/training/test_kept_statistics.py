@@ -73,6 +73,14 @@ def test_a_fitted_map_is_not_refitted_and_a_resumed_run_keeps_it(fitted, frozen_
 
 
 def test_same_data_same_map(frozen_config, frozen_slice_index, slice_build, fitted):
-    again = K3MModel(frozen_config)
-    fit_kept_features(again, frozen_slice_index, slice_build.item_indices("train"), seed=0)
-    torch.testing.assert_close(again.kept.knowledge_components, fitted.kept.knowledge_components)
+    """A refit of the same data maps the items the same way (components of the covariance's
+    null space, where no item has any variance, are arbitrary and carry nothing)."""
+    # both fits here, at one thread count: near-equal eigenvalues' vectors may rotate with the
+    # LAPACK threads (DDP ranks fit at the same count)
+    first, again = K3MModel(frozen_config), K3MModel(frozen_config)
+    for model in (first, again):
+        fit_kept_features(model, frozen_slice_index, slice_build.item_indices("train"), seed=0)
+    for name in ("title", "image", "knowledge"):
+        x, present = pooled_frozen_features(frozen_slice_index, slice_build.item_indices("test"), name)
+        x = torch.from_numpy(x[present])
+        torch.testing.assert_close(again.kept.block(name, x), first.kept.block(name, x), atol=1e-4, rtol=1e-3)

@@ -134,7 +134,7 @@ def test_same_seed_same_run_any_worker_count(run_a, build, tmp_path):
 def test_all_four_losses_fall(build, tmp_path):
     """Two epochs over the 512 items: each task's loss, averaged over the first and the last
     8 steps, falls; so does the validation loss."""
-    summary = train(config(build, tmp_path / "e", "epochs=2", "log_every=8", "eval_every=32", "checkpoint_every=1000",
+    summary = train(config(build, tmp_path / "e", "epochs=2", "min_steps=0", "log_every=8", "eval_every=32", "checkpoint_every=1000",
                            "num_workers=1", "lr=2e-3"))
     train_lines = [l for l in metrics(tmp_path / "e") if l["split"] == "train"]
     valid_lines = [l for l in metrics(tmp_path / "e") if l["split"] == "valid"]
