@@ -37,7 +37,11 @@ def test_packaged_weights_load_strictly_and_see_shoes_and_watches(slice_build):
     assert top5_hits(model, shoes, SHOE) >= 0.8
     assert top5_hits(model, watches, WATCH) >= 0.5
     # the same network without the weights sees nothing: the test can fail
-    model.net = __import__("timm").create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    # (seeded: an unseeded random net now and then ranks one of the five shoe classes of 1000
+    # in its top 5 for every image, its logits barely depending on the input)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model.net = __import__("timm").create_model("tf_efficientnet_lite0", pretrained=False).eval()
     assert top5_hits(model, shoes, SHOE) < 0.3
 
 
