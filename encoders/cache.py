@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+
+from etl.atomic import write_text
 
 from encoders.build_keys import build_keys, distinct_pairs, image_key, text_key, text_keys
 from encoders.cache_lock import cache_lock
@@ -332,9 +333,7 @@ class FeatureCache:
         text = json.dumps(asdict(self.spec), indent=2) + "\n"
         path = self.path / "spec.json"
         if not path.is_file() or path.read_text() != text:
-            tmp = path.with_name(f".spec.json.{os.getpid()}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            write_text(path, text)
 
     def _checked(self, name: str, verify: str, log) -> Table:
         """The table, checked and repaired (under the lock): damaged rows dropped, so they are

@@ -44,6 +44,8 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from etl.atomic import partial_path, write_text
+
 KEY_BYTES = 16
 BLOCK_ROWS = 256  # rows per digest block: what a damaged spot costs to recompute
 EAGER_VERIFY_BYTES = 4 << 30  # verify="auto": every data digest at open up to this table size
@@ -131,18 +133,9 @@ def read_npy(path: Path) -> NpyFile:
 
 
 def _replace_array(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = partial_path(path, "tmp")
     with open(tmp, "wb") as f:
         np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(payload, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -469,7 +462,7 @@ class Table:
         for block in damage.bad_blocks:  # the zeroed rows' digests, over what is there now
             lo, hi = block * BLOCK_ROWS, min((block + 1) * BLOCK_ROWS, n)
             blocks[block] = [self._index_digest(keys, offsets, lo, hi), self._data_digest(data, offsets, lo, hi)]
-        _write_json(self.path / MANIFEST, {**committed.manifest, "rows": n, "data_rows": data_rows, "blocks": blocks})
+        write_text(self.path / MANIFEST, json.dumps({**committed.manifest, "rows": n, "data_rows": data_rows, "blocks": blocks}))
         self._reset()
         return dropped
 
@@ -550,7 +543,7 @@ class Table:
             lo, hi = block * BLOCK_ROWS, min((block + 1) * BLOCK_ROWS, rows)
             blocks.append([self._index_digest(keys, offsets, lo, hi), self._data_digest(data, offsets, lo, hi)])
             _VERIFIED.add((str(self.path), block, *blocks[-1]))
-        _write_json(self.path / MANIFEST, {**manifest, "rows": rows, "data_rows": data_rows, "blocks": blocks})
+        write_text(self.path / MANIFEST, json.dumps({**manifest, "rows": rows, "data_rows": data_rows, "blocks": blocks}))
 
 
 # -- reading rows, checked ---------------------------------------------------------------
