@@ -23,11 +23,12 @@ processes, and the graph server, reported apart):
     pretrain     k3m pretrain, the cpu preset (frozen features), --steps steps of 256 items
     embed        k3m embed --no-graph --index exact: the vectors of every item
     index        k3m embed --index auto --rebuild-index --no-graph: the store reused, the FAISS index built
-    write-back   k3m embed (store and index reused): the vectors onto the graph's items
     service      k3m serve-api: top-10 similar items over HTTP, without and with a graph constraint
     recall       recall@10 of the index against exact search (cosine) on --recall-queries items
     cli          k3m query similar ID --k 10 (wall time of the command)
     completion   k3m query complete --property P (every item lacking P ranked, suggestions written)
+    write-back   k3m embed (store and index reused): the vectors onto the graph's items; last, and
+                 with --writeback-minutes cut after that long (the rate of the part written)
 
 Results: JSON (machine, per size each stage's figures) and a log-log plot of wall time and
 peak RSS against N. The issue's targets are checked on the largest size.
@@ -158,21 +159,27 @@ class Watch:
         return {f"peak_{k}_mb": round(v) for k, v in self.peak.items() if v or k == "rss"}
 
 
-def run_stage(name: str, command: list[str], env: dict, server_pid: int | None = None, timeout: float = 7200) -> dict:
+def run_stage(name: str, command: list[str], env: dict, server_pid: int | None = None, timeout: float = 7200,
+              cut: bool = False) -> dict:
+    """``cut``: reaching ``timeout`` ends the stage (killed, reported with ``cut_at_s``), not the run."""
     log(name, " ".join(command) if "-c" not in command else f"{command[0]} -c SCRIPT {' '.join(command[3:])}")
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watch = Watch(process.pid, server_pid)
+    timed_out = False
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         stdout, stderr = process.communicate()
+        timed_out = True
     wall = time.perf_counter() - started
     memory = watch.stop()
-    if process.returncode != 0:
+    if process.returncode != 0 and not (cut and timed_out):
         raise RuntimeError(f"stage {name} failed (exit {process.returncode}):\n{stderr[-3000:]}")
     out = {"wall_s": round(wall, 2), **memory, "load_average": [round(x, 2) for x in os.getloadavg()]}
+    if timed_out:
+        out["cut_at_s"] = timeout
     log(name, json.dumps(out))
     return {**out, "_stdout": stdout, "_stderr": stderr}
 
@@ -344,12 +351,6 @@ def run_size(n: int, args, env: dict) -> dict:
                                    "--rebuild-index", "--json"), env)
         stages["index"] = {**public(s), "index": _json_tail(s["_stdout"])["index"]}
 
-        s = run_stage("write-back", k3m("embed", str(build), "--checkpoint", str(run_dir), "--database", "scale",
-                                        "--json"), env, server_pid)
-        graph = _json_tail(s["_stdout"])["graph"]
-        stages["write-back"] = {**public(s), "written": graph["written"], "items_per_s": graph["items_per_s"],
-                                "writeback_seconds": round(graph["seconds"], 1)}
-
         import pyarrow.parquet as pq
 
         items = pq.ParquetFile(build / "items.parquet").read(columns=["item_id", "category"])
@@ -374,6 +375,20 @@ def run_size(n: int, args, env: dict) -> dict:
         doc = _json_tail(s["_stdout"])
         stages["completion"] = {**public(s), **{k: doc[k] for k in ("items_lacking", "items_suggested",
                                                                     "suggestions_written", "precision_at_1", "seconds")}}
+        # last, so that a cut (--writeback-minutes) leaves every other stage whole; the write-back
+        # is idempotent per item, so a cut one is an unfinished one, resumed by the next `k3m embed`
+        s = run_stage("write-back", k3m("embed", str(build), "--checkpoint", str(run_dir), "--database", "scale",
+                                        "--json"), env, server_pid, timeout=args.writeback_minutes * 60 or 7200,
+                      cut=bool(args.writeback_minutes))
+        if "cut_at_s" in s:
+            written = graph_embedded_items(env)
+            stages["write-back"] = {**public(s), "written": written, "of": n, "items_per_s": round(written / s["wall_s"], 1),
+                                    "note": f"cut after {args.writeback_minutes} min (--writeback-minutes): the rate of "
+                                            "the part written, in the stage's wall time (process start included)"}
+        else:
+            graph = _json_tail(s["_stdout"])["graph"]
+            stages["write-back"] = {**public(s), "written": graph["written"], "items_per_s": graph["items_per_s"],
+                                    "writeback_seconds": round(graph["seconds"], 1)}
         stages["graph_server"] = {"peak_rss_mb": max(st.get("peak_server_rss_mb", 0) for st in stages.values()
                                                      if isinstance(st, dict)),
                                   "disk_gb": round(_du(data / "arcadedb") / 2**30, 2)}
@@ -383,6 +398,20 @@ def run_size(n: int, args, env: dict) -> dict:
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+GRAPH_EMBEDDED = """
+from kg.graph_db import connect
+with connect(database="scale") as db:
+    print(db.run("MATCH (i:Item) WHERE i.embedding_model IS NOT NULL RETURN count(i) AS n")[0]["n"])
+"""
+
+
+def graph_embedded_items(env: dict) -> int:
+    """Items of the graph carrying an embedding (after a cut write-back)."""
+    done = subprocess.run([sys.executable, "-c", GRAPH_EMBEDDED], env=env, cwd=REPO, capture_output=True, text=True,
+                          check=True)
+    return int(done.stdout.strip().splitlines()[-1])
 
 
 def _du(path: Path) -> int:
@@ -414,6 +443,10 @@ def targets_table(result: dict) -> list[dict]:
             for w, v, u, t, op in rows]
 
 
+def _full_wall(stage: dict, items: int) -> float:
+    return items / stage["items_per_s"] if "cut_at_s" in stage and stage.get("items_per_s") else stage["wall_s"]
+
+
 def plot(results: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -425,7 +458,9 @@ def plot(results: list[dict], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     for name in names:
         if all(name in r["stages"] for r in results):
-            left.plot(sizes, [r["stages"][name]["wall_s"] for r in results], marker="o", label=name)
+            # a cut stage (write-back) is drawn as the time all of N would take at its measured rate
+            left.plot(sizes, [_full_wall(r["stages"][name], r["items"]) for r in results], marker="o",
+                      label=name + (" (cut: extrapolated)" if any("cut_at_s" in r["stages"][name] for r in results) else ""))
             right.plot(sizes, [r["stages"][name]["peak_rss_mb"] for r in results], marker="o", label=name)
     if all("service" in r["stages"] for r in results):
         right.plot(sizes, [r["stages"]["service"]["peak_rss_mb"] for r in results], marker="s", label="service")
@@ -455,6 +490,9 @@ def main() -> None:
     parser.add_argument("--recall-queries", type=int, default=300)
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the stages (default: the cores)")
     parser.add_argument("--keep", action="store_true", help="keep each size's catalog, build and graph")
+    parser.add_argument("--writeback-minutes", type=float, default=0,
+                        help="cut the write-back (the last stage) after this long and report the rate of the part "
+                             "written (default: write every item)")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "scale.json")
     parser.add_argument("--plot", type=Path, default=REPO / "benchmarks" / "results" / "scale.png")
     args = parser.parse_args()

@@ -61,7 +61,7 @@ def run(args) -> int:
         raise InvalidValue("--workers must be at least 1")
     settings = EmbedSettings(
         batch_size=args.batch_size, device=args.device, dtype="float16" if args.float16 else "float32",
-        facts=args.facts, model_id=args.model_id, recompute=args.recompute,
+        facts=args.facts, model_id=args.model_id, recompute=args.recompute, index=AnnSettings(kind=args.index),
     )
     if not args.no_graph:  # a bad write-back setting fails before the model runs
         from k3m.embedding.writeback import WritebackSettings
@@ -70,7 +70,8 @@ def run(args) -> int:
     store, report = embed_build(args.checkpoint, args.build, settings, progress=progress_printer("embedded"),
                                 engine=args.engine, address=args.address, workers=args.workers)
     out = {"embed": report.as_dict()}
-    ann = ensure_index(store, AnnSettings(kind=args.index), rebuild=args.rebuild_index)
+    # a store written just now carries its index already (settings.index); a reused one may not
+    ann = ensure_index(store, settings.index, rebuild=args.rebuild_index)
     out["index"] = ann.describe() if ann is not None else {"kind": "exact"}
     if not args.no_graph:
         from k3m.embedding.writeback import ensure_native_index, write_back

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -34,6 +34,7 @@ from etl.errors import InvalidValue
 from etl.string_arrays import OPTIONAL_STRINGS, STRINGS, missing, parquet_strings
 from etl.sync import manifest_sha256
 from k3m.data import FACTS, index_for
+from k3m.embedding.ann_index import AnnSettings
 from k3m.embedding.encoder import ItemEncoder
 from k3m.embedding.store import EmbeddingStore, NonFiniteVectors, StoreWriter, check_model_id, non_finite_rows
 from k3m.model.run import ResolvedRun
@@ -43,13 +44,16 @@ ENGINES = ("local", "ray")  # where the items run: this process, or Ray Data (k3
 
 @dataclass(frozen=True)
 class EmbedSettings:
-    batch_size: int = 128  # items per forward pass
+    batch_size: int = 256  # items per forward pass (256: ~8% faster than 128 on 2 cores, a few MB of activations)
     device: str = "auto"  # auto = cuda when available, else cpu
     dtype: str = "float32"  # stored dtype of c*: float32 | float16
     facts: str = "train"  # triples the model reads: train | all (see module docstring)
     model_id: str | None = None  # None = derived from the checkpoint (run-step-weights hash)
     chunk: int = 2048  # items between progress reports
     recompute: bool = False  # recompute even when the store already holds this model's embeddings
+    # the nearest-neighbour index written with the store (built once, inside the store's atomic
+    # write; ``kind="exact"``: none): the embedding of a large catalog never builds one only to drop it
+    index: AnnSettings = field(default_factory=AnnSettings)
 
     def __post_init__(self):
         if self.batch_size < 1 or self.chunk < 1:
@@ -186,7 +190,7 @@ def embed_build(checkpoint, build_path: str | Path, settings: EmbedSettings = Em
     if len(carried):
         created[carried] = plan.previous.created[old_rows]
     with StoreWriter(build.path, plan.model_id, ids, model.config.embedding_size, settings.dtype,
-                     model.config.hidden_size if kept else None) as writer:
+                     model.config.hidden_size if kept else None, index_settings=settings.index) as writer:
         if len(carried):
             writer.copy(carried, plan.previous, old_rows)
         if engine == "ray":

@@ -181,3 +181,51 @@ def test_k3m_embed_builds_keeps_and_removes_the_index(micro_checkpoint, slice_vi
     assert main([*args, "--index", "exact"]) == 0
     assert json.loads(capsys.readouterr().out)["index"] == {"kind": "exact"}
     assert EmbeddingStore.open(build).ann_index() is None
+
+
+def test_embed_writes_the_index_it_is_asked_for_once(micro_checkpoint, fashion_slice_build, tmp_path):
+    """``EmbedSettings.index`` reaches the store's atomic write: the kind asked for is built
+    there (and ``ensure_index`` then keeps it), and ``exact`` builds none even past the size
+    where ``auto`` would (the embed of a large catalog never builds an index only to drop it)."""
+    from k3m.embedding.embed import EmbedSettings, embed_build
+
+    build = tmp_path / "build"
+    shutil.copytree(fashion_slice_build, build, symlinks=True)
+    shutil.rmtree(build / "embeddings", ignore_errors=True)
+    store, _ = embed_build(micro_checkpoint, build, EmbedSettings(model_id="with-hnsw", index=KINDS["hnsw"]))
+    ann = store.ann_index()
+    assert ann is not None and ann.kind == "hnsw" and ann.live == len(store.ids)
+    built_at = ann.describe()["last_update"]["at"]
+    assert ensure_index(store, KINDS["hnsw"]).describe()["last_update"]["at"] == built_at  # kept, not rebuilt
+
+    small = AnnSettings(kind="exact", exact_below=1)  # auto would index 600 rows under this bound
+    assert small.kind_for(len(store.ids)) == "exact" and AnnSettings(exact_below=1).kind_for(len(store.ids)) == "hnsw"
+    store, _ = embed_build(micro_checkpoint, build, EmbedSettings(model_id="no-index", index=small))
+    assert store.ann_index() is None and not (store.path / "ann").exists()
+    store, _ = embed_build(micro_checkpoint, build, EmbedSettings(model_id="auto-index", index=AnnSettings(exact_below=1)))
+    assert store.ann_index() is not None and store.ann_index().kind == "hnsw"
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_selective_constraint_is_ranked_on_the_candidates_codes(query_store, slice_build, kind):
+    """Under ``scan_share`` the candidates' codes are scanned: exact on flat codes, whatever
+    the graph or the probed lists would have found (here crippled: efSearch 1, nprobe 1,
+    no widening)."""
+    from dataclasses import replace
+
+    crippled = replace(KINDS[kind], hnsw_ef_search=1, ivf_nprobe=1, widen_limit=1)
+    scan = build_index(query_store.matrix, store_version(query_store.meta), replace(crippled, scan_share=1.0))
+    walk = build_index(query_store.matrix, store_version(query_store.meta), replace(crippled, scan_share=0.0))
+    exact = ExactIndex(query_store)
+    categories = slice_build.items["category"].to_numpy(dtype=object)
+    same_category = {c: np.flatnonzero(categories == c) for c in set(categories.tolist())}
+    walked = []
+    for row in range(0, len(query_store.ids), 23):
+        rows = same_category[categories[row]]
+        truth_rows, truth_scores = exact.search(exact.matrix[row], 10, rows, exclude=row)
+        got_rows, got_scores = scan.search(exact.matrix[row], 10, rows, exclude=row)
+        assert set(got_rows.tolist()) <= set(rows.tolist()) - {row}
+        np.testing.assert_allclose(got_scores, truth_scores, atol=1e-5)
+        walked.append(len(set(walk.search(exact.matrix[row], 10, rows, exclude=row)[0].tolist()) & set(truth_rows.tolist()))
+                      / max(1, len(truth_rows)))
+    assert np.mean(walked) < 0.95  # the crippled walk alone would not have found them
