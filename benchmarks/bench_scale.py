@@ -414,6 +414,11 @@ def graph_embedded_items(env: dict) -> int:
     return int(done.stdout.strip().splitlines()[-1])
 
 
+def _commit() -> str | None:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip() or None
+
+
 def _du(path: Path) -> int:
     return sum(p.stat().st_blocks * 512 for p in Path(path).rglob("*") if p.is_file()) if Path(path).exists() else 0
 
@@ -507,9 +512,14 @@ def main() -> None:
     if args.json.is_file():  # sizes measured by an earlier invocation stay (one size per call is fine)
         earlier = json.loads(args.json.read_text())
         report["sizes"] = [r for r in earlier.get("sizes", []) if r["items"] not in args.sizes]
+        for r in report["sizes"]:  # each size keeps the invocation (and so the code, threads) that measured it
+            r.setdefault("threads", earlier.get("threads"))
+            r.setdefault("command", earlier.get("command"))
     for n in args.sizes:
         log(f"--- {n} items; disk free {shutil.disk_usage(args.work).free / 2**30:.0f} GB; load {os.getloadavg()}")
         result = run_size(n, args, env)
+        result["threads"], result["command"] = env["OMP_NUM_THREADS"], report["command"]
+        result["commit"] = _commit()
         result["machine_load_at_end"] = [round(x, 2) for x in os.getloadavg()]
         result["targets"] = targets_table(result)
         report["sizes"] = sorted(report["sizes"] + [result], key=lambda r: r["items"])
