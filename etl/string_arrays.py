@@ -12,6 +12,7 @@ binary search over their hashes (one id, or many at once), with the ``dict``-lik
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Iterable
 
@@ -69,17 +70,44 @@ def string_hashes(values) -> np.ndarray:
     return out
 
 
+def stable_string_hashes(values) -> np.ndarray:
+    """int64 [N]: the first 8 bytes of each string's BLAKE2b digest, the same in every process
+    (for maps written to disk; ~1 µs a string)."""
+    values = np.asarray(values, dtype=STRINGS) if not isinstance(values, np.ndarray) else values
+    out = np.empty(len(values), np.int64)
+    for lo in range(0, len(values), CHUNK):
+        out[lo:lo + CHUNK] = np.fromiter(
+            (int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little", signed=True)
+             for s in values[lo:lo + CHUNK].tolist()), np.int64)
+    return out
+
+
 class RowOf:
     """id -> row over an array of distinct ids: their 64-bit hashes sorted once and binary-
     searched (numpy's searchsorted on StringDType is not reliable for longer strings, numpy
     2.4), every match checked against the id itself. Two arrays of N int64, no Python object
-    per id."""
+    per id.
 
-    def __init__(self, ids: np.ndarray):
+    ``stable``: hashes that are the same in every process (:func:`stable_string_hashes`), so
+    the two arrays can be written once and mapped by later processes (``sorted_hashes`` and
+    ``order``, as :meth:`arrays` gives them): a query command then skips hashing every id."""
+
+    def __init__(self, ids: np.ndarray, stable: bool = False, sorted_hashes: np.ndarray | None = None,
+                 order: np.ndarray | None = None):
         self.ids = ids if isinstance(ids, np.ndarray) else np.asarray(ids, dtype=STRINGS)
-        hashes = string_hashes(self.ids)
+        self.hash = stable_string_hashes if stable else string_hashes
+        if sorted_hashes is not None and order is not None:
+            if not stable or len(sorted_hashes) != len(self.ids) or len(order) != len(self.ids):
+                raise ValueError(f"precomputed id hashes must be stable and one per id ({len(self.ids)})")
+            self.hashes, self.order = sorted_hashes, order
+            return
+        hashes = self.hash(self.ids)
         self.order = np.argsort(hashes, kind="stable")
         self.hashes = hashes[self.order]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted hashes, order): what a later process passes back (``stable`` maps only)."""
+        return self.hashes, self.order
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -89,7 +117,7 @@ class RowOf:
         query = item_ids if isinstance(item_ids, np.ndarray) else np.asarray(list(item_ids), dtype=STRINGS)
         if not len(self.ids) or not len(query):
             return np.full(len(query), -1, np.int64)
-        wanted = string_hashes(query)
+        wanted = self.hash(query)
         at = np.minimum(np.searchsorted(self.hashes, wanted), len(self.hashes) - 1)
         rows = np.where(self.hashes[at] == wanted, self.order[at], -1)
         hit = rows >= 0

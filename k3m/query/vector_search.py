@@ -171,11 +171,11 @@ class VectorSearch:
             return None
         text, params = candidate_query(item_filter)
         ids = self.db.run(text, item_id=item_id, **params)[0]["ids"]
-        row_of = self.store.row_of
-        return np.fromiter((row_of[i] for i in ids if i in row_of), dtype=np.int64)
+        rows = self.store.row_index.find(ids)
+        return rows[rows >= 0]
 
     def _row(self, item_id: str) -> int:
-        row = self.store.row_of.get(item_id)
+        row = self.store.row_index.get(item_id)
         if row is None:
             raise VectorSearchError(f"item {item_id!r} has no embedding in {self.store.path} (is it an item of "
                                     f"{self.store.path.parent.parent}?)")

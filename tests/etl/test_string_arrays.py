@@ -43,6 +43,29 @@ def test_row_of_survives_equal_hashes(ids, monkeypatch):
     assert row_of.find(["missing"]).tolist() == [-1]
 
 
+def test_a_stable_map_is_written_once_and_read_back_by_another_process(ids, tmp_path):
+    """The stable hashes are the same in a fresh interpreter (Python's own are salted per
+    process), so the sorted arrays written once answer in any later process."""
+    import subprocess
+    import sys
+
+    made = RowOf(ids, stable=True)
+    hashes, order = made.arrays()
+    np.save(tmp_path / "h.npy", hashes)
+    np.save(tmp_path / "o.npy", order)
+    other = subprocess.run([sys.executable, "-c", "import sys, numpy as np; from etl.string_arrays import stable_string_hashes;"
+                            "print(int(stable_string_hashes(sys.argv[1:])[0]))", str(ids[42])],
+                           capture_output=True, text=True, check=True)
+    assert int(other.stdout) == int(string_arrays.stable_string_hashes(ids[42:43])[0])
+    read = RowOf(ids, stable=True, sorted_hashes=np.load(tmp_path / "h.npy", mmap_mode="r"),
+                 order=np.load(tmp_path / "o.npy", mmap_mode="r"))
+    order_ = np.random.default_rng(2).permutation(len(ids))
+    np.testing.assert_array_equal(read.find(ids[order_]), order_)
+    assert read.find(["no such id", str(ids[7])]).tolist() == [-1, 7]
+    with pytest.raises(ValueError, match="one per id"):
+        RowOf(ids[:10], stable=True, sorted_hashes=hashes, order=order)
+
+
 def test_arrow_round_trip_keeps_nulls_and_no_python_objects():
     values = pa.array(["a", None, "Ünïcode ✓", "", "x" * 100])
     optional = strings(values, optional=True)

@@ -66,6 +66,9 @@ def test_store_layout_and_determinism(checkpoint, build, store):
     assert store.property_vectors.shape == (len(b.properties), 32) and store.value_vectors.shape == (len(b.values), 32)
     assert store.meta["facts"] == "train" and store.meta["checkpoint"].endswith("step_6")
     assert np.isfinite(store.matrix).all() and len(np.unique(np.round(store.matrix, 5), axis=0)) > 590
+    # the id -> row map is written with the store and mapped back (a query command hashes no id)
+    rows = EmbeddingStore(store.path).row_index
+    assert isinstance(rows.hashes, np.memmap) and rows.find(store.ids[::-1]).tolist() == list(range(599, -1, -1))
     again, report = embed_build(checkpoint, build)
     assert report.reused and again.meta["created"] == store.meta["created"]
     fresh, report = embed_build(checkpoint, build, EmbedSettings(model_id="again", batch_size=7))
