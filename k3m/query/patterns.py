@@ -76,14 +76,27 @@ class ItemFilter:
         return ", ".join(parts) or "no constraint"
 
 
-def candidate_query(item_filter: ItemFilter) -> tuple[str, dict]:
+def candidate_query(item_filter: ItemFilter, limited: bool = False) -> tuple[str, dict]:
     """Cypher returning one row whose ``ids`` lists the items meeting ``item_filter``
     (one collected list: streaming a record per item costs ~10x more over Bolt).
 
     The query item itself is not excluded here (the caller drops it); ``$item_id`` must be
-    supplied by the caller when the filter refers to it.
+    supplied by the caller when the filter refers to it. ``limited``: at most ``$limit`` ids
+    (the caller passes it), so a common constraint costs a bounded transfer.
     """
     lines, where, params = item_filter.match_clauses()
     head = [QUERY_ITEM] if item_filter.needs_query_item else []
-    text = "\n".join(head + lines + ([f"WHERE {' AND '.join(where)}"] if where else []) + ["RETURN collect(DISTINCT i.id) AS ids"])
+    tail = ["WITH DISTINCT i LIMIT $limit", "RETURN collect(i.id) AS ids"] if limited else ["RETURN collect(DISTINCT i.id) AS ids"]
+    text = "\n".join(head + lines + ([f"WHERE {' AND '.join(where)}"] if where else []) + tail)
+    return text, params
+
+
+def member_query(item_filter: ItemFilter) -> tuple[str, dict]:
+    """Cypher returning one row whose ``ids`` lists those of ``$ids`` (given by the caller)
+    that meet ``item_filter``: the nearest items checked against a constraint too common to
+    fetch whole. Each pattern starts from the bound item, so the cost follows ``$ids``."""
+    lines, where, params = item_filter.match_clauses()
+    head = [QUERY_ITEM] if item_filter.needs_query_item else []
+    bound = ["UNWIND $ids AS hit_id", "MATCH (i:Item {id: hit_id})"] + [line for line in lines if line != _ALL_ITEMS]
+    text = "\n".join(head + bound + ([f"WHERE {' AND '.join(where)}"] if where else []) + ["RETURN collect(DISTINCT i.id) AS ids"])
     return text, params

@@ -31,12 +31,17 @@ import numpy as np
 from etl.errors import InvalidValue, UserError
 from k3m.embedding.store import EmbeddingStore
 from k3m.embedding.writeback import INDEX_NAME
-from k3m.query.patterns import QUERY_ITEM, ItemFilter, candidate_query
+from k3m.query.patterns import QUERY_ITEM, ItemFilter, candidate_query, member_query
 
 STRATEGIES = ("auto", "native", "ann", "client", "cypher")
 # ann: a constraint with at most this many candidates (rows of 128 floats: wider rows count for
 # more) is ranked exactly on the store's rows (~2 ms; 1,818 candidates of 1,408 floats)
 EXACT_CANDIDATES = 20_000
+# ann: candidate ids fetched from the graph at most (one bounded list, ~10 ms); a constraint
+# with more is applied to the nearest items instead (checked in Cypher, widened x4 up to
+# CHECK_LIMIT of them), and only a constraint rarer among the neighbours than that is fetched whole
+CANDIDATE_FETCH = 2_000
+CHECK_LIMIT = 4_096
 _NORM_CHUNK = 65536  # rows per chunk when computing norms of a memory-mapped matrix
 
 
@@ -115,7 +120,7 @@ class VectorSearch:
     """Similar items of an item id under an :class:`ItemFilter`, by the chosen strategy."""
 
     def __init__(self, db, store: EmbeddingStore | None = None, strategy: str = "auto", ann=None,
-                 exact_candidates: int = EXACT_CANDIDATES, mapped: bool = True):
+                 exact_candidates: int = EXACT_CANDIDATES, mapped: bool = True, candidate_fetch: int | None = CANDIDATE_FETCH):
         """``ann``: the store's :class:`~k3m.embedding.ann_index.AnnIndex` when already read;
         read from the store when the strategy needs it: memory-mapped (``mapped``, a query
         command: a large index opens at once and only the pages searched are read) or into
@@ -125,6 +130,7 @@ class VectorSearch:
         self.db = db
         self.store = store
         self.exact_candidates = exact_candidates
+        self.candidate_fetch = candidate_fetch  # None: always fetch every candidate (the ID-selector path)
         self.ann = ann if ann is not None else (store.ann_index(mapped) if store is not None and strategy in ("auto", "ann")
                                                 and not db.capabilities.native_vector_index else None)
         self.strategy = self._resolve(strategy)
@@ -165,11 +171,14 @@ class VectorSearch:
         return getattr(self, f"_{self.strategy}")(str(item_id), k, item_filter)
 
     # -- client: candidates from Cypher, exact top-k here ------------------------------
-    def candidate_rows(self, item_id: str, item_filter: ItemFilter) -> np.ndarray | None:
-        """Rows of the store meeting the filter (None = no constraint: all rows)."""
+    def candidate_rows(self, item_id: str, item_filter: ItemFilter, limit: int | None = None) -> np.ndarray | None:
+        """Rows of the store meeting the filter (None = no constraint: all rows); ``limit``:
+        at most that many of the graph's candidates (more exist when that many come back)."""
         if item_filter.is_empty:
             return None
-        text, params = candidate_query(item_filter)
+        text, params = candidate_query(item_filter, limited=limit is not None)
+        if limit is not None:
+            params["limit"] = int(limit)
         ids = self.db.run(text, item_id=item_id, **params)[0]["ids"]
         rows = self.store.row_index.find(ids)
         return rows[rows >= 0]
@@ -194,8 +203,16 @@ class VectorSearch:
     # -- ann: the store's FAISS index, the candidates as its ID selector ----------------
     def _ann(self, item_id: str, k: int, item_filter: ItemFilter) -> list[Hit]:
         row = self._row(item_id)
-        rows = self.candidate_rows(item_id, item_filter)
         query = self.store.matrix[row]
+        if self.candidate_fetch is not None and not item_filter.is_empty:
+            rows = self.candidate_rows(item_id, item_filter, limit=self.candidate_fetch + 1)
+            if len(rows) > self.candidate_fetch:  # a common constraint: checked on the nearest items
+                found = self._nearest_meeting(item_id, query, row, k, item_filter)
+                if found is not None:
+                    return self._hits(*found)
+                rows = self.candidate_rows(item_id, item_filter)  # rarer among the neighbours: all of them
+        else:
+            rows = self.candidate_rows(item_id, item_filter)
         if rows is not None and len(rows) * max(int(self.store.meta["dim"]), 128) <= self.exact_candidates * 128:  # as fast, and exact
             return self._hits(*self.index.search(query, k, rows, exclude=row))
         top, scores = self.ann.search(query, k, rows, exclude=row)
@@ -204,6 +221,23 @@ class VectorSearch:
             # (counted, bounded) candidates exactly rather than return fewer hits
             return self._hits(*self.index.search(query, k, rows, exclude=row))
         return self._hits(top, scores)
+
+    def _nearest_meeting(self, item_id: str, query, row: int, k: int, item_filter: ItemFilter):
+        """(rows, scores) of the k nearest items meeting the filter, found among the index's
+        4k, 16k, ... nearest (at most CHECK_LIMIT) checked in Cypher; None when even those
+        hold fewer than k."""
+        text, params = member_query(item_filter)
+        fetch = 4 * k
+        while True:
+            top, scores = self.ann.search(query, fetch, exclude=row)
+            ids = self.store.ids[top]
+            meeting = set(self.db.run(text, item_id=item_id, ids=ids.tolist(), **params)[0]["ids"])
+            keep = np.fromiter((i in meeting for i in ids.tolist()), bool, len(top))
+            if keep.sum() >= k:
+                return top[keep][:k], scores[keep][:k]
+            if fetch >= min(CHECK_LIMIT, self.ann.live):
+                return None
+            fetch = min(fetch * 4, CHECK_LIMIT)
 
     # -- cypher: vector.similarity.cosine in the server ----------------------------------
     @cached_property

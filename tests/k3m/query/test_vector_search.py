@@ -145,6 +145,34 @@ def test_ann_search_under_constraints_finds_the_exact_neighbours(loaded_db, inde
     assert wanted >= 40 and found / wanted >= 0.95
 
 
+@pytest.mark.parametrize("item_filter", FILTERS[1:], ids=lambda f: f.describe())
+def test_a_common_constraint_is_checked_on_the_nearest_items(loaded_db, indexed_store, query_build, item_filter):
+    """More candidates than ``candidate_fetch``: the index's nearest items are checked against
+    the constraint in Cypher (widened x4), a constraint too rare among them falls back to every
+    candidate; either way the hits meet it and are the exact ones."""
+    build = CatalogBuild.open(query_build)
+    search = VectorSearch(loaded_db, indexed_store, "ann", candidate_fetch=5)
+    found, wanted, checked = 0, 0, 0
+    for row in range(0, 600, 15):
+        item_id = build.items["item_id"][row]
+        candidates = build_candidates(build, row, item_filter)
+        checked += len(candidates) > 5
+        hits = [h.id for h in search.similar(item_id, 10, item_filter)]
+        expected = [build.items["item_id"][r] for r in brute_force(indexed_store.matrix, row, candidates, 10)]
+        assert len(hits) == len(expected) and set(hits) <= {build.items["item_id"][r] for r in candidates}
+        found, wanted = found + len(set(hits) & set(expected)), wanted + len(expected)
+    assert checked > 0 and wanted >= 40 and found / wanted >= 0.95
+
+
+def test_the_limited_candidate_list_is_bounded(loaded_db, indexed_store, query_build):
+    build = CatalogBuild.open(query_build)
+    search = VectorSearch(loaded_db, indexed_store, "ann")
+    item_id = build.items["item_id"][0]
+    every = search.candidate_rows(item_id, ItemFilter(has_image=True))
+    few = search.candidate_rows(item_id, ItemFilter(has_image=True), limit=7)
+    assert len(every) > 500 and len(few) == 7 and set(few.tolist()) <= set(every.tolist())
+
+
 def test_auto_uses_the_index_when_the_store_has_one(loaded_db, indexed_store, query_store):
     assert VectorSearch(loaded_db, indexed_store).strategy == "ann"
     assert VectorSearch(loaded_db, indexed_store, "client").strategy == "client"
