@@ -45,7 +45,7 @@ import numpy as np
 
 from etl.atomic import writing_directory
 from etl.errors import InvalidValue, NotFound, UserError
-from etl.string_arrays import OPTIONAL_STRINGS, STRINGS, RowOf, arrow_strings, parquet_strings
+from etl.string_arrays import OPTIONAL_STRINGS, STRINGS, ParquetStringColumn, RowOf, arrow_strings, parquet_strings
 from etl.sync import manifest_sha256
 from k3m.embedding.npy_rows import NpyRows
 
@@ -155,6 +155,12 @@ class EmbeddingStore:
         """StringDType [N]: the item id of each row (numpy strings, not Python objects)."""
         return parquet_strings(self.path / "ids.parquet", "item_id")
 
+    @cached_property
+    def id_column(self) -> ParquetStringColumn:
+        """The ids, read a row group at a time as rows are asked for (``id_column[rows]``): what
+        a one-shot query reads instead of :attr:`ids` (0.3 s at 1M items)."""
+        return ParquetStringColumn(self.path / "ids.parquet", "item_id")
+
     def _column(self, name: str) -> np.ndarray | None:
         import pyarrow.parquet as pq
 
@@ -183,8 +189,9 @@ class EmbeddingStore:
         hashes, order = self.path / ID_HASHES, self.path / ID_ORDER
         if hashes.is_file() and order.is_file():
             sorted_hashes, rows = np.load(hashes, mmap_mode="r"), np.load(order, mmap_mode="r")
-            if len(sorted_hashes) == len(rows) == len(self.ids):
-                return RowOf(self.ids, stable=True, sorted_hashes=sorted_hashes, order=rows)
+            ids = self.__dict__.get("ids", self.id_column)  # the whole column when already read
+            if len(sorted_hashes) == len(rows) == len(ids):
+                return RowOf(ids, stable=True, sorted_hashes=sorted_hashes, order=rows)
         return RowOf(self.ids)
 
     @cached_property

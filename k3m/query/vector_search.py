@@ -109,7 +109,9 @@ class ExactIndex:
     def search(self, query: np.ndarray, k: int, rows: np.ndarray | None = None, exclude: int | None = None):
         if exclude is not None and rows is not None:
             rows = rows[rows != exclude]
-        top_rows, scores = exact_topk(self.matrix, query, k + (exclude is not None and rows is None), rows, self.inv_norms)
+        # candidates alone: their own norms (the catalog's, computed once, read the whole matrix)
+        norms = self.inv_norms if rows is None or "inv_norms" in self.__dict__ else None
+        top_rows, scores = exact_topk(self.matrix, query, k + (exclude is not None and rows is None), rows, norms)
         if exclude is not None and rows is None:
             keep = top_rows != exclude
             top_rows, scores = top_rows[keep][:k], scores[keep][:k]
@@ -191,8 +193,8 @@ class VectorSearch:
         return row
 
     def _hits(self, top, scores) -> list[Hit]:
-        ids = self.store.ids
-        return [Hit(str(ids[r]), float(s)) for r, s in zip(top, scores)]
+        ids = self.store.id_column[np.asarray(top, dtype=np.int64)]
+        return [Hit(str(i), float(s)) for i, s in zip(ids.tolist(), scores)]
 
     def _client(self, item_id: str, k: int, item_filter: ItemFilter) -> list[Hit]:
         row = self._row(item_id)
@@ -230,7 +232,7 @@ class VectorSearch:
         fetch = 4 * k
         while True:
             top, scores = self.ann.search(query, fetch, exclude=row)
-            ids = self.store.ids[top]
+            ids = self.store.id_column[top]
             meeting = set(self.db.run(text, item_id=item_id, ids=ids.tolist(), **params)[0]["ids"])
             keep = np.fromiter((i in meeting for i in ids.tolist()), bool, len(top))
             if keep.sum() >= k:

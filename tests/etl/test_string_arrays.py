@@ -75,3 +75,22 @@ def test_arrow_round_trip_keeps_nulls_and_no_python_objects():
     plain = strings(pa.chunked_array([["b", "c"], ["d"]]))
     assert plain.dtype == STRINGS and plain.tolist() == ["b", "c", "d"]
     assert plain.dtype != np.dtype(object)
+
+
+def test_a_parquet_column_is_read_by_row_group(ids, tmp_path):
+    import pyarrow.parquet as pq
+
+    from etl.string_arrays import ParquetStringColumn
+
+    with pq.ParquetWriter(tmp_path / "ids.parquet", pa.schema([("item_id", pa.string())])) as out:
+        for lo in range(0, len(ids), 30000):
+            out.write_table(pa.table({"item_id": arrow_strings(ids[lo:lo + 30000])}))
+    column = ParquetStringColumn(tmp_path / "ids.parquet", "item_id")
+    rows = np.array([99_999, 0, 31_000, 30_000, 5])
+    assert len(column) == len(ids) and column[rows].tolist() == ids[rows].tolist() and column[7] == str(ids[7])
+    assert sorted(column.groups) == [0, 1, 3]  # only the groups holding them were read
+    with pytest.raises(IndexError):
+        column[np.array([len(ids)])]
+    stable = RowOf(ids, stable=True)
+    lazy = RowOf(column, stable=True, sorted_hashes=stable.hashes, order=stable.order)
+    assert lazy.find([str(ids[12345]), "missing"]).tolist() == [12345, -1]
