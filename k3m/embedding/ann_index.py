@@ -196,13 +196,15 @@ class AnnIndex:
 
     # -- searching -----------------------------------------------------------------------
     def search(self, query: np.ndarray, k: int, rows: np.ndarray | None = None,
-               exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+               exclude: int | None = None, exact: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(store rows, cosine scores) of up to ``k`` nearest rows, best first.
 
         ``rows``: only these store rows may be returned (a graph constraint's candidates),
         passed to FAISS as an ID selector. ``exclude``: a row never returned (the query
         item). Fewer than ``min(k, candidates)`` hits means the index could not fill the
         answer even widened: the caller ranks the candidates exactly (their number is known).
+        ``exact=False``: the codes' scores and order, not rescored on the store's rows (a
+        caller that filters many hits rescores the few it keeps: :meth:`rescored`).
         """
         faiss = _faiss()
         q = np.asarray(query, dtype=np.float32).reshape(1, -1).copy()
@@ -221,7 +223,7 @@ class AnnIndex:
             wanted = min(k, self.live - (exclude is not None))
             bitmap = self._live_bits
         fetch = k + (exclude is not None)
-        rescore = self.codec != "flat" and self.vectors is not None
+        rescore = exact and self.codec != "flat" and self.vectors is not None
         if rescore:  # approximate scores: more candidates, ranked on the exact vectors
             fetch = self.settings.rerank * k + (exclude is not None)
         if rows is not None and len(rows) < self.settings.scan_share * self.live:
@@ -271,6 +273,16 @@ class AnnIndex:
             mask = found_rows != exclude
             found_rows, found_scores = found_rows[mask], found_scores[mask]
         return found_rows, found_scores
+
+    def rescored(self, query: np.ndarray, rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` of rows found with ``exact=False`` (best first by the codes): the
+        first ``rerank`` x k rescored on the store's rows, as an exact search does."""
+        if self.codec == "flat" or self.vectors is None:
+            return rows[:k], scores[:k]
+        q = np.asarray(query, dtype=np.float32).reshape(1, -1).copy()
+        _faiss().normalize_L2(q)
+        found, exact = self._rescore(q[0], rows[:self.settings.rerank * k])
+        return found[:k], exact[:k]
 
     def _rescore(self, query: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``rows`` ranked by their exact cosine with the (unit) query, best first (ties: lower row)."""

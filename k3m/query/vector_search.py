@@ -231,12 +231,13 @@ class VectorSearch:
         text, params = member_query(item_filter)
         fetch = 4 * k
         while True:
-            top, scores = self.ann.search(query, fetch, exclude=row)
+            # the codes' order (a compressed index): only the few kept are rescored on the store's rows
+            top, scores = self.ann.search(query, fetch, exclude=row, exact=False)
             ids = self.store.id_column[top]
             meeting = set(self.db.run(text, item_id=item_id, ids=ids.tolist(), **params)[0]["ids"])
             keep = np.fromiter((i in meeting for i in ids.tolist()), bool, len(top))
             if keep.sum() >= k:
-                return top[keep][:k], scores[keep][:k]
+                return self.ann.rescored(query, top[keep], scores[keep], k)
             if fetch >= min(CHECK_LIMIT, self.ann.live):
                 return None
             fetch = min(fetch * 4, CHECK_LIMIT)

@@ -68,10 +68,11 @@ class QueryService:
         self.db = db
         try:
             self.search = VectorSearch(db, self.store, settings.strategy, mapped=False)  # the index warm, in memory
-            # warm: the id map, and the exact norms (one pass over the matrix: small
-            # constraints are ranked exactly even when the index serves the rest)
+            # warm: the id map, and where every query is exact (no index) the rows' norms (one
+            # pass over the matrix; with an index, exactly ranked candidates bring their own)
             _ = self.store.row_of
-            _ = self.search.index.inv_norms
+            if self.search.strategy == "client":
+                _ = self.search.index.inv_norms
         except BaseException:
             self.close()
             raise

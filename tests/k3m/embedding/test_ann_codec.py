@@ -33,6 +33,11 @@ def test_sq8_rescored_on_the_store_finds_the_exact_neighbours(query_store, kind)
         assert row not in rows.tolist() and len(set(rows.tolist())) == len(rows) == 10
         np.testing.assert_allclose(scores, unit_rows(exact.matrix[rows]) @ unit_rows(exact.matrix[[row]])[0], atol=1e-5)
         found.append(len(set(truth.tolist()) & set(rows.tolist())) / 10)
+        if row % 50 == 0:  # the codes' order, rescored later on a kept part: the same answer
+            approx_rows, approx_scores = ann.search(exact.matrix[row], 40, exclude=row, exact=False)
+            assert not np.allclose(approx_scores[:10], scores)  # SQ8 scores, not the exact cosines
+            later_rows, later_scores = ann.rescored(exact.matrix[row], approx_rows, approx_scores, 10)
+            assert later_rows.tolist() == rows.tolist() and np.allclose(later_scores, scores)
     assert np.mean(found) >= 0.95
     # a constraint: only candidates, best first
     few = np.array([3, 200, 401, 599])
