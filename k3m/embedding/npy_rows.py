@@ -11,6 +11,7 @@ consecutive rows.
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import Iterator
 
@@ -32,6 +33,8 @@ class NpyRows:
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self.row_bytes = self.shape[1] * self.dtype.itemsize
         self.fd = os.open(self.path, os.O_RDWR if writable else os.O_RDONLY)
+        # a reader kept by a long-lived object (an index's rescoring rows) closes with it
+        self._closer = weakref.finalize(self, os.close, self.fd)
 
     @classmethod
     def create(cls, path: str | Path, shape: tuple[int, int], dtype) -> "NpyRows":
@@ -45,7 +48,7 @@ class NpyRows:
 
     def close(self) -> None:
         if self.fd is not None:
-            os.close(self.fd)
+            self._closer()
             self.fd = None
 
     def __enter__(self) -> "NpyRows":

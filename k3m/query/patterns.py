@@ -91,12 +91,32 @@ def candidate_query(item_filter: ItemFilter, limited: bool = False) -> tuple[str
     return text, params
 
 
+# member_query's fragments: each starts from the bound item ``i`` and walks its own few edges
+# (a pattern anchored at a Value or Category walks every item holding it: a brand of 7,400
+# items made checking 160 hits take 90 ms at 1M items)
+_QUERY_VALUES = ("MATCH (q)-[:HAS {{property: $same_{n}}}]->(qv_{n}:Value)\n"
+                 "WITH {kept}collect(DISTINCT qv_{n}.text) AS same_values_{n}")
+_SAME_FROM_I = "MATCH (i)-[:HAS {{property: $same_{n}}}]->(sv_{n}:Value) WHERE sv_{n}.text IN same_values_{n}"
+_EQUALS_FROM_I = "MATCH (i)-[:HAS {{property: $property_{n}}}]->(ev_{n}:Value) WHERE ev_{n}.text = $value_{n}"
+_CATEGORY_FROM_I = "MATCH (i)-[:IN_CATEGORY]->(c:Category) WHERE c.name = $category"
+
+
 def member_query(item_filter: ItemFilter) -> tuple[str, dict]:
     """Cypher returning one row whose ``ids`` lists those of ``$ids`` (given by the caller)
     that meet ``item_filter``: the nearest items checked against a constraint too common to
-    fetch whole. Each pattern starts from the bound item, so the cost follows ``$ids``."""
-    lines, where, params = item_filter.match_clauses()
-    head = [QUERY_ITEM] if item_filter.needs_query_item else []
-    bound = ["UNWIND $ids AS hit_id", "MATCH (i:Item {id: hit_id})"] + [line for line in lines if line != _ALL_ITEMS]
-    text = "\n".join(head + bound + ([f"WHERE {' AND '.join(where)}"] if where else []) + ["RETURN collect(DISTINCT i.id) AS ids"])
+    fetch whole. The query item's values are read first; every pattern then starts from the
+    bound item, so the cost follows ``$ids``, not the size of a brand or category."""
+    _, where, params = item_filter.match_clauses()
+    lines: list[str] = []
+    if item_filter.same:
+        lines.append(QUERY_ITEM)
+        for n in range(len(item_filter.same)):
+            kept = "".join(f"same_values_{m}, " for m in range(n))
+            lines.append(_QUERY_VALUES.format(n=n, kept="q, " + kept))
+    lines += ["UNWIND $ids AS hit_id", "MATCH (i:Item {id: hit_id})"]
+    lines += [_SAME_FROM_I.format(n=n) for n in range(len(item_filter.same))]
+    lines += [_EQUALS_FROM_I.format(n=n) for n in range(len(item_filter.equals))]
+    if item_filter.category is not None:
+        lines.append(_CATEGORY_FROM_I)
+    text = "\n".join(lines + ([f"WITH i WHERE {' AND '.join(where)}"] if where else []) + ["RETURN collect(DISTINCT i.id) AS ids"])
     return text, params

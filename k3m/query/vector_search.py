@@ -96,6 +96,11 @@ class ExactIndex:
         return m if m.dtype == np.float32 else np.asarray(m, dtype=np.float32)
 
     @cached_property
+    def rows_reader(self):
+        """The store's rows read with positioned I/O (candidates gathered without mapping)."""
+        return self.store.matrix_file()
+
+    @cached_property
     def inv_norms(self) -> np.ndarray:
         if isinstance(self.store.matrix, np.memmap):  # one pass read from the file: a mapped pass would stay resident
             with self.store.matrix_file() as m:
@@ -111,6 +116,8 @@ class ExactIndex:
             rows = rows[rows != exclude]
         # candidates alone: their own norms (the catalog's, computed once, read the whole matrix)
         norms = self.inv_norms if rows is None or "inv_norms" in self.__dict__ else None
+        if rows is not None and isinstance(self.matrix, np.memmap):  # read, not mapped (see AnnIndex.open)
+            return exact_topk(self.rows_reader, query, k, np.asarray(rows, np.int64), norms)
         top_rows, scores = exact_topk(self.matrix, query, k + (exclude is not None and rows is None), rows, norms)
         if exclude is not None and rows is None:
             keep = top_rows != exclude
@@ -207,9 +214,14 @@ class VectorSearch:
         row = self._row(item_id)
         query = self.store.matrix[row]
         if self.candidate_fetch is not None and not item_filter.is_empty:
+            # first the 4k nearest items checked against the constraint (one cheap query from
+            # each bound item): a constraint the neighbours share (same brand) ends here
+            found = self._nearest_meeting(item_id, query, row, k, item_filter, first=4 * k, last=4 * k)
+            if found is not None:
+                return self._hits(*found)
             rows = self.candidate_rows(item_id, item_filter, limit=self.candidate_fetch + 1)
-            if len(rows) > self.candidate_fetch:  # a common constraint: checked on the nearest items
-                found = self._nearest_meeting(item_id, query, row, k, item_filter)
+            if len(rows) > self.candidate_fetch:  # a common constraint: more of the nearest items checked
+                found = self._nearest_meeting(item_id, query, row, k, item_filter, first=16 * k, last=CHECK_LIMIT)
                 if found is not None:
                     return self._hits(*found)
                 rows = self.candidate_rows(item_id, item_filter)  # rarer among the neighbours: all of them
@@ -224,12 +236,12 @@ class VectorSearch:
             return self._hits(*self.index.search(query, k, rows, exclude=row))
         return self._hits(top, scores)
 
-    def _nearest_meeting(self, item_id: str, query, row: int, k: int, item_filter: ItemFilter):
+    def _nearest_meeting(self, item_id: str, query, row: int, k: int, item_filter: ItemFilter, first: int, last: int):
         """(rows, scores) of the k nearest items meeting the filter, found among the index's
-        4k, 16k, ... nearest (at most CHECK_LIMIT) checked in Cypher; None when even those
-        hold fewer than k."""
+        ``first``, 4 x ``first``, ... nearest (at most ``last``) checked in Cypher; None when
+        even those hold fewer than k."""
         text, params = member_query(item_filter)
-        fetch = 4 * k
+        fetch = first
         while True:
             # the codes' order (a compressed index): only the few kept are rescored on the store's rows
             top, scores = self.ann.search(query, fetch, exclude=row, exact=False)
@@ -238,9 +250,9 @@ class VectorSearch:
             keep = np.fromiter((i in meeting for i in ids.tolist()), bool, len(top))
             if keep.sum() >= k:
                 return self.ann.rescored(query, top[keep], scores[keep], k)
-            if fetch >= min(CHECK_LIMIT, self.ann.live):
+            if fetch >= min(last, self.ann.live):
                 return None
-            fetch = min(fetch * 4, CHECK_LIMIT)
+            fetch = min(fetch * 4, last)
 
     # -- cypher: vector.similarity.cosine in the server ----------------------------------
     @cached_property

@@ -132,7 +132,7 @@ def indexed_store(query_store, tmp_path_factory):
 def test_ann_search_under_constraints_finds_the_exact_neighbours(loaded_db, indexed_store, query_build, item_filter):
     build = CatalogBuild.open(query_build)
     # every constrained query through the index's ID selector, none ranked exactly up front
-    search = VectorSearch(loaded_db, indexed_store, "ann", exact_candidates=0)
+    search = VectorSearch(loaded_db, indexed_store, "ann", exact_candidates=0, candidate_fetch=None)
     assert search.strategy == "ann"
     found, wanted = 0, 0
     for row in range(0, 600, 15):
