@@ -77,8 +77,11 @@ class ParquetStringColumn:
     def __getitem__(self, rows):
         if isinstance(rows, (int, np.integer)):
             return str(self[np.array([rows])][0])
-        rows = np.asarray(rows, dtype=np.int64)
-        if rows.dtype == bool or (len(rows) and (rows.min() < 0 or rows.max() >= len(self))):
+        rows = np.asarray(rows)
+        if rows.dtype == bool:  # a mask would be read as rows 0 and 1
+            raise TypeError("a ParquetStringColumn is indexed by row numbers, not a mask")
+        rows = rows.astype(np.int64, copy=False)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
             raise IndexError(f"rows out of range for a column of {len(self)}")
         out = np.empty(len(rows), dtype=STRINGS)
         group = np.searchsorted(self.starts, rows, side="right") - 1

@@ -161,6 +161,14 @@ class EmbeddingStore:
         a one-shot query reads instead of :attr:`ids` (0.3 s at 1M items)."""
         return ParquetStringColumn(self.path / "ids.parquet", "item_id")
 
+    def ids_at(self, rows) -> np.ndarray:
+        """StringDType ids of ``rows``: from :attr:`ids` when this store has read them (a
+        service), else a row group at a time (:attr:`id_column`, a one-shot query)."""
+        return self._ids_or_column()[np.asarray(rows, dtype=np.int64)]
+
+    def _ids_or_column(self):
+        return self.__dict__["ids"] if "ids" in self.__dict__ else self.id_column
+
     def _column(self, name: str) -> np.ndarray | None:
         import pyarrow.parquet as pq
 
@@ -189,7 +197,7 @@ class EmbeddingStore:
         hashes, order = self.path / ID_HASHES, self.path / ID_ORDER
         if hashes.is_file() and order.is_file():
             sorted_hashes, rows = np.load(hashes, mmap_mode="r"), np.load(order, mmap_mode="r")
-            ids = self.__dict__.get("ids", self.id_column)  # the whole column when already read
+            ids = self._ids_or_column()
             if len(sorted_hashes) == len(rows) == len(ids):
                 return RowOf(ids, stable=True, sorted_hashes=sorted_hashes, order=rows)
         return RowOf(self.ids)

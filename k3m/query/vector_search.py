@@ -200,7 +200,7 @@ class VectorSearch:
         return row
 
     def _hits(self, top, scores) -> list[Hit]:
-        ids = self.store.id_column[np.asarray(top, dtype=np.int64)]
+        ids = self.store.ids_at(top)
         return [Hit(str(i), float(s)) for i, s in zip(ids.tolist(), scores)]
 
     def _client(self, item_id: str, k: int, item_filter: ItemFilter) -> list[Hit]:
@@ -245,7 +245,7 @@ class VectorSearch:
         while True:
             # the codes' order (a compressed index): only the few kept are rescored on the store's rows
             top, scores = self.ann.search(query, fetch, exclude=row, exact=False)
-            ids = self.store.id_column[top]
+            ids = self.store.ids_at(top)
             meeting = set(self.db.run(text, item_id=item_id, ids=ids.tolist(), **params)[0]["ids"])
             keep = np.fromiter((i in meeting for i in ids.tolist()), bool, len(top))
             if keep.sum() >= k:

@@ -91,6 +91,8 @@ def test_a_parquet_column_is_read_by_row_group(ids, tmp_path):
     assert sorted(column.groups) == [0, 1, 3]  # only the groups holding them were read
     with pytest.raises(IndexError):
         column[np.array([len(ids)])]
+    with pytest.raises(TypeError, match="not a mask"):
+        column[np.zeros(len(ids), bool)]
     stable = RowOf(ids, stable=True)
     lazy = RowOf(column, stable=True, sorted_hashes=stable.hashes, order=stable.order)
     assert lazy.find([str(ids[12345]), "missing"]).tolist() == [12345, -1]
