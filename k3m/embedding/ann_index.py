@@ -244,12 +244,7 @@ class AnnIndex:
         while True:
             sel = faiss.IDSelectorBitmap(len(self.label_row), faiss.swig_ptr(bitmap)) if bitmap is not None else None
             scores, labels_found = self.index.search(q, fetch, params=self._params(widen, sel))
-            found = labels_found[0]
-            keep = found >= 0
-            found_rows, found_scores = self.label_row[found[keep]], scores[0][keep]
-            if exclude is not None:
-                mask = found_rows != exclude
-                found_rows, found_scores = found_rows[mask], found_scores[mask]
+            found_rows, found_scores = self._found_rows(labels_found[0], scores[0], exclude)
             if rescore:
                 found_rows, found_scores = self._rescore(q[0], found_rows)
             if len(found_rows) >= wanted:
@@ -270,12 +265,16 @@ class AnnIndex:
         else:
             nlist = self.meta["params"]["nlist"]
             scores, found = self.index.search(q, fetch, params=faiss.SearchParametersIVF(nprobe=nlist, sel=sel))
-        keep = found[0] >= 0
-        found_rows, found_scores = self.label_row[found[0][keep]], scores[0][keep]
+        return self._found_rows(found[0], scores[0], exclude)
+
+    def _found_rows(self, labels: np.ndarray, scores: np.ndarray, exclude: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's labels as store rows (no -1 padding, never ``exclude``), with their scores."""
+        keep = labels >= 0
+        rows, scores = self.label_row[labels[keep]], scores[keep]
         if exclude is not None:
-            mask = found_rows != exclude
-            found_rows, found_scores = found_rows[mask], found_scores[mask]
-        return found_rows, found_scores
+            mask = rows != exclude
+            rows, scores = rows[mask], scores[mask]
+        return rows, scores
 
     def rescored(self, query: np.ndarray, rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The best ``k`` of rows found with ``exact=False`` (best first by the codes): the
