@@ -131,6 +131,15 @@ def _draw_donors(
     return donors
 
 
+def _donors_unless_absent(rng, present: np.ndarray, hit: np.ndarray, items: np.ndarray,
+                          product_key: np.ndarray) -> np.ndarray:
+    """Donors for one modality; where no item has it and none is to be swapped, every item
+    is its own source (a setting that does swap it still gets the clear error)."""
+    if not present.any() and not hit.any():
+        return np.arange(len(items))
+    return _draw_donors(rng, np.flatnonzero(present), items, product_key)
+
+
 def plan_corruption(
     setting: str,
     ratio: float,
@@ -184,12 +193,19 @@ def plan_corruption(
         title_source[title_hit] = MISSING
         image_source[image_hit] = MISSING
     else:
+        # A modality no item has (a text-only catalog's images) is not asked of a donor: a
+        # title swap there needs only titles. Where every modality occurs the draws are as
+        # before, so the plans of such catalogs are unchanged.
         if spec.target == "both":
-            donors = _draw_donors(rng, np.flatnonzero(title_present & image_present), items, product_key)
+            has = np.ones(n, dtype=bool)
+            for present in (title_present, image_present):
+                if present.any():
+                    has &= present
+            donors = _draw_donors(rng, np.flatnonzero(has), items, product_key)
             title_donor = image_donor = donors
         else:
-            title_donor = _draw_donors(rng, np.flatnonzero(title_present), items, product_key)
-            image_donor = _draw_donors(rng, np.flatnonzero(image_present), items, product_key)
+            title_donor = _donors_unless_absent(rng, title_present, title_hit, items, product_key)
+            image_donor = _donors_unless_absent(rng, image_present, image_hit, items, product_key)
         title_source[title_hit] = items[title_donor[title_hit]]
         image_source[image_hit] = items[image_donor[image_hit]]
     return CorruptionPlan(setting, float(ratio), int(seed), items, title_source, image_source)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from etl.catalog_build import CatalogBuild
 from k3m.data import CatalogIndex
 from k3m.evaluation.corruption import MISSING, SETTINGS, affected_count, plan_corruption, product_keys
 
@@ -98,3 +99,30 @@ def test_deterministic_seeded_and_nested(items, setting):
 def test_unknown_setting_is_refused(items):
     with pytest.raises(ValueError, match="unknown setting"):
         plan(items, "XNR", 0.5)
+
+
+@pytest.fixture(scope="module")
+def text_only_items(k3m_sample_build):
+    """k3m-sample: real items none of which has a readable photo."""
+    build = CatalogBuild.open(k3m_sample_build)
+    index = CatalogIndex.from_build(build)
+    rows = build.item_indices("train")
+    assert not index.has_image[rows].any()
+    return {"rows": rows, "title_present": np.array([index.titles[r] is not None for r in rows]),
+            "image_present": index.has_image[rows], "product_key": product_keys(build, rows)}
+
+
+@pytest.mark.parametrize("setting", ["TNR", "TINR"])
+def test_title_noise_on_a_catalog_without_photos(text_only_items, setting):
+    p = plan(text_only_items, setting, 1.0)
+    assert p.title_changed.all()
+    if setting == "TNR":
+        assert not p.image_changed.any()
+    position = {r: j for j, r in enumerate(text_only_items["rows"])}
+    keys = text_only_items["product_key"]
+    assert all(keys[position[s]] != keys[j] for j, s in enumerate(p.title_source))
+
+
+def test_image_noise_without_photos_is_a_clear_error(text_only_items):
+    with pytest.raises(ValueError, match="no donor item has the modality"):
+        plan(text_only_items, "INR", 0.5)
