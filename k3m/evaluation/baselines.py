@@ -7,7 +7,8 @@ name                       vector                                               
 most_frequent              none: each task's guess that reads no input            --
                            (most frequent class / value, every pair aligned)
 tfidf_title                TF-IDF of the title, every word 1-2-gram seen in two   title
-                           or more train titles (scikit-learn)
+                           or more train titles (scikit-learn; character 1-2-grams
+                           for titles written without spaces, e.g. Chinese)
 minilm_title               all-MiniLM-L6-v2 over the title, mean-pooled           title
 effnet_image               EfficientNet-Lite0 ImageNet features, pooled           image
 minilm_effnet              minilm_title ‖ effnet_image                            title, image
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 
 from encoders.cache import FeatureCache, FeatureSpec
+from etl.errors import InvalidValue
 from k3m.data import CatalogIndex, knowledge_text
 from k3m.data.index import FEATURES_DIR_ENV
 
@@ -52,7 +54,11 @@ class BaselineConfig:
     image_size: int = 0
     max_title_tokens: int = 36
     knowledge_max_tokens: int = 128
-    # TF-IDF as a user sets it up: every word 1-2-gram in at least tfidf_min_df train titles
+    # TF-IDF as a user sets it up: every word 1-2-gram in at least tfidf_min_df train titles;
+    # titles written without spaces between words (Chinese, Japanese) get character 1-2-grams,
+    # as a user of such a catalog would set it (a "word" there is the whole title). auto picks
+    # char when most of the train titles' letters are CJK; word | char force one.
+    tfidf_analyzer: str = "auto"
     tfidf_min_df: int = 2
     tfidf_max_features: Optional[int] = None  # None: no cap
 
@@ -79,6 +85,22 @@ BASELINES: dict[str, BaselineSpec] = {
 }
 
 
+def _cjk(ch: str) -> bool:
+    o = ord(ch)
+    return 0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x4DBF or 0x4E00 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF \
+        or 0xF900 <= o <= 0xFAFF
+
+
+def tfidf_analyzer(titles: list[str], asked: str = "auto") -> str:
+    """``word`` or ``char``: ``auto`` is char when over half of the titles' letters are CJK."""
+    if asked in ("word", "char"):
+        return asked
+    if asked != "auto":
+        raise InvalidValue(f"baselines.tfidf_analyzer must be auto, word or char, got {asked!r}")
+    letters = [ch for title in titles for ch in title if ch.isalpha()]
+    return "char" if letters and sum(map(_cjk, letters)) > len(letters) / 2 else "word"
+
+
 class BaselineEncoder:
     """``encode(rows, plan) -> float [n, D]``, like :class:`k3m.embedding.ItemEncoder`."""
 
@@ -98,8 +120,9 @@ class BaselineEncoder:
             from sklearn.feature_extraction.text import TfidfVectorizer
 
             train = [t for t in self.titles[build.item_indices("train")] if isinstance(t, str) and t.strip()]
-            self.tfidf = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=config.tfidf_min_df,
-                                         max_features=config.tfidf_max_features).fit(train)
+            self.tfidf_analyzer = tfidf_analyzer(train, config.tfidf_analyzer)
+            self.tfidf = TfidfVectorizer(analyzer=self.tfidf_analyzer, ngram_range=(1, 2), sublinear_tf=True,
+                                         min_df=config.tfidf_min_df, max_features=config.tfidf_max_features).fit(train)
 
     def encode(self, rows: np.ndarray, plan=None) -> torch.Tensor:
         rows = np.asarray(rows, dtype=np.int64)

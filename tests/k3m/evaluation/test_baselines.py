@@ -76,3 +76,23 @@ def test_blocks_are_unit_length_and_tfidf_keeps_every_ngram_seen_twice(slice_bui
              if isinstance(t, str) and t.strip()]
     counts = CountVectorizer(ngram_range=(1, 2), min_df=2).fit(train)
     assert set(tfidf.tfidf.vocabulary_) == set(counts.vocabulary_)
+    assert tfidf.tfidf_analyzer == "word"
+
+
+def test_titles_without_spaces_get_character_ngrams(k3m_sample_build):
+    """k3m-sample's Chinese titles have no spaces between words: word n-grams would make each
+    title one token seen once, an empty vector; a user takes character n-grams there."""
+    from etl.catalog_build import CatalogBuild
+    from k3m.data import CatalogIndex
+    from k3m.evaluation.baselines import BASELINES, BaselineConfig, BaselineEncoder, tfidf_analyzer
+
+    build = CatalogBuild.open(k3m_sample_build)
+    rows = build.item_indices("test")
+    tfidf = BaselineEncoder(BASELINES["tfidf_title"], build, CatalogIndex.from_build(build), rows, BaselineConfig())
+    assert tfidf.tfidf_analyzer == "char"
+    vectors = tfidf.encode(rows).numpy()
+    assert (np.linalg.norm(vectors, axis=1) > 0.99).mean() > 0.95
+    assert tfidf_analyzer(["Slim fit denim jacket 牛仔"]) == "word"
+    assert tfidf_analyzer(["牛仔 denim"], "word") == "word"
+    with pytest.raises(ValueError, match="tfidf_analyzer"):
+        tfidf_analyzer(["x"], "words")
