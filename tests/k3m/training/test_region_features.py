@@ -35,7 +35,7 @@ def quadrant_regions(build: CatalogBuild, ids: np.ndarray, rows: np.ndarray, pat
                                    np.full(n, REGIONS, np.int32), probs)
 
 
-def test_region_file_feeds_pretraining_and_embedding(fashion_slice_build, tmp_path):
+def test_region_file_feeds_pretraining_and_embedding(fashion_slice_build, slice_view, tmp_path):
     build = CatalogBuild.open(fashion_slice_build)
     ids = build.items["item_id"].to_numpy(dtype=object)
     covered = np.flatnonzero(np.asarray(build.has_image))[::3][:150]  # a third of the items have regions
@@ -55,7 +55,8 @@ def test_region_file_feeds_pretraining_and_embedding(fashion_slice_build, tmp_pa
     lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(np.isfinite(l["mom"]) for l in lines if l["split"] == "train")
 
-    store, report = embed_build(tmp_path / "run", fashion_slice_build, EmbedSettings(model_id="regions"))
+    # into a private view of the shared slice build: its embeddings/ would show up in other tests' stores
+    store, report = embed_build(tmp_path / "run", slice_view("region-builds"), EmbedSettings(model_id="regions"))
     vectors = np.asarray(store.matrix)
     assert vectors.shape == (build.num_items, 32) and np.isfinite(vectors).all()
     # an item's image is its regions: exactly the items in the file have one, at their file rows
