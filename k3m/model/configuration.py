@@ -183,6 +183,9 @@ class KeepConfig:
     image: int = 0
     knowledge: int = 0
     impute: bool = True
+    # a shown title or image is filled from c* as far as the consistency head judges it another
+    # item's (needs loss.consistency > 0 and impute)
+    distrust: bool = False
     fit_items: int = 50000  # train items the statistics are fitted on (a seeded sample beyond that)
 
     @property
@@ -207,6 +210,7 @@ class LossConfig:
     mom: float = 1.0
     lpm: float = 1.0
     matching: float = 0.0  # needs the kept path (keep.*): its targets are the kept features
+    consistency: float = 0.0  # frozen encoders: is the shown title / image the item's own (heads.consistency)
     # FashionBERT-style adaptive weighting, here as learned uncertainty weights
     # (total = sum_k w_k (exp(-s_k) L_k + s_k)); fixed weights when False.
     adaptive: bool = False
@@ -308,6 +312,10 @@ class K3MConfig(Config):
                 raise ConfigError(f"keep.{name} must lie in 0..{width} (the frozen feature's width)")
         if self.loss.matching > 0 and not (self.frozen and self.keep.enabled):
             raise ConfigError("loss.matching compares c* with the kept features: it needs encoders: frozen and keep.* > 0")
+        if self.loss.consistency > 0 and not self.frozen:
+            raise ConfigError("loss.consistency judges the cached features an item shows: it needs encoders: frozen")
+        if self.keep.distrust and not (self.keep.enabled and self.keep.impute and self.loss.consistency > 0):
+            raise ConfigError("keep.distrust fills a distrusted block from c*: it needs keep.* > 0, keep.impute and loss.consistency > 0")
         if self.matching.temperature <= 0 or self.matching.dim < 1:
             raise ConfigError("matching.temperature must be > 0 and matching.dim >= 1")
 

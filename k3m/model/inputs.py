@@ -92,6 +92,10 @@ class FeatureTargets:
     # float [B, F] mean of the "property : value" vectors of all its pairs (masked ones too);
     # zeros without pairs; None when the model keeps no knowledge block (k3m.model.nn.kept_features)
     knowledge: Optional[torch.Tensor] = None
+    # bool [B] the item shows its own title / image (not hidden, not another item's): what the
+    # consistency head learns to judge; None without the stream
+    title_own: Optional[torch.Tensor] = None
+    image_own: Optional[torch.Tensor] = None
 
 
 ModeInputs = Union[TokenInputs, FeatureInputs]

@@ -87,17 +87,24 @@ class K3MModel(nn.Module):
     def item_vector(self, batch: K3MBatch, item_repr: torch.Tensor) -> torch.Tensor:
         """c* alone, or (with a kept path) c* then the kept blocks, each of unit length: a
         cosine over the item vector weighs c* and every modality the item has alike. An absent
-        title or image is filled from c* by its reconstruction head (``keep.impute``); an
-        item without pairs has no knowledge block (zeros)."""
+        title or image is filled from c* by its reconstruction head (``keep.impute``), and with
+        ``keep.distrust`` a shown one as far as the consistency head judges it another item's;
+        an item without pairs has no knowledge block (zeros)."""
         if self.kept is None:
             return item_repr
         pooled = FeatureStem.pooled_features(batch)
+        # keep.distrust: a shown title or image judged another item's is filled from c* as well
+        trust = self.heads["consistency"].own_probability(pooled, item_repr) if self.config.keep.distrust else {}
         features = {}
         for name in self.kept.dims:
             raw, present = pooled[name]
             head = self.heads[RECONSTRUCTION[name]] if name in RECONSTRUCTION and RECONSTRUCTION[name] in self.heads else None
             if self.config.keep.impute and head is not None:
-                raw = torch.where(present.unsqueeze(-1), raw.to(item_repr.dtype), head.net(item_repr))
+                guess = head.net(item_repr)
+                if name in trust:
+                    own = trust[name].unsqueeze(-1)
+                    raw = own * F.normalize(raw.float(), dim=-1) + (1 - own) * F.normalize(guess.float(), dim=-1)
+                raw = torch.where(present.unsqueeze(-1), raw.to(item_repr.dtype), guess)
             features[name] = raw
         blocks = self.kept(features)
         parts = [item_repr] + [blocks[name] for name in self.kept.dims]

@@ -23,7 +23,7 @@ from etl.errors import InvalidValue, UserError
 from k3m.data import index_for
 from k3m.model import K3MModel
 from k3m.model.configuration import LossConfig
-from k3m.model.heads.task_weighting import task_names
+from k3m.model.heads.task_weighting import OPTIONAL_TASKS, task_names
 from k3m.model.run import ResolvedRun
 from k3m.training.checkpointing import Position, restore_training_state, save_training_checkpoint
 from k3m.training.config import TrainConfig
@@ -33,7 +33,7 @@ from k3m.training.prepare import (make_loaders, make_optimizer, prepare_tokenize
                                   resolve_text_dir, split_rows)
 from k3m.training.tracking import Metrics, Progress, peak_memory_mb
 
-TASKS = task_names(LossConfig(matching=1.0))  # every task a loss line may carry
+TASKS = task_names(LossConfig(**dict.fromkeys(OPTIONAL_TASKS, 1.0)))  # every task a loss line may carry
 KEYS = ("loss",) + TASKS
 
 

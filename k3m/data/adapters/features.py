@@ -65,7 +65,7 @@ class FeatureAdapter(InputAdapter):
         inputs = FeatureInputs(torch.from_numpy(title), torch.from_numpy(title_mask), torch.from_numpy(knowledge),
                                torch.from_numpy(knowledge_mask), image, torch.from_numpy(property_ids),
                                torch.from_numpy(f.property_vectors[property_ids]))
-        targets = self._targets(records, masked) if self.targets else None
+        targets = self._targets(records, masked, shown) if self.targets else None
         return Collated(inputs, targets, title_mask.any(1), shown_images >= 0, knowledge_mask.any(1), kept, masked)
 
     def add_vocabulary(self, inputs: FeatureInputs, lpm: LPMTargets) -> None:
@@ -150,19 +150,22 @@ class FeatureAdapter(InputAdapter):
         kept.property_span = kept.value_span = one_token
         return features, mask, kept, masked
 
-    def _targets(self, records, masked: PairArrays) -> FeatureTargets:
+    def _targets(self, records, masked: PairArrays, shown: list[tuple[int, int]]) -> FeatureTargets:
+        """``shown``: the (title row, image row) each item was shown (``_corrupt``)."""
         f = self.features
-        title = title_present = image = image_present = None
+        title = title_present = image = image_present = title_own = image_own = None
         if self.use_title:
             own = np.array([r.row if r.title_row >= 0 else -1 for r in records], dtype=np.int64)
             title, title_present = torch.from_numpy(f.title_vectors(own)), torch.from_numpy(own >= 0)
+            title_own = torch.tensor([t >= 0 and t == r.title_row for (t, _), r in zip(shown, records)])
         if self.use_image:
             own = np.array([r.row if r.image_row >= 0 else -1 for r in records], dtype=np.int64)
             image = torch.from_numpy(f.image_grid(own).astype(np.float32).mean(1))
             image_present = torch.from_numpy(own >= 0)
+            image_own = torch.tensor([i >= 0 and i == r.image_row for (_, i), r in zip(shown, records)])
         pairs = Pairs(torch.from_numpy(masked.item), torch.from_numpy(masked.property), torch.from_numpy(masked.value))
         knowledge = torch.from_numpy(self._own_knowledge(records)) if self.keeps_knowledge else None
-        return FeatureTargets(title, title_present, image, image_present, pairs, knowledge)
+        return FeatureTargets(title, title_present, image, image_present, pairs, knowledge, title_own, image_own)
 
     def _own_knowledge(self, records) -> np.ndarray:
         """float32 [B, F] mean "property : value" vector of each item's pairs, masked ones too."""

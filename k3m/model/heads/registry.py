@@ -15,6 +15,7 @@ from torch import nn
 
 from encoders.image.cached import GRID_FEATURES
 from k3m.model.heads.base import TaskHead
+from k3m.model.heads.consistency import ModalityConsistency
 from k3m.model.heads.lpm import LinkPrediction
 from k3m.model.heads.matching import Matching
 from k3m.model.heads.mlm import MaskedTokens
@@ -66,10 +67,19 @@ def _matching(config, stem) -> Optional[TaskHead]:
     return Matching(config.hidden_size, sum(config.kept_dims.values()), config.matching.dim, config.matching.temperature)
 
 
+def _consistency(config, stem) -> Optional[TaskHead]:
+    if not (config.loss.consistency > 0 and (config.use_title or config.use_image)):
+        return None
+    widths = {name: width for name, width, used in (
+        ("title", config.text.feature_size, config.use_title), ("image", GRID_FEATURES, config.use_image),
+        ("knowledge", config.text.feature_size, config.use_knowledge)) if used}
+    return ModalityConsistency(widths, config.hidden_size, config.matching.dim)
+
+
 HEADS: dict[str, dict[str, HeadFactory]] = {
     "trainable": {"mlm": _masked_tokens, "mom": _masked_visual_tokens, "lpm": _link_prediction},
     "frozen": {"mlm_title": _title_reconstruction, "mom": _image_reconstruction, "mlm_knowledge": _masked_pairs,
-               "lpm": _link_prediction, "matching": _matching},
+               "lpm": _link_prediction, "matching": _matching, "consistency": _consistency},
 }
 
 

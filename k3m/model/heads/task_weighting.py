@@ -14,7 +14,7 @@ from torch import nn
 
 # tasks added after the first checkpoints: weighed (and given an adaptive weight) only when
 # switched on, so a checkpoint made before them loads with the parameters it has
-OPTIONAL_TASKS = ("matching",)
+OPTIONAL_TASKS = ("matching", "consistency")
 
 
 def task_names(loss_config) -> tuple[str, ...]:

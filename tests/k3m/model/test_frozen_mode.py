@@ -12,7 +12,7 @@ from k3m.model.stems import FeatureStem
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 PRESENCE = [(t, i, k) for t in (True, False) for i in (True, False) for k in (True, False)]
-TASKS = {"mlm_title", "mlm_knowledge", "mom", "lpm", "matching", "loss"}
+TASKS = {"mlm_title", "mlm_knowledge", "mom", "lpm", "matching", "consistency", "loss"}
 
 
 def batch_of(index, config, rows, presence=None, targets=True):

@@ -22,10 +22,10 @@ MICRO = {"image": {"hidden_size": 32, "intermediate_size": 64, "num_heads": 2},
 CONFIGS = {
     "tiny": lambda: K3MConfig.from_preset("tiny", **MICRO, text={"hidden_size": 32, "intermediate_size": 64, "num_layers": 1,
                                                                    "num_heads": 2, "vocab_size": 100}),
-    # the cpu preset as it was when those keys were recorded: no kept path, no matching head, 96 px
+    # the cpu preset as it was when those keys were recorded: no kept path, no matching or consistency head, 96 px
     "cpu": lambda: resolve_text_dir(K3MConfig.from_preset("cpu", **{**MICRO, "image": {**MICRO["image"], "image_size": 96},
-                                                                    "loss": {"adaptive": True, "matching": 0.0}},
-                                                          keep={"title": 0, "image": 0, "knowledge": 0},
+                                                                    "loss": {"adaptive": True, "matching": 0.0, "consistency": 0.0}},
+                                                          keep={"title": 0, "image": 0, "knowledge": 0, "distrust": False},
                                                           text={"hidden_size": 32, "num_heads": 2})),
 }
 

@@ -17,8 +17,9 @@ def heads_of(config):
 def test_the_heads_of_each_mode(tiny_model_config, frozen_config):
     trainable = heads_of(tiny_model_config)
     assert list(trainable) == ["mlm", "mom", "lpm"] and trainable["mlm"].tasks == ("mlm_title", "mlm_knowledge")
-    assert list(heads_of(frozen_config)) == ["mlm_title", "mom", "mlm_knowledge", "lpm", "matching"]
-    assert [h.tasks for h in heads_of(frozen_config).values()] == [("mlm_title",), ("mom",), ("mlm_knowledge",), ("lpm",), ("matching",)]
+    assert list(heads_of(frozen_config)) == ["mlm_title", "mom", "mlm_knowledge", "lpm", "matching", "consistency"]
+    assert [h.tasks for h in heads_of(frozen_config).values()] == [("mlm_title",), ("mom",), ("mlm_knowledge",), ("lpm",),
+                                                                    ("matching",), ("consistency",)]
 
 
 @pytest.mark.parametrize("overrides, heads", [
