@@ -186,6 +186,10 @@ class KeepConfig:
     # a shown title or image is filled from c* as far as the consistency head judges it another
     # item's (needs loss.consistency > 0 and impute)
     distrust: bool = False
+    # pretraining switches distrust off in the model it saves when the consistency head's loss
+    # on the validation items is above this (half of guessing, ln 2 / 2): a head that memorised
+    # a small catalog's train items judges new items' own titles another's
+    distrust_max_valid_loss: float = 0.35
     fit_items: int = 50000  # train items the statistics are fitted on (a seeded sample beyond that)
 
     @property

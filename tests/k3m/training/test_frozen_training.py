@@ -42,3 +42,21 @@ def test_losses_fall_and_a_resume_is_exact(fashion_slice_build, frozen_slice_ind
     (resumed / "checkpoints" / "latest").write_text("step_18\n")
     assert main(["--resume", str(resumed)]) == 0
     assert lines(resumed, "train") == train_lines and lines(resumed, "valid") == valid
+
+
+def test_distrust_is_switched_off_when_the_consistency_head_does_not_judge_validation_items(fashion_slice_build, tmp_path,
+                                                                                            capsys):
+    """The saved model distrusts shown titles and photos only when the consistency head's
+    validation loss is below keep.distrust_max_valid_loss (6 steps: far above 0, far below 10)."""
+    from k3m.model import K3MConfig
+
+    saved = {}
+    for limit in (0.0, 10.0):
+        run = tmp_path / f"limit-{limit}"
+        summary = train(TrainConfig.load(REPO / "configs" / "pretrain_cpu.yaml", [
+            f"build={fashion_slice_build}", f"run_dir={run}", *MICRO, "max_steps=6", "eval_every=0",
+            "checkpoint_every=6", f"model.keep.distrust_max_valid_loss={limit}"]))
+        assert summary["valid"]["consistency"] > 0
+        saved[limit] = K3MConfig.load(run / "checkpoints" / "step_6").keep.distrust
+    assert saved == {0.0: False, 10.0: True}
+    assert capsys.readouterr().err.count("keep.distrust switched off") == 1
