@@ -320,6 +320,8 @@ class K3MConfig(Config):
             raise ConfigError("loss.consistency judges the cached features an item shows: it needs encoders: frozen")
         if self.keep.distrust and not (self.keep.enabled and self.keep.impute and self.loss.consistency > 0):
             raise ConfigError("keep.distrust fills a distrusted block from c*: it needs keep.* > 0, keep.impute and loss.consistency > 0")
+        if self.keep.distrust_max_valid_loss < 0:
+            raise ConfigError("keep.distrust_max_valid_loss must be >= 0 (a binary cross-entropy)")
         if self.matching.temperature <= 0 or self.matching.dim < 1:
             raise ConfigError("matching.temperature must be > 0 and matching.dim >= 1")
 

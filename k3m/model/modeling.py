@@ -73,10 +73,17 @@ class K3MModel(nn.Module):
         batch carries. Visual tokens are MOM-masked only when losses are computed."""
         stem = self.stem(batch, compute_losses)
         core = self.core(stem.streams, batch.graph, lambda knowledge: self.stem.edge_properties(batch, knowledge))
-        item_vector = self.item_vector(batch, core.item_repr)
+        # what the frozen features show, pooled, and the consistency head's judgement of it: read
+        # by the item vector and by the heads, computed once
+        shown = FeatureStem.pooled_features(batch) if isinstance(self.stem, FeatureStem) else None
+        judge = self.heads["consistency"] if "consistency" in self.heads else None
+        own_logits = judge.logits(shown, core.item_repr) if judge is not None and (
+            compute_losses or self.config.keep.distrust) else None
+        item_vector = self.item_vector(batch, core.item_repr, shown, own_logits)
         losses = {}
         if compute_losses:
-            ctx = HeadContext(batch, self.stem, stem.streams, stem.visual, core.fused, core.item_repr, self.kept)
+            ctx = HeadContext(batch, self.stem, stem.streams, stem.visual, core.fused, core.item_repr, self.kept,
+                              shown, own_logits)
             for head in self.heads.values():
                 losses.update(head.losses(ctx))
             if losses:
@@ -84,17 +91,21 @@ class K3MModel(nn.Module):
         return K3MOutput(core.item_center, core.item_repr, item_vector, losses, core.pooled, core.present,
                          core.pair_attention)
 
-    def item_vector(self, batch: K3MBatch, item_repr: torch.Tensor) -> torch.Tensor:
+    def item_vector(self, batch: K3MBatch, item_repr: torch.Tensor, shown=None, own_logits=None) -> torch.Tensor:
         """c* alone, or (with a kept path) c* then the kept blocks, each of unit length: a
         cosine over the item vector weighs c* and every modality the item has alike. An absent
         title or image is filled from c* by its reconstruction head (``keep.impute``), and with
         ``keep.distrust`` a shown one as far as the consistency head judges it another item's;
-        an item without pairs has no knowledge block (zeros)."""
+        an item without pairs has no knowledge block (zeros). ``shown`` / ``own_logits``: the
+        pooled features and the head's logits when the caller has them already."""
         if self.kept is None:
             return item_repr
-        pooled = FeatureStem.pooled_features(batch)
-        # keep.distrust: a shown title or image judged another item's is filled from c* as well
-        trust = self.heads["consistency"].own_probability(pooled, item_repr) if self.config.keep.distrust else {}
+        pooled = shown if shown is not None else FeatureStem.pooled_features(batch)
+        trust = {}
+        if self.config.keep.distrust:  # a shown title or image judged another item's is filled from c* as well
+            if own_logits is None:
+                own_logits = self.heads["consistency"].logits(pooled, item_repr)
+            trust = {name: torch.sigmoid(logit) for name, logit in own_logits.items()}
         features = {}
         for name in self.kept.dims:
             raw, present = pooled[name]

@@ -69,8 +69,8 @@ class ModalityConsistency(TaskHead):
         targets = ctx.targets
         if targets is None:
             return {}
-        pooled = ctx.stem.pooled_features(ctx.batch)
-        logits = self.logits(pooled, ctx.item_repr)
+        pooled = ctx.shown if ctx.shown is not None else ctx.stem.pooled_features(ctx.batch)
+        logits = ctx.own_logits if ctx.own_logits is not None else self.logits(pooled, ctx.item_repr)
         total, count = ctx.item_repr.new_zeros((), dtype=torch.float32), 0
         for name, logit in logits.items():
             own = getattr(targets, f"{name}_own", None)

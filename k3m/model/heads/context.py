@@ -18,6 +18,8 @@ class HeadContext:
     fused: dict[str, torch.Tensor]  # name -> IIFM output
     item_repr: torch.Tensor  # c* [B, H]
     kept: Optional[object] = None  # the model's KeptFeatures (frozen encoders with a kept path)
+    shown: Optional[dict] = None  # frozen encoders: name -> (pooled shown features [B, F], present [B])
+    own_logits: Optional[dict] = None  # the consistency head's logits (name -> [B]), when it exists
     _vocabulary: Optional[tuple[torch.Tensor, torch.Tensor]] = field(default=None, repr=False)
 
     @property
