@@ -126,7 +126,7 @@ def bench_breakdown(args, cfg, run_dir: Path) -> dict:
     from etl.catalog_build import CatalogBuild
     from k3m.data import index_for
     from k3m.model import K3MModel
-    from k3m.training.prepare import resolve_text_dir
+    from k3m.training.prepare import resolve_feature_resolution, resolve_text_dir
     from k3m.training.distributed import Dist, setup
     from k3m.training.prepare import make_loaders, make_optimizer
 
@@ -134,7 +134,8 @@ def bench_breakdown(args, cfg, run_dir: Path) -> dict:
     device = dist.device
     build = CatalogBuild.open(cfg.build)
     tokenizer = load_tokenizer(run_dir / "tokenizer")
-    model_cfg = resolve_text_dir(cfg.model).with_tokenizer(tokenizer)
+    # the resolution the timed run read (image_size 0: chosen for the build, as pretraining does)
+    model_cfg = resolve_feature_resolution(resolve_text_dir(cfg.model), build, dist).with_tokenizer(tokenizer)
     index = index_for(build, model_cfg, progress=False)
     model = K3MModel(model_cfg).to(device)
     optimizer, _ = make_optimizer(cfg, model, 1000, device)
