@@ -79,7 +79,7 @@ def create_app(service: QueryService, token: str | None = None) -> FastAPI:
         return JSONResponse(service.similar(item_id, k, item_filter, tuple(show)))
 
     @app.get("/items/{item_id}/completion", dependencies=guarded, response_class=JSONResponse,
-             summary="the property's values ranked for the item by the LPM distance (lower = more plausible)")
+             summary="the property's values ranked for the item by the LPM distance less the weighed log frequency of the value (lower = more plausible)")
     def completion(
         item_id: ItemId,
         property: Annotated[str, Query(description="the property to complete, e.g. baseColour")],

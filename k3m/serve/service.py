@@ -143,17 +143,20 @@ class QueryService:
 
     def complete(self, item_id: str, property_name: str, top_k: int = 3) -> dict:
         """The property's values ranked for the item by the LPM distance ``‖c* + p − v‖``
-        (lower = more plausible), next to the values the item has."""
+        less the weighed log frequency of the value (lower = more plausible; k3m.query.complete
+        .Completer), next to the values the item has."""
         started = time.perf_counter()
         row = self.row(item_id)
         completer = self.completer(property_name)
-        values, distances = completer.rank(np.array([row], dtype=np.int64), top_k)
+        values, scores = completer.rank(np.array([row], dtype=np.int64), top_k)
+        distances = completer.distances(values, scores)
         observed = self.view.facts(row, [property_name]).get(property_name, [])
         return {"id": item_id, "property": property_name, "model_id": self.store.model_id,
                 "observed": [observed] if isinstance(observed, str) else observed,
-                "candidate_values": int(len(completer.values)),
-                "suggestions": [{"rank": n, "value": self.build.values[v], "distance": float(d)}
-                                for n, (v, d) in enumerate(zip(values[0].tolist(), distances[0].tolist()), 1)],
+                "candidate_values": int(len(completer.values)), "prior_weight": completer.prior_weight,
+                "suggestions": [{"rank": n, "value": self.build.values[v], "score": float(c), "distance": float(d)}
+                                for n, (v, c, d) in enumerate(zip(values[0].tolist(), scores[0].tolist(),
+                                                                  distances[0].tolist()), 1)],
                 "milliseconds": (time.perf_counter() - started) * 1000}
 
     def completer(self, property_name: str):

@@ -68,7 +68,7 @@ def test_heldout_precision_is_the_ranking_of_the_true_value(query_store, query_b
     import torch
 
     build = CatalogBuild.open(query_build)
-    completer = Completer(query_store, build, "Pattern")
+    completer = Completer(query_store, build, "Pattern", prior=False)
     n, p1, _, _ = completer.heldout((1, 2), 3, 64)
     triples, split = np.asarray(build.triples), np.asarray(build.triple_split)
     p = build.properties.index("Pattern")
@@ -79,6 +79,56 @@ def test_heldout_precision_is_the_ranking_of_the_true_value(query_store, query_b
     d = torch.linalg.vector_norm(c[:, None] + pv - vv[None], dim=-1)
     best = completer.values[d.argmin(1).numpy()]
     assert n == len(held) and p1 == pytest.approx(float(np.mean(best == held[:, 2])))
+
+
+def hand_precision(store, build, completer, split: int, weight: float) -> float:
+    """precision@1 on ``split``'s facts of the completer's property, ranking by the LPM
+    distance less ``weight`` · log P(value), computed here with torch."""
+    import torch
+
+    triples, splits = np.asarray(build.triples), np.asarray(build.triple_split)
+    held = triples[(splits == split) & (triples[:, 1] == completer.property)]
+    held = held[np.isin(held[:, 2], completer.values)]
+    items = np.unique(held[:, 0])
+    c = torch.tensor(np.asarray(store.item_repr[items]))
+    pv = torch.tensor(np.asarray(store.property_vectors[completer.property]))
+    vv = torch.tensor(np.asarray(store.value_vectors[completer.values]))
+    counts = torch.tensor(completer.counts, dtype=torch.float64)
+    score = torch.linalg.vector_norm(c[:, None] + pv - vv[None], dim=-1).double() - weight * torch.log(counts / counts.sum())
+    first = completer.values[score.argmin(1).numpy()]
+    return float(np.mean([first[k] in held[held[:, 0] == item, 2] for k, item in enumerate(items)]))
+
+
+def test_the_prior_weight_is_the_grid_best_on_valid_facts(query_store, query_build):
+    """The weight chosen is the smallest of the grid with the best valid precision@1 (so never
+    below the LPM alone nor the most-frequent guess there); the test ranking uses it."""
+    build = CatalogBuild.open(query_build)
+    completer = Completer(query_store, build, "baseColour")
+    assert completer.calibration_facts >= Completer.MIN_CALIBRATION_FACTS
+    by_weight = [hand_precision(query_store, build, completer, 1, w) for w in Completer.PRIOR_WEIGHTS]
+    best = max(by_weight)
+    assert completer.prior_weight == Completer.PRIOR_WEIGHTS[by_weight.index(best)]
+    assert best >= by_weight[0] and best >= by_weight[-1]  # the LPM alone; the most frequent value always
+    _, p1, _, majority = completer.heldout((2,), 3, 64)
+    assert p1 == pytest.approx(hand_precision(query_store, build, completer, 2, completer.prior_weight))
+    # scores rank, and distances() gives back the LPM distance of what was ranked
+    rows = np.arange(8)
+    ids, scores = completer.rank(rows, 3)
+    assert (np.diff(scores, axis=1) >= 0).all()
+    alone = Completer(query_store, build, "baseColour", prior=False)
+    full_ids, full_d = alone.rank(rows, len(alone.values))  # every value's distance, per row
+    lookup = {(int(r), int(v)): float(x) for r, vs, xs in zip(rows, full_ids, full_d) for v, x in zip(vs, xs)}
+    recovered = completer.distances(ids, scores)
+    assert recovered == pytest.approx(np.array([[lookup[(int(r), int(v))] for v in vs] for r, vs in zip(rows, ids)]), rel=1e-5)
+
+
+def test_too_few_valid_facts_leave_the_lpm_alone(query_store, query_build, monkeypatch):
+    build = CatalogBuild.open(query_build)
+    monkeypatch.setattr(Completer, "MIN_CALIBRATION_FACTS", 10 ** 9)
+    completer = Completer(query_store, build, "baseColour")
+    assert completer.prior_weight == 0.0 and completer.calibration_facts == 0
+    ids, scores = completer.rank(np.arange(4), 2)
+    assert completer.distances(ids, scores) is scores
 
 
 def test_lacking_items_respect_category_applicability(fresh_loaded_db):

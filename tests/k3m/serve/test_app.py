@@ -159,14 +159,18 @@ def test_embedding_lookup_is_the_stored_row(api, query_store):
     assert body["created"] == query_store.created[42]
 
 
-def test_completion_is_the_lpm_ranking(api, query_store, query_build):
+def test_completion_is_the_completers_ranking(api, query_store, query_build):
     item_id, colour = an_item_with(query_build, "baseColour")
     status, body, _ = get(f"{api}/items/{item_id}/completion?property=baseColour&top_k=4")
     assert status == 200 and body["observed"] == [colour] and len(body["suggestions"]) == 4
     build = CatalogBuild.open(query_build)
-    values, distances = Completer(query_store, build, "baseColour").rank(query_store.rows([item_id]), 4)
+    completer = Completer(query_store, build, "baseColour")
+    values, scores = completer.rank(query_store.rows([item_id]), 4)
     assert [s["value"] for s in body["suggestions"]] == [build.values[v] for v in values[0]]
+    assert [s["score"] for s in body["suggestions"]] == pytest.approx(scores[0].tolist(), rel=1e-6)
+    distances = completer.distances(values, scores)
     assert [s["distance"] for s in body["suggestions"]] == pytest.approx(distances[0].tolist(), rel=1e-6)
+    assert body["prior_weight"] == completer.prior_weight
     assert [s["rank"] for s in body["suggestions"]] == [1, 2, 3, 4]
 
 
