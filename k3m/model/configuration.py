@@ -186,6 +186,11 @@ class KeepConfig:
     # a shown title or image is filled from c* as far as the consistency head judges it another
     # item's (needs loss.consistency > 0 and impute)
     distrust: bool = False
+    # the reconstruction heads (mlm_title, mom) are scored in the kept block's space (unit
+    # length, centred, projected) instead of the raw features': what the item vector uses of
+    # their guess. In the raw space, guessing the features' common direction already scores
+    # well (frozen features are anisotropic), and centring leaves that guess little of the item
+    reconstruct_in_block: bool = False
     # pretraining switches distrust off in the model it saves when the consistency head's loss
     # on the validation items is above this (half of guessing, ln 2 / 2): a head that memorised
     # a small catalog's train items judges new items' own titles another's

@@ -45,4 +45,12 @@ class ModalityReconstruction(ReconstructionHead, TaskHead):
         target = getattr(targets, self.modality, None) if targets is not None else None
         if target is None:
             return {}
-        return {self.tasks[0]: self.loss(ctx.item_repr, target, getattr(targets, f"{self.modality}_present"))}
+        present = getattr(targets, f"{self.modality}_present")
+        kept = ctx.kept
+        # the block space exists once the kept path is fitted (before pretraining's first step)
+        if ctx.in_block and kept is not None and self.modality in kept.dims and bool(kept.fitted):
+            guess, own = kept.block(self.modality, self.net(ctx.item_repr)), kept.block(self.modality, target)
+            cosine = F.cosine_similarity(guess.float(), own.float(), dim=-1)
+            weights = present.to(cosine.dtype)
+            return {self.tasks[0]: ((1 - cosine) * weights).sum() / weights.sum().clamp_min(1)}
+        return {self.tasks[0]: self.loss(ctx.item_repr, target, present)}
