@@ -1,7 +1,9 @@
 """Masked modality modelling (frozen encoders): from c*, reconstruct the item's own frozen
 features of a modality (its title's mean token feature, its image's mean grid cell),
 whatever the item was shown: the whole modality hidden, swapped for another item's, or
-intact. The loss is 1 - cosine, averaged over the items that have the modality.
+intact. The loss is 1 - cosine, averaged over the items that have the modality: in the raw
+features' space, or with ``keep.reconstruct_in_block`` in the kept block's (unit length,
+centred, projected), where the item vector uses the guess (docs/model.md).
 
 This is MLM/MOM moved to a level the feature cache cannot leak (docs/model.md): with cached
 *contextual* features, an unmasked token or cell still carries a masked neighbour, so
