@@ -155,7 +155,7 @@ class Completer:
     --facts train`` like the test facts): the weight of a grid, from 0 (the LPM alone) to one
     so large the most frequent value always wins, whose precision@1 there is highest, the
     smallest on ties. Where the model knows a property no better than its most frequent
-    value (fashion44k's 'Fabric': 66.4% against 69.3%), the ranking leans on the frequency
+    value (fashion44k's 'Fabric': 66.3% against 69.3%), the ranking leans on the frequency
     instead of falling below it; where it knows better, λ stays small or 0. Fewer than
     ``MIN_CALIBRATION_FACTS`` valid facts: λ = 0. ``prior=False``: λ = 0, the LPM alone."""
 
