@@ -36,11 +36,12 @@ def main() -> None:
     from etl.catalog_build import CatalogBuild
     from k3m.data import feature_spec
     from k3m.training import TrainConfig
-    from k3m.training.prepare import resolve_text_dir
+    from k3m.training.prepare import resolve_feature_resolution, resolve_text_dir
 
     torch.set_num_threads(args.threads)
     build = CatalogBuild.open(args.build)
-    spec = feature_spec(resolve_text_dir(TrainConfig.load(args.config).model))
+    # the resolution pretraining would read (image_size 0: chosen for the build on this machine)
+    spec = feature_spec(resolve_feature_resolution(resolve_text_dir(TrainConfig.load(args.config).model), build))
     said: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         cache = FeatureCache(spec, tmp)
