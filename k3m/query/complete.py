@@ -173,8 +173,11 @@ class Completer:
         store.check_build(build)
         self.store, self.build = store, build
         self.property = build.properties.index(property_name)
-        triples = np.asarray(build.triples)
-        train = triples[(np.asarray(build.triple_split) == 0) & (triples[:, 1] == self.property)]
+        # the property's facts and their splits, read once (the table is the catalog's: one scan)
+        triples, splits = np.asarray(build.triples), np.asarray(build.triple_split)
+        mine = triples[:, 1] == self.property
+        self._facts_of, self._split_of = triples[mine], splits[mine]
+        train = self._facts_of[self._split_of == 0]
         values, counts = np.unique(train[:, 2], return_counts=True)
         self.values = values  # candidate value ids: the property's values among train facts (sorted)
         self.counts = counts
@@ -226,8 +229,7 @@ class Completer:
 
     def _choose_prior_weight(self) -> tuple[float, int]:
         """(λ, valid facts it was chosen on): the grid's weight with the highest precision@1 on
-        the valid facts, counted as ``heldout`` counts (an item hits when its first value is
-        any of its held-out values)."""
+        the valid facts, counted as ``heldout`` counts."""
         facts = self._facts((1,))
         if len(facts) < self.MIN_CALIBRATION_FACTS or len(self.values) < 2:
             return 0.0, 0
@@ -235,28 +237,17 @@ class Completer:
         if len(items) > self.CALIBRATION_ITEMS:
             keep = np.sort(np.random.default_rng(0).choice(len(items), self.CALIBRATION_ITEMS, replace=False))
             chosen = np.isin(item_of_fact, keep)
-            facts, item_of_fact = facts[chosen], np.searchsorted(keep, item_of_fact[chosen])
-            items = items[keep]
-        true_position = np.searchsorted(self.values, facts[:, 2])
+            facts, item_of_fact, items = facts[chosen], np.searchsorted(keep, item_of_fact[chosen]), items[keep]
         weights = np.asarray(self.PRIOR_WEIGHTS, np.float32)
-        hits = np.zeros(len(weights), np.int64)
-        done = 0
-        for d in self._distance_chunks(items, 2048):
-            n = len(d)
-            first = np.argmin(d[None] - weights[:, None, None] * self.log_prior[None, None], axis=2)  # [W, n]
-            in_chunk = (item_of_fact >= done) & (item_of_fact < done + n)
-            hit = np.zeros((len(weights), n), bool)
-            for w in range(len(weights)):
-                at = item_of_fact[in_chunk] - done
-                hit[w, at[first[w, at] == true_position[in_chunk]]] = True
-            hits += hit.sum(1)
-            done += n
+        # [W, items] the first value at every weight (positions in self.values)
+        first = np.concatenate([np.argmin(d[None] - weights[:, None, None] * self.log_prior, axis=2)
+                                for d in self._distance_chunks(items, 2048)], axis=1)
+        hits = [_items_hit(self.values[first[w]], item_of_fact, facts[:, 2]).sum() for w in range(len(weights))]
         return float(self.PRIOR_WEIGHTS[int(np.argmax(hits))]), int(len(facts))
 
     def _facts(self, splits: tuple[int, ...]) -> np.ndarray:
         """The property's facts of ``splits`` whose value is a candidate."""
-        triples = np.asarray(self.build.triples)
-        facts = triples[np.isin(np.asarray(self.build.triple_split), splits) & (triples[:, 1] == self.property)]
+        facts = self._facts_of[np.isin(self._split_of, splits)]
         return facts[np.isin(facts[:, 2], self.values)]  # values never seen in training cannot be ranked
 
     def heldout(self, splits: tuple[int, ...], k: int, chunk: int) -> tuple[int, float | None, float | None, float | None]:
@@ -266,17 +257,19 @@ class Completer:
             return 0, None, None, None
         items, item_of_fact = np.unique(facts[:, 0], return_inverse=True)
         top, _ = self.rank(items, k, chunk)
-        # per held-out fact: is its value the item's first / among its k suggestions; an item
-        # counts once, hit when any of its held-out values is
-        first = np.zeros(len(items), bool)
-        anywhere = np.zeros(len(items), bool)
-        first[item_of_fact[top[item_of_fact, 0] == facts[:, 2]]] = True
-        anywhere[item_of_fact[(top[item_of_fact] == facts[:, 2, None]).any(1)]] = True
-        majority = self.values[np.argmax(self.counts)]
-        has_majority = np.zeros(len(items), bool)
-        has_majority[item_of_fact[facts[:, 2] == majority]] = True
-        hit1, hitk, base = first.mean(), anywhere.mean(), has_majority.mean()
+        majority = np.full(len(items), self.values[np.argmax(self.counts)])
+        hit1 = _items_hit(top[:, 0], item_of_fact, facts[:, 2]).mean()
+        hitk = np.any([_items_hit(top[:, j], item_of_fact, facts[:, 2]) for j in range(top.shape[1])], axis=0).mean()
+        base = _items_hit(majority, item_of_fact, facts[:, 2]).mean()
         return len(facts), float(hit1), float(hitk), float(base)
+
+
+def _items_hit(guess: np.ndarray, item_of_fact: np.ndarray, fact_values: np.ndarray) -> np.ndarray:
+    """bool [items]: is the item's guessed value (``guess[item]``) one of its held-out values.
+    An item counts once, hit when any of its facts is."""
+    hit = np.zeros(len(guess), bool)
+    hit[item_of_fact[guess[item_of_fact] == fact_values]] = True
+    return hit
 
 
 def lpm_distance(shifted: np.ndarray, values: np.ndarray, norm: int = 2) -> np.ndarray:
