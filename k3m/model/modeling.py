@@ -83,7 +83,7 @@ class K3MModel(nn.Module):
         losses = {}
         if compute_losses:
             ctx = HeadContext(batch, self.stem, stem.streams, stem.visual, core.fused, core.item_repr, self.kept,
-                              shown, own_logits, in_block=self.config.keep.reconstruct_in_block)
+                              shown, own_logits)
             for head in self.heads.values():
                 losses.update(head.losses(ctx))
             if losses:

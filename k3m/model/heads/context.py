@@ -20,7 +20,6 @@ class HeadContext:
     kept: Optional[object] = None  # the model's KeptFeatures (frozen encoders with a kept path)
     shown: Optional[dict] = None  # frozen encoders: name -> (pooled shown features [B, F], present [B])
     own_logits: Optional[dict] = None  # the consistency head's logits (name -> [B]), when it exists
-    in_block: bool = False  # reconstruction scored in the kept blocks' space (keep.reconstruct_in_block)
     _vocabulary: Optional[tuple[torch.Tensor, torch.Tensor]] = field(default=None, repr=False)
 
     @property

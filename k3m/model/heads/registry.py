@@ -44,13 +44,14 @@ def _masked_visual_tokens(config, stem) -> Optional[TaskHead]:
 def _title_reconstruction(config, stem) -> Optional[TaskHead]:
     if not (config.use_title and config.loss.mlm_title > 0):
         return None
-    return ModalityReconstruction(config.hidden_size, config.text.feature_size, "mlm_title", "title")
+    return ModalityReconstruction(config.hidden_size, config.text.feature_size, "mlm_title", "title",
+                                  config.keep.reconstruct_in_block)
 
 
 def _image_reconstruction(config, stem) -> Optional[TaskHead]:
     if not (config.use_image and config.loss.mom > 0):
         return None
-    return ModalityReconstruction(config.hidden_size, GRID_FEATURES, "mom", "image")
+    return ModalityReconstruction(config.hidden_size, GRID_FEATURES, "mom", "image", config.keep.reconstruct_in_block)
 
 
 def _masked_pairs(config, stem) -> Optional[TaskHead]:

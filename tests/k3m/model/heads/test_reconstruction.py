@@ -58,5 +58,4 @@ def test_the_common_direction_scores_well_only_in_the_raw_space(frozen_config, f
         common = getattr(model.kept, f"{modality}_mean").expand_as(own)
         raw = (1 - F.cosine_similarity(common, own, dim=-1)).mean()
         block = (1 - F.cosine_similarity(model.kept.block(modality, common), model.kept.block(modality, own), dim=-1)).mean()
-        print(modality, float(raw), float(block))
         assert raw < 0.5 and block > 0.95, (modality, float(raw), float(block))
