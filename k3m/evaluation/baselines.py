@@ -12,6 +12,8 @@ tfidf_title                TF-IDF of the title, every word 1-2-gram seen in two 
 minilm_title               all-MiniLM-L6-v2 over the title, mean-pooled           title
 effnet_image               EfficientNet-Lite0 ImageNet features, pooled           image
 minilm_effnet              minilm_title ‖ effnet_image                            title, image
+minilm_knowledge           MiniLM over the knowledge text alone: what the pairs   knowledge
+                           tell when the title and photo cannot be trusted
 minilm_effnet_knowledge    minilm_effnet ‖ MiniLM over the knowledge text         all three
 =========================  =====================================================  ===========
 
@@ -79,6 +81,7 @@ BASELINES: dict[str, BaselineSpec] = {
         BaselineSpec("minilm_title", "MiniLM title", ("title",), frozenset({"title"})),
         BaselineSpec("effnet_image", "EfficientNet image", ("image",), frozenset({"image"})),
         BaselineSpec("minilm_effnet", "MiniLM title ‖ EfficientNet", ("title", "image"), frozenset({"title", "image"})),
+        BaselineSpec("minilm_knowledge", "MiniLM knowledge", ("knowledge",), frozenset({"knowledge"})),
         BaselineSpec("minilm_effnet_knowledge", "MiniLM title ‖ EfficientNet ‖ MiniLM knowledge",
                      ("title", "image", "knowledge"), frozenset({"title", "image", "knowledge"})),
     )

@@ -11,7 +11,7 @@ import pytest
 from k3m.cli import main
 
 REPO = Path(__file__).resolve().parents[3]
-BASELINES = ["most_frequent", "tfidf_title", "minilm_title", "effnet_image", "minilm_effnet_knowledge"]
+BASELINES = ["most_frequent", "tfidf_title", "minilm_title", "effnet_image", "minilm_knowledge", "minilm_effnet_knowledge"]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,9 @@ def test_corruption_reaches_the_baselines(cells):
         assert acc("TMR", 1.0, title_only) <= floor + 0.05  # no title left: nothing to read
         assert acc("TNR", 1.0, title_only) < acc("clean", 0.0, title_only) - 0.2
     assert acc("TMR", 1.0, "effnet_image") == acc("clean", 0.0, "effnet_image")  # reads no title
+    # the pairs alone: no corruption reaches them, and they tell the category
+    assert acc("TMR", 1.0, "minilm_knowledge") == acc("TNR", 1.0, "minilm_knowledge") == acc("clean", 0.0, "minilm_knowledge")
+    assert acc("clean", 0.0, "minilm_knowledge") > floor + 0.2
     # the knowledge block keeps the concatenation up when the title is gone
     assert acc("TMR", 1.0, "minilm_effnet_knowledge") > acc("TMR", 1.0, "minilm_title") + 0.2
 
@@ -71,6 +74,8 @@ def test_blocks_are_unit_length_and_tfidf_keeps_every_ngram_seen_twice(slice_bui
         norms = np.linalg.norm(block, axis=1)
         assert np.allclose(norms[np.asarray(present)], 1.0, atol=1e-5)
         assert np.all(norms[~np.asarray(present)] == 0.0)  # an absent modality stays an all-zero block
+    alone = BaselineEncoder(BASELINES["minilm_knowledge"], slice_build, slice_index, rows, config).encode(rows).numpy()
+    assert np.array_equal(alone, knowledge)  # the concatenation's knowledge block, by itself
     tfidf = BaselineEncoder(BASELINES["tfidf_title"], slice_build, slice_index, rows, config)
     train = [t for t in slice_build.items["title"].to_numpy(dtype=object)[slice_build.item_indices("train")]
              if isinstance(t, str) and t.strip()]
