@@ -27,9 +27,7 @@ item's train pairs (``p1 : v1 ; p2 : v2 ...``, most frequent properties first, u
 ``knowledge_max_tokens``); held-out facts never reach it. The frozen encoders are the ones
 K3M's feature cache uses (the same package weights), at ``image_size`` px for the image
 (default: the resolution K3M's features were chosen at for this catalog, so both read the same
-image features)
-(default 224, EfficientNet's own resolution, so the baseline is not handicapped by K3M's
-smaller CPU setting); features are computed for the evaluated items only, and cached.
+image features); features are computed for the evaluated items only, and cached.
 """
 from __future__ import annotations
 
